@@ -1,0 +1,191 @@
+//! C header: include/linux/gfp.h (alloc_pages / free_pages), in the shape of a buddy allocator.
+
+import { type PhysAddr, formatAddr } from "./address.js";
+import { DevrefError } from "./errors.js";
+import type { PhysicalMemory } from "./memory.js";
+
+/**
+ * Hands out zeroed, naturally aligned blocks of physical memory.
+ *
+ * Page tables, coherent DMA buffers and the simulator's RAM all allocate through this
+ * interface, so a caller can plug in its own.
+ *
+ * **Invariants:** a returned block is zeroed and aligned to `max(align, size rounded up to
+ * a power of two)`; it stays allocated until `free` is called with the same address and size.
+ *
+ * **Errors:** `ENOMEM` when no block fits; `EINVAL` for a bad size or a free of something
+ * that was not allocated.
+ */
+export interface PhysAllocator {
+  /** The memory the blocks live in. */
+  readonly memory: PhysicalMemory;
+  alloc(size: number, align?: number): PhysAddr;
+  free(pa: PhysAddr, size: number): void;
+  /** Bytes currently allocated (after rounding each request up to its block size). */
+  readonly bytesInUse: number;
+}
+
+function isPowerOfTwo(n: number): boolean {
+  return Number.isSafeInteger(n) && n > 0 && Number.isInteger(Math.log2(n));
+}
+
+/**
+ * A binary buddy allocator over `[base, base + length)` of a {@link PhysicalMemory}.
+ *
+ * Requests are rounded up to a power of two no smaller than `minBlock`; freed blocks merge
+ * with their buddies. Choice is deterministic: the lowest free address of the smallest
+ * fitting order.
+ *
+ * @example
+ * ```ts
+ * const mem = new SparseMemory();
+ * const pages = new BuddyAllocator(mem, 0x8000_0000, 1 << 30);
+ * const table = pages.alloc(4096); // zeroed, 4 KiB aligned
+ * pages.free(table, 4096);
+ * ```
+ */
+export class BuddyAllocator implements PhysAllocator {
+  readonly memory: PhysicalMemory;
+  readonly base: number;
+  readonly length: number;
+  readonly minBlock: number;
+  #bytesInUse = 0;
+  /** Free block addresses per order; order k holds blocks of minBlock * 2^k bytes. */
+  readonly #free: Set<number>[] = [];
+  /** Order of every allocated block, by address. */
+  readonly #allocated = new Map<number, number>();
+
+  constructor(memory: PhysicalMemory, base: number, length: number, minBlock = 64) {
+    if (!isPowerOfTwo(minBlock)) {
+      throw new DevrefError("EINVAL", `minBlock ${String(minBlock)} must be a power of two`);
+    }
+    if (
+      !Number.isSafeInteger(base) ||
+      !Number.isSafeInteger(length) ||
+      base < 0 ||
+      length < minBlock ||
+      base % minBlock !== 0 ||
+      length % minBlock !== 0 ||
+      base + length > memory.size
+    ) {
+      throw new DevrefError(
+        "EINVAL",
+        `allocator region ${formatAddr(base)}+${String(length)} must be whole, aligned to ` +
+          `minBlock ${minBlock}, at least one block long and inside memory of size ${formatAddr(memory.size)}`,
+      );
+    }
+    this.memory = memory;
+    this.base = base;
+    this.length = length;
+    this.minBlock = minBlock;
+    // Carve the region into the largest naturally aligned blocks that fit.
+    let at = base;
+    const end = base + length;
+    while (at < end) {
+      let size = minBlock;
+      while (at % (size * 2) === 0 && at + size * 2 <= end) size *= 2;
+      this.#freeList(this.#orderOf(size)).add(at);
+      at += size;
+    }
+  }
+
+  get bytesInUse(): number {
+    return this.#bytesInUse;
+  }
+
+  /** Bytes still free. */
+  get bytesFree(): number {
+    return this.length - this.#bytesInUse;
+  }
+
+  #orderOf(size: number): number {
+    return Math.log2(size / this.minBlock);
+  }
+
+  #freeList(order: number): Set<number> {
+    for (let k = this.#free.length; k <= order; k++) this.#free[k] = new Set();
+    return this.#free[order]!;
+  }
+
+  /** Block size for a request, or throws EINVAL. */
+  #blockSize(size: number, align: number): number {
+    if (!Number.isSafeInteger(size) || size <= 0) {
+      throw new DevrefError("EINVAL", `allocation size ${String(size)} must be a positive whole number`);
+    }
+    if (!isPowerOfTwo(align)) {
+      throw new DevrefError("EINVAL", `alignment ${String(align)} must be a power of two`);
+    }
+    let block = this.minBlock;
+    while (block < size || block < align) block *= 2;
+    return block;
+  }
+
+  alloc(size: number, align = 1): PhysAddr {
+    const block = this.#blockSize(size, align);
+    const want = this.#orderOf(block);
+    let order = want;
+    let found = -1;
+    for (; order < this.#free.length; order++) {
+      const list = this.#free[order]!;
+      if (list.size > 0) {
+        found = Number.POSITIVE_INFINITY;
+        for (const at of list) if (at < found) found = at;
+        list.delete(found);
+        break;
+      }
+    }
+    if (found < 0) {
+      throw new DevrefError(
+        "ENOMEM",
+        `no free block of ${block} bytes in ${formatAddr(this.base)}+${this.length} ` +
+          `(${this.#bytesInUse} bytes in use): free something or give the allocator a larger region`,
+      );
+    }
+    // Split down to the wanted order, keeping the low half each time.
+    while (order > want) {
+      order--;
+      this.#freeList(order).add(found + this.minBlock * 2 ** order);
+    }
+    this.#allocated.set(found, want);
+    this.#bytesInUse += block;
+    this.memory.zero(found, block);
+    // SAFETY: found lies inside the region, which was checked to lie inside memory.
+    return found as PhysAddr;
+  }
+
+  free(pa: PhysAddr, size: number): void {
+    const order = this.#allocated.get(pa);
+    if (order === undefined) {
+      throw new DevrefError(
+        "EINVAL",
+        `free of ${formatAddr(pa)}: no block starts there (double free, or an address this allocator never returned)`,
+      );
+    }
+    const block = this.minBlock * 2 ** order;
+    if (!(Number.isSafeInteger(size) && size > 0 && size <= block)) {
+      throw new DevrefError(
+        "EINVAL",
+        `free of ${formatAddr(pa)} with size ${String(size)}: the block there is ${block} bytes; pass the size it was allocated with`,
+      );
+    }
+    this.#allocated.delete(pa);
+    this.#bytesInUse -= block;
+    let at: number = pa;
+    let k = order;
+    for (;;) {
+      const size = this.minBlock * 2 ** k;
+      const buddy = at % (size * 2) === 0 ? at + size : at - size;
+      const list = this.#freeList(k);
+      if (!list.has(buddy)) break;
+      list.delete(buddy);
+      at = Math.min(at, buddy);
+      k++;
+    }
+    this.#freeList(k).add(at);
+  }
+
+  /** Whether `pa` is the start of a live allocation. */
+  isAllocated(pa: number): boolean {
+    return this.#allocated.has(pa);
+  }
+}

@@ -1,0 +1,76 @@
+//! C header: include/uapi/asm-generic/errno-base.h, include/linux/errno.h
+
+/**
+ * The errno names devref reports, with the kernel's numbers.
+ *
+ * `EPROBE_DEFER` (517) is kernel-internal, like in Linux; the rest are the uapi values.
+ */
+export const ERRNO = {
+  EPERM: 1,
+  ENOENT: 2,
+  EIO: 5,
+  ENXIO: 6,
+  E2BIG: 7,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EFAULT: 14,
+  EBUSY: 16,
+  EEXIST: 17,
+  ENODEV: 19,
+  EINVAL: 22,
+  ENOSPC: 28,
+  ERANGE: 34,
+  ENOSYS: 38,
+  EPROTO: 71,
+  EOVERFLOW: 75,
+  EOPNOTSUPP: 95,
+  ESHUTDOWN: 108,
+  ETIMEDOUT: 110,
+  EPROBE_DEFER: 517,
+} as const;
+
+/** An errno name, e.g. `"ENODEV"`. Narrow errors on it. */
+export type Errno = keyof typeof ERRNO;
+
+/** Options for {@link DevrefError}: the standard `cause` and structured details. */
+export interface DevrefErrorOptions {
+  /** The error that led to this one. */
+  readonly cause?: unknown;
+  /** Machine-readable facts about the failure (for example the bytes mapped before it). */
+  readonly details?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * The one error class of devref: an errno-style `code` and a message that says what went
+ * wrong and what to do about it.
+ *
+ * **Invariants:** `code` is always a key of {@link ERRNO}; `errno` is its number.
+ *
+ * @example
+ * ```ts
+ * try { bind(dev) } catch (e) {
+ *   if (e instanceof DevrefError && e.code === "EPROBE_DEFER") retryLater();
+ * }
+ * ```
+ */
+export class DevrefError<C extends Errno = Errno> extends Error {
+  /** The errno name. */
+  readonly code: C;
+  /** The kernel's positive errno number for {@link code}. */
+  readonly errno: number;
+  /** Structured facts about the failure; empty when there are none. */
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: C, message: string, options: DevrefErrorOptions = {}) {
+    super(`${code}: ${message}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "DevrefError";
+    this.code = code;
+    this.errno = ERRNO[code];
+    this.details = options.details ?? {};
+  }
+
+  /** Whether `e` is a {@link DevrefError}, optionally with the given code. */
+  static is<C extends Errno>(e: unknown, code?: C): e is DevrefError<C> {
+    return e instanceof DevrefError && (code === undefined || e.code === code);
+  }
+}
