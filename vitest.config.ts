@@ -1,14 +1,8 @@
 import { defineConfig } from "vitest/config";
 
-// One run over every package: runtime tests and, in typecheck mode, the *.test-d.ts files.
-// Packages resolve to their TypeScript source through the "@devref/source" condition,
-// so no build is needed before testing.
-const conditions = ["@devref/source"];
-
+// One run over every package; each package's own vitest.config.ts describes its project.
 export default defineConfig({
-  resolve: { conditions },
-  ssr: { resolve: { conditions } },
   test: {
-    projects: ["packages/*", "examples/*"],
+    projects: ["packages/*"],
   },
 });

@@ -1,6 +1,6 @@
 //! C header: include/linux/gfp.h (alloc_pages / free_pages), in the shape of a buddy allocator.
 
-import { type PhysAddr, formatAddr } from "./address.js";
+import { formatAddr, type PhysAddr } from "./address.js";
 import { DevrefError } from "./errors.js";
 import type { PhysicalMemory } from "./memory.js";
 
@@ -110,7 +110,10 @@ export class BuddyAllocator implements PhysAllocator {
   /** Block size for a request, or throws EINVAL. */
   #blockSize(size: number, align: number): number {
     if (!Number.isSafeInteger(size) || size <= 0) {
-      throw new DevrefError("EINVAL", `allocation size ${String(size)} must be a positive whole number`);
+      throw new DevrefError(
+        "EINVAL",
+        `allocation size ${String(size)} must be a positive whole number`,
+      );
     }
     if (!isPowerOfTwo(align)) {
       throw new DevrefError("EINVAL", `alignment ${String(align)} must be a power of two`);

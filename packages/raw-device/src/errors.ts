@@ -62,7 +62,10 @@ export class DevrefError<C extends Errno = Errno> extends Error {
   readonly details: Readonly<Record<string, unknown>>;
 
   constructor(code: C, message: string, options: DevrefErrorOptions = {}) {
-    super(`${code}: ${message}`, options.cause === undefined ? undefined : { cause: options.cause });
+    super(
+      `${code}: ${message}`,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.name = "DevrefError";
     this.code = code;
     this.errno = ERRNO[code];

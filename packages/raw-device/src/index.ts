@@ -2,5 +2,27 @@
 
 export * from "./address.js";
 export * from "./allocator.js";
+export * from "./dispose.js";
 export * from "./errors.js";
 export * from "./memory.js";
+export {
+  type ARef,
+  type Borrowed,
+  type Bound,
+  type ContextOf,
+  type Core,
+  configureOwnership,
+  type DeviceContext,
+  defineStatic,
+  type HolderInfo,
+  holders,
+  type LeakReport,
+  type Normal,
+  type OwnedMark,
+  type OwnershipOptions,
+  RawDevice,
+  refcountOf,
+  type Static,
+  withBorrow,
+} from "./ownership.js";
+export * from "./refcount.js";

@@ -1,6 +1,6 @@
 //! Physical memory as the CPU and devices see it (the kernel's view through phys_to_virt).
 
-import { PHYS_ADDR_LIMIT, type PhysAddr, formatAddr } from "./address.js";
+import { formatAddr, PHYS_ADDR_LIMIT, type PhysAddr } from "./address.js";
 import { DevrefError } from "./errors.js";
 
 /**
@@ -200,7 +200,11 @@ export class SparseMemory implements PhysicalMemory {
 
   #readUnaligned32(pa: number): number {
     return (
-      (this.read8(pa) | (this.read8(pa + 1) << 8) | (this.read8(pa + 2) << 16) | (this.read8(pa + 3) << 24)) >>> 0
+      (this.read8(pa) |
+        (this.read8(pa + 1) << 8) |
+        (this.read8(pa + 2) << 16) |
+        (this.read8(pa + 3) << 24)) >>>
+      0
     );
   }
 

@@ -1,0 +1,16 @@
+//! @devref/raw-device/unsafe: what device packages need to implement the RawDevice trait.
+//!
+//! Like `unsafe` in the Rust kernel crate: these let a caller fabricate handles and end
+//! borrows. Only device-model packages (device-core, bus) should import this entry; every
+//! use carries a `// SAFETY:` comment saying why it holds.
+
+export {
+  adoptRef,
+  BorrowScope,
+  HANDLE_KEY,
+  type HandleConstructor,
+  Holder,
+  Kobject,
+  kobjectOf,
+  revokeHandle,
+} from "./ownership.js";
