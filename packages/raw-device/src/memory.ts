@@ -1,6 +1,6 @@
 //! Physical memory as the CPU and devices see it (the kernel's view through phys_to_virt).
 
-import { formatAddr, PHYS_ADDR_LIMIT, type PhysAddr } from "./address.js";
+import { formatAddr, PHYS_ADDR_LIMIT } from "./address.js";
 import { DevrefError } from "./errors.js";
 
 /**
@@ -176,12 +176,15 @@ export class SparseMemory implements PhysicalMemory {
   }
 
   read64Lo(pa: number): number {
-    return this.read32(pa);
+    this.#check(pa, 8);
+    if ((pa & 7) !== 0) return this.read32(pa);
+    return this.#readPage(pa)[(pa & PAGE_MASK) >>> 2]!;
   }
 
   read64Hi(pa: number): number {
     this.#check(pa, 8);
-    return this.read32(pa + 4);
+    if ((pa & 7) !== 0) return this.read32(pa + 4);
+    return this.#readPage(pa)[((pa & PAGE_MASK) >>> 2) + 1]!;
   }
 
   write64(pa: number, lo: number, hi: number): void {

@@ -160,9 +160,9 @@ export class Kobject {
   readonly refcount: Refcount;
   /** True once the release callback has run. */
   released = false;
-  #release: (() => void) | null;
-  #head: Holder | null = null;
-  #holderCount = 0;
+  private releaseFn: (() => void) | null;
+  private newestHolder: Holder | null = null;
+  private liveHolders = 0;
 
   /**
    * @param name shown in messages and listings.
@@ -171,29 +171,30 @@ export class Kobject {
   constructor(name: string, release: () => void) {
     this.name = name;
     this.refcount = new Refcount(1, name);
-    this.#release = release;
+    this.releaseFn = release;
   }
 
   /** Live owned references, oldest first. */
   holders(): HolderInfo[] {
     const out: HolderInfo[] = [];
-    for (let h = this.#head; h !== null; h = h.next) out.push({ label: h.label, stack: h.stack });
+    for (let h = this.newestHolder; h !== null; h = h.next)
+      out.push({ label: h.label, stack: h.stack });
     return out.reverse();
   }
 
   /** Number of live owned references (not the count: the creator's and bus references count too). */
   get holderCount(): number {
-    return this.#holderCount;
+    return this.liveHolders;
   }
 
   /** @internal */
   addHolder(label: string): Holder {
     const holder = new Holder(label, debugMode ? captureStack() : undefined);
-    const head = this.#head;
+    const head = this.newestHolder;
     holder.next = head;
     if (head !== null) head.prev = holder;
-    this.#head = holder;
-    this.#holderCount++;
+    this.newestHolder = holder;
+    this.liveHolders++;
     return holder;
   }
 
@@ -201,17 +202,17 @@ export class Kobject {
   removeHolder(holder: Holder): void {
     const { prev, next } = holder;
     if (prev !== null) prev.next = next;
-    else this.#head = next;
+    else this.newestHolder = next;
     if (next !== null) next.prev = prev;
     holder.prev = holder.next = null;
-    this.#holderCount--;
+    this.liveHolders--;
   }
 
   /** Drops one count; runs the release callback when it was the last. */
   put(): void {
     if (this.refcount.decAndTest()) {
-      const release = this.#release;
-      this.#release = null;
+      const release = this.releaseFn;
+      this.releaseFn = null;
       this.released = true;
       release?.();
     }
@@ -261,10 +262,12 @@ export interface RawDevice<Ctx extends DeviceContext = Normal> {
 // biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the merged interface adds a type-only brand.
 // biome-ignore lint/correctness/noUnusedVariables: Ctx is used by the merged interface.
 export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
-  /** The shared counted object; subclasses narrow its type with `declare`. */
+  // Plain properties rather than #private ones: V8 constructs subclasses of a class with
+  // #private fields about three times slower, and handles are made on every get().
+  /** The shared counted object. */
   protected readonly object: Kobject;
-  #state: number;
-  #holder: Holder | null;
+  private handleState: number;
+  private holder: Holder | null;
 
   constructor(key: typeof HANDLE_KEY, object: Kobject, holder: Holder | null) {
     if (key !== HANDLE_KEY) {
@@ -274,8 +277,8 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
       );
     }
     this.object = object;
-    this.#state = holder === null ? BORROWED : OWNED;
-    this.#holder = holder;
+    this.handleState = holder === null ? BORROWED : OWNED;
+    this.holder = holder;
   }
 
   /**
@@ -283,17 +286,17 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
    * names the object class it constructs its handles with, e.g. `this.live<DeviceState>()`.
    */
   protected live<K extends Kobject = Kobject>(): K {
-    if (this.#state === DEAD) this.#dead();
+    if (this.handleState === DEAD) this.throwDead();
     // SAFETY: a handle class is only ever constructed over its own package's object class.
     return this.object as K;
   }
 
-  #dead(): never {
+  private throwDead(): never {
     const name = this.object.name;
-    if (this.#holder !== null) {
+    if (this.holder !== null) {
       throw new DevrefError(
         "ENODEV",
-        `device '${name}': this owned reference (held by '${this.#holder.label}') was already put; ` +
+        `device '${name}': this owned reference (held by '${this.holder.label}') was already put; ` +
           "take a new one with .get() from a live reference before using the device again",
       );
     }
@@ -312,12 +315,12 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
 
   /** Whether this handle may still be used. */
   get isLive(): boolean {
-    return this.#state !== DEAD;
+    return this.handleState !== DEAD;
   }
 
   /** Whether this handle is an owned, counted reference. */
   get isOwned(): boolean {
-    return this.#holder !== null;
+    return this.holder !== null;
   }
 
   /**
@@ -328,7 +331,7 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
   get(label = "anonymous"): ARef<RawDevice> {
     const object = this.live();
     object.refcount.inc();
-    return this.#make(object, object.addHolder(label)) as ARef<RawDevice>;
+    return this.makeHandle(object, object.addHolder(label)) as ARef<RawDevice>;
   }
 
   /**
@@ -336,42 +339,42 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
    * unless `label` is given. Only owned references have it.
    */
   clone<T extends RawDevice>(this: T & OwnedMark, label?: string): ARef<T> {
-    if (this.#holder === null) {
+    if (this.holder === null) {
       throw new DevrefError(
         "EINVAL",
         `device '${this.object.name}': clone() is for owned references; use .get() on a borrow`,
       );
     }
     // SAFETY: get() makes a handle of this handle's own class, which is T.
-    return this.get(label ?? this.#holder.label) as unknown as ARef<T>;
+    return this.get(label ?? this.holder.label) as unknown as ARef<T>;
   }
 
   /** Drops an owned reference (put_device); a second call is a no-op. */
   put(this: RawDevice & OwnedMark): void {
-    this.#put();
+    this.dropOwned();
   }
 
   /** Same as {@link put}, so `using` works. */
   [Symbol.dispose](this: RawDevice & OwnedMark): void {
-    this.#put();
+    this.dropOwned();
   }
 
-  #put(): void {
-    const holder = this.#holder;
+  private dropOwned(): void {
+    const holder = this.holder;
     if (holder === null) {
       throw new DevrefError(
         "EINVAL",
         `device '${this.object.name}': a borrowed reference is not yours to put; only references taken with .get() are`,
       );
     }
-    if (this.#state === DEAD) return;
-    this.#state = DEAD;
+    if (this.handleState === DEAD) return;
+    this.handleState = DEAD;
     leakRegistry?.unregister(this);
     this.object.removeHolder(holder);
     this.object.put();
   }
 
-  #make(object: Kobject, holder: Holder | null): RawDevice {
+  private makeHandle(object: Kobject, holder: Holder | null): RawDevice {
     // SAFETY: every handle class keeps the base constructor's parameters (HandleConstructor).
     const Handle = this.constructor as HandleConstructor<RawDevice>;
     const handle = new Handle(HANDLE_KEY, object, holder);
@@ -391,21 +394,21 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
     borrowOf = (of) => {
       const self: RawDevice = of;
       // SAFETY: #make builds an instance of of's own class.
-      return self.#make(self.live(), null) as typeof of;
+      return self.makeHandle(self.live(), null) as typeof of;
     };
     adoptInto = (Handle, object, label) => {
       const handle: RawDevice = new Handle(HANDLE_KEY, object, object.addHolder(label));
       if (debugMode) {
         leakRegistry?.register(
           handle,
-          { device: object.name, label, stack: handle.#holder?.stack },
+          { device: object.name, label, stack: handle.holder?.stack },
           handle,
         );
       }
       return handle;
     };
     revokeBorrow = (handle) => {
-      if (handle.#holder === null) handle.#state = DEAD;
+      if (handle.holder === null) handle.handleState = DEAD;
     };
   }
 }

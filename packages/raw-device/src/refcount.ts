@@ -89,7 +89,8 @@ export function setRefcountReporter(next: RefcountReporter): RefcountReporter {
  * ```
  */
 export class Refcount {
-  #value: number;
+  // A plain property: see RawDevice on #private fields and construction speed.
+  private count: number;
   /** Name used in reports. */
   owner: string | undefined;
 
@@ -100,18 +101,18 @@ export class Refcount {
         `initial count ${String(initial)} must be a whole number in [0, REFCOUNT_MAX]`,
       );
     }
-    this.#value = initial;
+    this.count = initial;
     this.owner = owner;
   }
 
   /** The current value (`refcount_read`). */
   get value(): number {
-    return this.#value;
+    return this.count;
   }
 
   /** Whether the counter has saturated and the object is leaked for good. */
   get saturated(): boolean {
-    return this.#value === REFCOUNT_SATURATED;
+    return this.count === REFCOUNT_SATURATED;
   }
 
   /** `refcount_set`: for initialisation only. */
@@ -122,19 +123,19 @@ export class Refcount {
         `count ${String(value)} must be a whole number in [0, REFCOUNT_MAX]`,
       );
     }
-    this.#value = value;
+    this.count = value;
   }
 
   #saturate(type: RefcountSaturation): void {
-    this.#value = REFCOUNT_SATURATED;
+    this.count = REFCOUNT_SATURATED;
     reporter({ type, message: `refcount_t: ${REFCOUNT_MESSAGES[type]}.`, owner: this.owner });
   }
 
   /** `refcount_inc`. */
   inc(): void {
-    const old = this.#value;
+    const old = this.count;
     if (old > 0 && old < REFCOUNT_MAX) {
-      this.#value = old + 1;
+      this.count = old + 1;
       return;
     }
     this.#addSlow(old, 1);
@@ -142,12 +143,12 @@ export class Refcount {
 
   /** `refcount_add`: adds `i` (a positive whole number). */
   add(i: number): void {
-    this.#addSlow(this.#value, i);
+    this.#addSlow(this.count, i);
   }
 
   #addSlow(old: number, i: number): void {
     const next = (old + i) | 0;
-    this.#value = next;
+    this.count = next;
     if (old === 0) this.#saturate("ADD_UAF");
     else if (old < 0 || next < 0) this.#saturate("ADD_OVF");
   }
@@ -159,19 +160,19 @@ export class Refcount {
 
   /** `refcount_add_not_zero`. */
   addNotZero(i: number): boolean {
-    const old = this.#value;
+    const old = this.count;
     if (old === 0) return false;
     const next = (old + i) | 0;
-    this.#value = next;
+    this.count = next;
     if (old < 0 || next < 0) this.#saturate("ADD_NOT_ZERO_OVF");
     return true;
   }
 
   /** `refcount_dec_and_test`: decrements; returns true exactly when the count reached zero. */
   decAndTest(): boolean {
-    const old = this.#value;
+    const old = this.count;
     if (old > 1) {
-      this.#value = old - 1;
+      this.count = old - 1;
       return false;
     }
     return this.subAndTest(1);
@@ -179,9 +180,9 @@ export class Refcount {
 
   /** `refcount_sub_and_test`. */
   subAndTest(i: number): boolean {
-    const old = this.#value;
+    const old = this.count;
     const next = (old - i) | 0;
-    this.#value = next;
+    this.count = next;
     if (old === i) return true;
     if (old <= 0 || next < 0) this.#saturate("SUB_UAF");
     return false;
@@ -189,8 +190,8 @@ export class Refcount {
 
   /** `refcount_dec`: a decrement that must not reach zero (the caller is not the last holder). */
   dec(): void {
-    const old = this.#value;
-    this.#value = (old - 1) | 0;
+    const old = this.count;
+    this.count = (old - 1) | 0;
     if (old <= 1) this.#saturate("DEC_LEAK");
   }
 }
