@@ -104,10 +104,14 @@ export interface OwnershipOptions {
   readonly onLeak?: (leak: LeakReport) => void;
 }
 
-/** A node of a kobject's list of live owned references (internal to handles). */
+/**
+ * A node of a kobject's list of live owned references. Nodes are recycled through a free
+ * list: a get() then allocates only its handle, and the list links stay between
+ * long-lived objects, which keeps the garbage collector's write barrier off the path.
+ */
 export class Holder {
-  readonly label: string;
-  readonly stack: string | undefined;
+  label: string;
+  stack: string | undefined;
   prev: Holder | null = null;
   next: Holder | null = null;
   constructor(label: string, stack: string | undefined) {
@@ -115,6 +119,8 @@ export class Holder {
     this.stack = stack;
   }
 }
+
+let freeHolders: Holder | null = null;
 
 const defaultLeakReporter = (leak: LeakReport): void => {
   console.error(
@@ -189,7 +195,14 @@ export class Kobject {
 
   /** @internal */
   addHolder(label: string): Holder {
-    const holder = new Holder(label, debugMode ? captureStack() : undefined);
+    const stack = debugMode ? captureStack() : undefined;
+    let holder = freeHolders;
+    if (holder === null) holder = new Holder(label, stack);
+    else {
+      freeHolders = holder.next;
+      holder.label = label;
+      holder.stack = stack;
+    }
     const head = this.newestHolder;
     holder.next = head;
     if (head !== null) head.prev = holder;
@@ -204,7 +217,10 @@ export class Kobject {
     if (prev !== null) prev.next = next;
     else this.newestHolder = next;
     if (next !== null) next.prev = prev;
-    holder.prev = holder.next = null;
+    holder.prev = null;
+    holder.next = freeHolders;
+    holder.stack = undefined;
+    freeHolders = holder;
     this.liveHolders--;
   }
 
@@ -222,9 +238,11 @@ export class Kobject {
 // ---------------------------------------------------------------------------------------
 // Handles.
 
-const DEAD = 0;
+// Live states are positive; a handle's kind survives its end, for messages and isOwned.
 const BORROWED = 1;
 const OWNED = 2;
+const REVOKED = -1;
+const PUT = -2;
 
 let borrowOf: <T extends RawDevice>(of: T) => T;
 let adoptInto: (Handle: HandleConstructor<RawDevice>, object: Kobject, label: string) => RawDevice;
@@ -267,7 +285,10 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
   /** The shared counted object. */
   protected readonly object: Kobject;
   private handleState: number;
+  /** The holder node while owned and live; recycled after put. */
   private holder: Holder | null;
+  /** Who took this owned reference, kept for messages after put. */
+  private holderLabel: string;
 
   constructor(key: typeof HANDLE_KEY, object: Kobject, holder: Holder | null) {
     if (key !== HANDLE_KEY) {
@@ -279,6 +300,7 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
     this.object = object;
     this.handleState = holder === null ? BORROWED : OWNED;
     this.holder = holder;
+    this.holderLabel = holder === null ? "" : holder.label;
   }
 
   /**
@@ -286,17 +308,17 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
    * names the object class it constructs its handles with, e.g. `this.live<DeviceState>()`.
    */
   protected live<K extends Kobject = Kobject>(): K {
-    if (this.handleState === DEAD) this.throwDead();
+    if (this.handleState < 0) this.throwDead();
     // SAFETY: a handle class is only ever constructed over its own package's object class.
     return this.object as K;
   }
 
   private throwDead(): never {
     const name = this.object.name;
-    if (this.holder !== null) {
+    if (this.handleState === PUT) {
       throw new DevrefError(
         "ENODEV",
-        `device '${name}': this owned reference (held by '${this.holder.label}') was already put; ` +
+        `device '${name}': this owned reference (held by '${this.holderLabel}') was already put; ` +
           "take a new one with .get() from a live reference before using the device again",
       );
     }
@@ -315,12 +337,12 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
 
   /** Whether this handle may still be used. */
   get isLive(): boolean {
-    return this.handleState !== DEAD;
+    return this.handleState > 0;
   }
 
   /** Whether this handle is an owned, counted reference. */
   get isOwned(): boolean {
-    return this.holder !== null;
+    return this.handleState === OWNED || this.handleState === PUT;
   }
 
   /**
@@ -360,17 +382,18 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
   }
 
   private dropOwned(): void {
-    const holder = this.holder;
-    if (holder === null) {
+    const state = this.handleState;
+    if (state === PUT) return;
+    if (state !== OWNED) {
       throw new DevrefError(
         "EINVAL",
         `device '${this.object.name}': a borrowed reference is not yours to put; only references taken with .get() are`,
       );
     }
-    if (this.handleState === DEAD) return;
-    this.handleState = DEAD;
+    this.handleState = PUT;
     leakRegistry?.unregister(this);
-    this.object.removeHolder(holder);
+    this.object.removeHolder(this.holder!);
+    this.holder = null;
     this.object.put();
   }
 
@@ -408,7 +431,7 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
       return handle;
     };
     revokeBorrow = (handle) => {
-      if (handle.holder === null) handle.handleState = DEAD;
+      if (handle.handleState === BORROWED) handle.handleState = REVOKED;
     };
   }
 }
