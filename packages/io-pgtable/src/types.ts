@@ -45,7 +45,12 @@ export interface IommuFlushOps {
   /** Invalidate walk-cache state for `[iova, iova + size)` before tables there are freed. */
   tlbFlushWalk?(iova: IovaArg, size: number, granule: number, cookie: unknown): void;
   /** Queue the invalidation of one leaf of `granule` bytes at `iova`. */
-  tlbAddPage?(gather: IommuIotlbGather | null, iova: IovaArg, granule: number, cookie: unknown): void;
+  tlbAddPage?(
+    gather: IommuIotlbGather | null,
+    iova: IovaArg,
+    granule: number,
+    cookie: unknown,
+  ): void;
 }
 
 /**

@@ -15,7 +15,7 @@ export function bitmapHas(bitmap: number, size: number): boolean {
 
 /** `a & b` for whole numbers below 2^53. */
 export function and53(a: number, b: number): number {
-  return ((hiOf(a) & hiOf(b)) >>> 0) * TWO32 + ((a >>> 0) & (b >>> 0) >>> 0);
+  return ((hiOf(a) & hiOf(b)) >>> 0) * TWO32 + ((a >>> 0) & ((b >>> 0) >>> 0));
 }
 
 /** The lowest set bit of a whole number below 2^53, or 0. */

@@ -31,7 +31,15 @@ const S1_QUIRKS =
 const S2_QUIRKS = IO_PGTABLE_QUIRK_ARM_S2FWB | IO_PGTABLE_QUIRK_NO_WARN;
 
 /** PS/IPS encoding by output size; any other oas is rejected. */
-const PS_BY_OAS: Readonly<Record<number, number>> = { 32: 0, 36: 1, 40: 2, 42: 3, 44: 4, 48: 5, 52: 6 };
+const PS_BY_OAS: Readonly<Record<number, number>> = {
+  32: 0,
+  36: 1,
+  40: 2,
+  42: 3,
+  44: 4,
+  48: 5,
+  52: 6,
+};
 
 /** Everything an LPAE table needs to know, computed without touching memory. */
 export interface LpaeSetup {
@@ -59,8 +67,10 @@ export function checkConfigShape(cfg: IoPgtableConfig): void {
         "(a set of page sizes, for example 0x40201000 for 4K|2M|1G)",
     );
   }
-  if (!isWhole(cfg.ias) || cfg.ias > 64) fail(`ias ${String(cfg.ias)} must be a whole number of bits ≤ 64`);
-  if (!isWhole(cfg.oas) || cfg.oas > 64) fail(`oas ${String(cfg.oas)} must be a whole number of bits ≤ 64`);
+  if (!isWhole(cfg.ias) || cfg.ias > 64)
+    fail(`ias ${String(cfg.ias)} must be a whole number of bits ≤ 64`);
+  if (!isWhole(cfg.oas) || cfg.oas > 64)
+    fail(`oas ${String(cfg.oas)} must be a whole number of bits ≤ 64`);
   if (cfg.quirks !== undefined && !(isWhole(cfg.quirks) && cfg.quirks < 2 ** 31)) {
     fail(`quirks ${String(cfg.quirks)} must be a set of IO_PGTABLE_QUIRK_* bits`);
   }
@@ -109,7 +119,13 @@ export function setupLpae(stage: 1 | 2, cfg: IoPgtableConfig): LpaeSetup {
   const pgsizeBitmap = and53(bitmap, sizes);
   const ias = Math.min(cfg.ias, maxBits);
   const oas = Math.min(cfg.oas, maxBits);
-  if (!(bitmapHas(pgsizeBitmap, SZ_4K) || bitmapHas(pgsizeBitmap, SZ_16K) || bitmapHas(pgsizeBitmap, SZ_64K))) {
+  if (
+    !(
+      bitmapHas(pgsizeBitmap, SZ_4K) ||
+      bitmapHas(pgsizeBitmap, SZ_16K) ||
+      bitmapHas(pgsizeBitmap, SZ_64K)
+    )
+  ) {
     fail(
       `pgsizeBitmap 0x${bitmap.toString(16)} narrows to 0x${pgsizeBitmap.toString(16)}, which holds no ` +
         "4K, 16K or 64K granule: include one of them",
@@ -120,7 +136,9 @@ export function setupLpae(stage: 1 | 2, cfg: IoPgtableConfig): LpaeSetup {
   const bpl = pgShift - 3;
   const vaBits = ias - pgShift;
   if (vaBits < 1) {
-    fail(`ias ${ias} leaves no index bits above the ${2 ** pgShift}-byte granule: use ias > ${pgShift}`);
+    fail(
+      `ias ${ias} leaves no index bits above the ${2 ** pgShift}-byte granule: use ias > ${pgShift}`,
+    );
   }
   const levels = Math.ceil(vaBits / bpl);
   if (levels > 4) fail(`ias ${ias} needs ${levels} levels; LPAE walks at most 4`);
@@ -151,7 +169,9 @@ export function setupLpae(stage: 1 | 2, cfg: IoPgtableConfig): LpaeSetup {
   let orgn: number;
   if (coherentWalk) {
     if (stage === 1 && (quirks & IO_PGTABLE_QUIRK_ARM_OUTER_WBWA) !== 0) {
-      fail("IO_PGTABLE_QUIRK_ARM_OUTER_WBWA only applies to non-coherent walks: drop it or set coherentWalk false");
+      fail(
+        "IO_PGTABLE_QUIRK_ARM_OUTER_WBWA only applies to non-coherent walks: drop it or set coherentWalk false",
+      );
     }
     sh = 3;
     irgn = 1;

@@ -1,0 +1,83 @@
+//! C source: drivers/iommu/io-pgtable.c (alloc_io_pgtable_ops, free_io_pgtable_ops)
+
+import { DevrefError, type PhysAllocator } from "@devref/raw-device";
+import type { IoPgtableFormat } from "./constants.js";
+import { AppleDartIoPgtable } from "./dart.js";
+import { setupDart } from "./internal/dart-config.js";
+import { setupLpae } from "./internal/lpae-config.js";
+import { ArmLpaeIoPgtable } from "./lpae.js";
+import type { IoPgtableConfig } from "./types.js";
+
+/**
+ * Allocates an I/O page table of `format` in memory from `allocator`
+ * (`alloc_io_pgtable_ops`). The returned table's `cfg` is what the kernel writes back into
+ * the caller's cfg: narrowed `pgsizeBitmap`, clamped `ias`/`oas`, the register fields, and the
+ * root address(es).
+ *
+ * The allocator supplies zeroed, naturally aligned table memory, and its `memory` is where
+ * every descriptor lives, so a caller can plug in its own and read the tables itself.
+ *
+ * **Invariants:** the caller's `cfg` object is never modified; the table is `Disposable` and
+ * disposing it frees every table page.
+ *
+ * **Errors:** `EINVAL` with the reason wherever the kernel's allocation returns null (unknown
+ * quirks, no usable granule, an unsupported `oas`, a stage-2 root that would need more than 16
+ * concatenated tables, a DART configuration outside 4K/16K pages or oas 36/42, …) and for
+ * malformed input; `ENOMEM` when the root cannot be allocated.
+ *
+ * //! C header: include/linux/io-pgtable.h
+ *
+ * @example
+ * ```ts
+ * const pages = new BuddyAllocator(new SparseMemory(), 0x8000_0000, 1 << 26);
+ * using t = allocIoPgtable("arm-64-lpae-s2", { pgsizeBitmap: 0x40201000, ias: 40, oas: 40 }, pages);
+ * t.cfg.armLpaeS2Cfg.vtcr.sl; // 1: a concatenated root starting at level 1
+ * ```
+ */
+export function allocIoPgtable(
+  format: "arm-64-lpae-s1" | "arm-64-lpae-s2",
+  cfg: IoPgtableConfig,
+  allocator: PhysAllocator,
+): ArmLpaeIoPgtable;
+export function allocIoPgtable(
+  format: "apple-dart" | "apple-dart2",
+  cfg: IoPgtableConfig,
+  allocator: PhysAllocator,
+): AppleDartIoPgtable;
+export function allocIoPgtable(
+  format: IoPgtableFormat,
+  cfg: IoPgtableConfig,
+  allocator: PhysAllocator,
+): ArmLpaeIoPgtable | AppleDartIoPgtable;
+export function allocIoPgtable(
+  format: IoPgtableFormat,
+  cfg: IoPgtableConfig,
+  allocator: PhysAllocator,
+): ArmLpaeIoPgtable | AppleDartIoPgtable {
+  if (
+    typeof allocator !== "object" ||
+    allocator === null ||
+    typeof allocator.alloc !== "function" ||
+    typeof allocator.memory !== "object"
+  ) {
+    throw new DevrefError(
+      "EINVAL",
+      "allocator must be a PhysAllocator (for example a BuddyAllocator over SparseMemory)",
+    );
+  }
+  switch (format) {
+    case "arm-64-lpae-s1":
+      return new ArmLpaeIoPgtable(format, setupLpae(1, cfg), cfg, allocator);
+    case "arm-64-lpae-s2":
+      return new ArmLpaeIoPgtable(format, setupLpae(2, cfg), cfg, allocator);
+    case "apple-dart":
+      return new AppleDartIoPgtable(setupDart(false, cfg), cfg, allocator);
+    case "apple-dart2":
+      return new AppleDartIoPgtable(setupDart(true, cfg), cfg, allocator);
+    default:
+      throw new DevrefError(
+        "EINVAL",
+        `unknown io-pgtable format ${String(format)}: use arm-64-lpae-s1, arm-64-lpae-s2, apple-dart or apple-dart2`,
+      );
+  }
+}
