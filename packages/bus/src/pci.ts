@@ -1,0 +1,516 @@
+//! C header: include/linux/pci.h
+//! C source: drivers/pci/pci-driver.c (pci_match_device), drivers/pci/remove.c
+//! (pci_stop_and_remove_bus_device), drivers/pci/hotplug/pciehp_pci.c
+//! Rust: rust/kernel/pci.rs (pci::Device<Ctx>, pci::Driver)
+
+import { Device, Devres } from "@devref/device-core";
+import {
+  addState,
+  type BusHooks,
+  type DeviceState,
+  deleteTree,
+  deviceStateOf,
+  DeviceState as State,
+} from "@devref/device-core/unsafe";
+import type {
+  ARef,
+  Borrowed,
+  Bound,
+  Core,
+  DeviceContext,
+  Normal,
+  Static,
+} from "@devref/raw-device";
+import { DevrefError, defineStatic } from "@devref/raw-device";
+import { adoptRef } from "@devref/raw-device/unsafe";
+import { BusType, type MatchResult } from "./bus.js";
+import { Driver, type DriverRegistration } from "./driver.js";
+import {
+  checkMemResource,
+  type MemResource,
+  type MmioBackend,
+  MmioRegion,
+  noRelease,
+  RegisterFile,
+  unmapRegion,
+} from "./mmio.js";
+
+/** One BAR (base address register) of a PCI function. */
+export interface PciBarSpec {
+  /** Size in bytes, a multiple of 4. */
+  readonly size: number;
+  /** Bus address; assigned by the bus when omitted. */
+  readonly start?: number;
+  /** The hardware behind it; a plain register file by default. */
+  readonly backend?: MmioBackend;
+}
+
+/** What a PCI function is created from (its config-space identity and BARs). */
+export interface PciDeviceSpec {
+  readonly vendor: number;
+  readonly device: number;
+  readonly subsystemVendor?: number;
+  readonly subsystemDevice?: number;
+  /** The 24-bit class code (base class, subclass, programming interface). */
+  readonly classCode: number;
+  /** Up to six BARs. */
+  readonly bars?: readonly PciBarSpec[];
+  /** The function number, 0..7. */
+  readonly func?: number;
+  /** The parent device (e.g. a host bridge), any live handle. */
+  readonly parent?: Device | null;
+  readonly driverOverride?: string;
+  /** Runs once, after the bus's own release, when the last reference goes. */
+  readonly release?: () => void;
+}
+
+/** @internal The PCI function object. */
+export class PciDeviceState extends State {
+  readonly vendor: number;
+  readonly device: number;
+  readonly subsystemVendor: number;
+  readonly subsystemDevice: number;
+  readonly classCode: number;
+  readonly bars: readonly MemResource[];
+  enabled = false;
+  busMaster = false;
+  requested = 0;
+
+  constructor(
+    name: string,
+    spec: PciDeviceSpec,
+    bars: readonly MemResource[],
+    hooks: BusHooks,
+    parent: DeviceState | null,
+  ) {
+    super({ name, parent, bus: hooks, release: spec.release ?? noRelease }, PciDevice);
+    this.vendor = spec.vendor;
+    this.device = spec.device;
+    this.subsystemVendor = spec.subsystemVendor ?? 0;
+    this.subsystemDevice = spec.subsystemDevice ?? 0;
+    this.classCode = spec.classCode;
+    this.bars = bars;
+    this.driverOverride = spec.driverOverride ?? null;
+  }
+}
+
+const hex = (n: number, w: number): string => n.toString(16).padStart(w, "0");
+
+/**
+ * A PCI function handle (Rust `pci::Device<Ctx>`).
+ *
+ * **Invariants:** as {@link Device}; once disconnected (surprise removal) its BARs read
+ * all-ones and drop writes.
+ *
+ * @example
+ * ```ts
+ * probe: (dev) => {
+ *   dev.enableDevice();
+ *   dev.setMaster();
+ *   return { bar0: dev.iomapBar(0) };
+ * }
+ * ```
+ */
+export class PciDevice<Ctx extends DeviceContext = Normal> extends Device<Ctx> {
+  /** Takes an owned reference (pci_dev_get). */
+  override get(label?: string): ARef<PciDevice> {
+    // SAFETY: RawDevice.get makes a handle of this handle's own class.
+    return super.get(label) as unknown as ARef<PciDevice>;
+  }
+  /** The vendor id (config offset 0x00). */
+  get vendorId(): number {
+    return this.live<PciDeviceState>().vendor;
+  }
+  /** The device id (config offset 0x02). */
+  get deviceId(): number {
+    return this.live<PciDeviceState>().device;
+  }
+  /** The subsystem vendor id (0 when none). */
+  get subsystemVendorId(): number {
+    return this.live<PciDeviceState>().subsystemVendor;
+  }
+  /** The subsystem device id (0 when none). */
+  get subsystemDeviceId(): number {
+    return this.live<PciDeviceState>().subsystemDevice;
+  }
+  /** The 24-bit class code. */
+  get classCode(): number {
+    return this.live<PciDeviceState>().classCode;
+  }
+  /** `vvvv:dddd`, as lspci -n shows it. */
+  get ids(): string {
+    const st = this.live<PciDeviceState>();
+    return `${hex(st.vendor, 4)}:${hex(st.device, 4)}`;
+  }
+  /** The number of BARs. */
+  get barCount(): number {
+    return this.live<PciDeviceState>().bars.length;
+  }
+  /**
+   * BAR `index`'s address and size (pci_resource_start/len).
+   *
+   * **Errors:** `ENXIO` if there is no such BAR.
+   */
+  bar(index: number): { readonly start: number; readonly size: number } {
+    const b = this.live<PciDeviceState>().bars[index];
+    if (b === undefined)
+      throw new DevrefError("ENXIO", `device '${this.name}' has no BAR ${String(index)}`);
+    return { start: b.start, size: b.size };
+  }
+  /** Whether the device is enabled (memory decoding on). */
+  get isEnabled(): boolean {
+    return this.live<PciDeviceState>().enabled;
+  }
+  /** Whether the device may master the bus (DMA). */
+  get isBusMaster(): boolean {
+    return this.live<PciDeviceState>().busMaster;
+  }
+
+  /**
+   * Enables the device for the current binding (pcim_enable_device): disabled again when
+   * the driver unbinds.
+   *
+   * **Errors:** `ENODEV` if the hardware is gone; `EBUSY` if already enabled.
+   */
+  enableDevice(this: PciDevice<Core>): void {
+    const st = this.live<PciDeviceState>();
+    if (st.disconnected) {
+      throw new DevrefError(
+        "ENODEV",
+        `PCI device '${st.name}' is disconnected; it cannot be enabled`,
+      );
+    }
+    if (st.enabled) throw new DevrefError("EBUSY", `PCI device '${st.name}' is already enabled`);
+    st.enabled = true;
+    this.devmAddAction(() => {
+      st.enabled = false;
+      st.busMaster = false;
+    }, "pci enable");
+  }
+
+  /**
+   * Lets the device master the bus (pci_set_master): DMA may start.
+   *
+   * **Errors:** `EINVAL` if the device is not enabled.
+   */
+  setMaster(this: PciDevice<Core>): void {
+    const st = this.live<PciDeviceState>();
+    if (!st.enabled) {
+      throw new DevrefError(
+        "EINVAL",
+        `PCI device '${st.name}': call enableDevice() before setMaster()`,
+      );
+    }
+    st.busMaster = true;
+  }
+
+  /**
+   * Maps BAR `index` for the current binding (pcim_iomap): unmapped when the driver unbinds.
+   *
+   * **Errors:** `ENXIO` if there is no such BAR; `EBUSY` if already mapped; `ENODEV` on a
+   * revoked borrow.
+   */
+  iomapBar(
+    this: PciDevice<Bound>,
+    index: number,
+    options: { readonly owner?: string } = {},
+  ): Devres<MmioRegion> {
+    const st = this.live<PciDeviceState>();
+    const b = st.bars[index];
+    if (b === undefined) {
+      throw new DevrefError(
+        "ENXIO",
+        `PCI device '${st.name}' has no BAR ${String(index)} (it has ${st.bars.length})`,
+      );
+    }
+    if ((st.requested & (1 << index)) !== 0) {
+      throw new DevrefError(
+        "EBUSY",
+        `PCI device '${st.name}': BAR ${String(index)} is already mapped`,
+      );
+    }
+    const region = new MmioRegion(st, {
+      resource: b,
+      driver: st.binding?.driver ?? null,
+      owner: options.owner,
+    });
+    const res = new Devres(this, region, {
+      label: `bar ${index}`,
+      release: (m) => {
+        unmapRegion(m);
+        st.requested &= ~(1 << index);
+      },
+      ...(options.owner === undefined ? {} : { owner: options.owner }),
+    });
+    st.requested |= 1 << index;
+    return res;
+  }
+}
+
+/** A PCI id-table entry; an omitted field matches anything (PCI_ANY_ID). */
+export interface PciDeviceId<I> {
+  readonly vendor?: number;
+  readonly device?: number;
+  readonly subvendor?: number;
+  readonly subdevice?: number;
+  /** Compared under `classMask` (default: all 24 bits). */
+  readonly classCode?: number;
+  readonly classMask?: number;
+  readonly data?: I;
+}
+
+/** What a PCI driver is defined from (Rust `pci::Driver`). */
+export interface PciDriverSpec<D, I = undefined> {
+  readonly name: string;
+  readonly idTable: readonly PciDeviceId<I>[];
+  /** As for platform drivers: a Core borrow and the matched entry's data. */
+  readonly probe: <S>(dev: Borrowed<PciDevice<Core>, S>, info: I | undefined) => D | Promise<D>;
+  /** Runs once on unbind; must cope with hardware that no longer answers. */
+  readonly remove?: <S>(dev: Borrowed<PciDevice<Core>, S>, data: D) => void;
+  readonly suppressBindAttrs?: boolean;
+}
+
+/** A PCI driver definition. */
+export class PciDriver<D = unknown, I = unknown> extends Driver<D> {
+  readonly bus: "pci" = "pci";
+  readonly idTable: readonly PciDeviceId<I>[];
+
+  /** @internal Use {@link definePciDriver}. */
+  constructor(spec: PciDriverSpec<D, I>) {
+    const remove = spec.remove;
+    super(
+      spec.name,
+      spec.suppressBindAttrs ?? false,
+      // SAFETY: the PCI bus calls probe with a Core borrow of a PCI device it made and the
+      // matched entry's data (an I) or undefined.
+      (dev, info) =>
+        spec.probe(dev as unknown as Borrowed<PciDevice<Core>, never>, info as I | undefined),
+      remove === undefined
+        ? null
+        : // SAFETY: as for probe; data is what this driver's probe returned.
+          (dev, data) => remove(dev as unknown as Borrowed<PciDevice<Core>, never>, data as D),
+    );
+    this.idTable = [...spec.idTable];
+  }
+}
+
+/**
+ * Defines a PCI driver, once (like `module_pci_driver`).
+ *
+ * @example
+ * ```ts
+ * const nvme = definePciDriver({
+ *   name: "nvme",
+ *   idTable: [{ classCode: 0x010802 }],
+ *   probe: (dev) => { dev.enableDevice(); return { bar: dev.iomapBar(0) }; },
+ * });
+ * ```
+ */
+export function definePciDriver<D, I = undefined>(
+  spec: PciDriverSpec<D, I>,
+): Static<PciDriver<D, I>> {
+  return defineStatic(new PciDriver<D, I>(spec));
+}
+
+/**
+ * A hot-plug slot (pciehp): holds the owned reference of the function plugged into it.
+ * `remove()` is the orderly path (attention button), `surpriseRemove()` the link going
+ * down: both delete the function and drop the slot's reference.
+ */
+export class HotplugSlot {
+  readonly name: string;
+  readonly number: number;
+  readonly #bus: PciBus;
+  #device: ARef<PciDevice> | null = null;
+
+  /** @internal Use {@link PciBus.addSlot}. */
+  constructor(bus: PciBus, name: string, number: number) {
+    this.#bus = bus;
+    this.name = name;
+    this.number = number;
+  }
+
+  /** Whether a function is plugged in (and registered). */
+  get occupied(): boolean {
+    return this.#device !== null;
+  }
+
+  /**
+   * Plugs a function in: it is created and registered, and may bind at once.
+   *
+   * **Errors:** `EBUSY` if the slot is occupied; as {@link PciBus.register} otherwise.
+   */
+  insert(spec: PciDeviceSpec): void {
+    if (this.#device !== null) {
+      throw new DevrefError(
+        "EBUSY",
+        `slot '${this.name}' is occupied by '${this.#device.name}'; remove it first`,
+      );
+    }
+    this.#device = this.#bus.register({ ...spec, slot: this.number }, `slot ${this.name}`);
+  }
+
+  /** An owned reference to the plugged-in function, or null. */
+  device(label = "anonymous"): ARef<PciDevice> | null {
+    return this.#device?.clone(label) ?? null;
+  }
+
+  /**
+   * Orderly removal: the driver's remove still talks to working hardware.
+   *
+   * **Errors:** `ENODEV` if the slot is empty.
+   */
+  remove(): void {
+    this.#take(false);
+  }
+
+  /**
+   * Surprise removal: the link is down before software knows; the driver's remove sees
+   * all-ones. Holders of owned references keep a dead object.
+   *
+   * **Errors:** `ENODEV` if the slot is empty.
+   */
+  surpriseRemove(): void {
+    this.#take(true);
+  }
+
+  #take(surprise: boolean): void {
+    const dev = this.#device;
+    if (dev === null) throw new DevrefError("ENODEV", `slot '${this.name}' is empty`);
+    this.#device = null;
+    const st = deviceStateOf(dev);
+    if (st.registered && !st.dead) deleteTree(st, surprise);
+    dev.put();
+  }
+}
+
+/**
+ * A PCI-like bus: functions named `dddd:bb:ss.f`, matched by driver_override, then the id
+ * table (vendor, device, subsystem ids, class under a mask), with hot-plug slots. Functions
+ * get 32-bit DMA masks by default, as `pci_dev.dma_mask` does.
+ */
+export class PciBus extends BusType<PciDevice> {
+  readonly domain: number;
+  readonly busNumber: number;
+  readonly #slots: Map<number, HotplugSlot> = new Map();
+  #nextBar = 0xc000_0000;
+
+  constructor(name = "pci", domain = 0, busNumber = 0) {
+    super(name, undefined, PciDevice);
+    this.domain = domain;
+    this.busNumber = busNumber;
+  }
+
+  protected override acceptsDriver(drv: Driver<unknown>): boolean {
+    return drv instanceof PciDriver;
+  }
+
+  protected override matchDriver(st: DeviceState, drv: Driver<unknown>): MatchResult {
+    if (!(st instanceof PciDeviceState) || !(drv instanceof PciDriver)) return null;
+    for (const id of drv.idTable) {
+      if (id.vendor !== undefined && id.vendor !== st.vendor) continue;
+      if (id.device !== undefined && id.device !== st.device) continue;
+      if (id.subvendor !== undefined && id.subvendor !== st.subsystemVendor) continue;
+      if (id.subdevice !== undefined && id.subdevice !== st.subsystemDevice) continue;
+      if (
+        id.classCode !== undefined &&
+        ((id.classCode ^ st.classCode) & (id.classMask ?? 0xff_ffff)) !== 0
+      )
+        continue;
+      return { info: id.data };
+    }
+    return null;
+  }
+
+  protected override dmaConfigure(st: DeviceState): void {
+    if (st.dmaMaskBits === null) st.dmaMaskBits = 32;
+    if (st.coherentDmaMaskBits === null) st.coherentDmaMaskBits = 32;
+  }
+
+  /** Registers a PCI driver; see {@link BusType.registerDriver}. */
+  override registerDriver<D, I>(drv: PciDriver<D, I>): DriverRegistration {
+    return super.registerDriver(drv);
+  }
+
+  /**
+   * Adds a hot-plug slot.
+   *
+   * **Errors:** `EEXIST` if the slot number is taken; `EINVAL` for a number outside 0..31.
+   */
+  addSlot(name: string, number: number): HotplugSlot {
+    if (!Number.isInteger(number) || number < 0 || number > 31) {
+      throw new DevrefError("EINVAL", `slot number ${String(number)} must be 0..31`);
+    }
+    if (this.#slots.has(number))
+      throw new DevrefError("EEXIST", `bus '${this.name}' already has slot ${number}`);
+    const slot = new HotplugSlot(this, name, number);
+    this.#slots.set(number, slot);
+    return slot;
+  }
+
+  /**
+   * Creates and registers a function at `spec.slot` (pci_scan_single_device +
+   * pci_bus_add_device), returning the creator's owned reference.
+   *
+   * **Errors:** `EINVAL` for a bad description (nothing is created); `EEXIST` if the
+   * address is taken.
+   */
+  register(spec: PciDeviceSpec & { readonly slot: number }, label = "creator"): ARef<PciDevice> {
+    const func = spec.func ?? 0;
+    const where = `PCI device ${hex(spec.vendor, 4)}:${hex(spec.device, 4)}`;
+    if (!Number.isInteger(spec.slot) || spec.slot < 0 || spec.slot > 31) {
+      throw new DevrefError("EINVAL", `${where}: slot ${String(spec.slot)} must be 0..31`);
+    }
+    if (!Number.isInteger(func) || func < 0 || func > 7) {
+      throw new DevrefError("EINVAL", `${where}: function ${String(func)} must be 0..7`);
+    }
+    for (const [v, what, max] of [
+      [spec.vendor, "vendor", 0xffff],
+      [spec.device, "device", 0xffff],
+      [spec.classCode, "class code", 0xff_ffff],
+    ] as const) {
+      if (!Number.isInteger(v) || v < 0 || v > max) {
+        throw new DevrefError("EINVAL", `${where}: ${what} ${String(v)} is out of range`);
+      }
+    }
+    const barSpecs = spec.bars ?? [];
+    if (barSpecs.length > 6)
+      throw new DevrefError("EINVAL", `${where}: at most 6 BARs, got ${barSpecs.length}`);
+    barSpecs.forEach((b, i) => {
+      checkMemResource(where, { start: b.start ?? 0, size: b.size }, `BAR ${i}`);
+    });
+    const name = `${hex(this.domain, 4)}:${hex(this.busNumber, 2)}:${hex(spec.slot, 2)}.${func}`;
+    const bars = barSpecs.map((b, i) => {
+      const start = b.start ?? this.#nextBar;
+      if (b.start === undefined)
+        this.#nextBar += Math.max(0x1000, Math.ceil(b.size / 0x1000) * 0x1000);
+      return {
+        name: `BAR${i}`,
+        start,
+        size: b.size,
+        backend: b.backend ?? new RegisterFile(b.size),
+      };
+    });
+    const parent =
+      spec.parent === undefined || spec.parent === null ? null : deviceStateOf(spec.parent);
+    const st = new PciDeviceState(name, spec, bars, this.hooks, parent);
+    const ref = adoptRef(PciDevice, st, label);
+    try {
+      addState(st);
+    } catch (e) {
+      ref.put();
+      throw e;
+    }
+    return ref;
+  }
+
+  /** Orderly removal (pci_stop_and_remove_bus_device), then put `dev`. */
+  unregister(dev: ARef<PciDevice>): void {
+    const st = deviceStateOf(dev);
+    if (st.registered && !st.dead) deleteTree(st, false);
+    dev.put();
+  }
+}
+
+/** The PCI bus (domain 0, bus 0), defined once. */
+export const pciBus: Static<PciBus> = defineStatic(new PciBus());
