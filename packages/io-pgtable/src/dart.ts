@@ -10,6 +10,13 @@ import {
 } from "@devref/raw-device";
 import { IOMMU_CACHE, IOMMU_PROT_MASK, IOMMU_READ, IOMMU_WRITE } from "./constants.js";
 import { type DecodeOptions, decodeIoPgtable, dumpIoPgtable } from "./decode.js";
+import {
+  checkPaddrAndProt,
+  checkPgcount,
+  DescriptorScratch,
+  err,
+  splitIova,
+} from "./internal/args.js";
 import { hexAddr, TWO32 } from "./internal/bits.js";
 import type { DartSetup } from "./internal/dart-config.js";
 import type { IoPgtableOps } from "./lpae.js";
@@ -31,14 +38,6 @@ function cbIova(hi: number, lo: number): IovaArg {
   // SAFETY: below 2^53 the number is the exact address.
   if (hi < 0x20_0000) return (hi * TWO32 + lo) as Iova;
   return (BigInt(hi) << 32n) | BigInt(lo);
-}
-
-function err(
-  code: "EINVAL" | "ERANGE" | "EEXIST" | "ENOMEM" | "ESHUTDOWN",
-  message: string,
-  details?: Record<string, unknown>,
-): DevrefError {
-  return new DevrefError(code, message, details === undefined ? {} : { details });
 }
 
 /**
@@ -82,11 +81,7 @@ export class AppleDartIoPgtable implements IoPgtableOps {
   readonly #paLimit: number;
   readonly #ttbr: number[];
   readonly #attrLo = new Int32Array(IOMMU_PROT_MASK + 1);
-  readonly #scratch8: Uint8Array;
-  readonly #scratch32: Uint32Array;
-  readonly #zeros: Uint8Array;
-  readonly #views: (Uint8Array | undefined)[];
-  readonly #zeroViews: (Uint8Array | undefined)[];
+  readonly #scratch: DescriptorScratch;
   readonly #split = new Uint32Array(2);
   /** One-entry walk cache: the leaf table for the IOVA bits above the leaf level. */
   #cValid = false;
@@ -127,11 +122,7 @@ export class AppleDartIoPgtable implements IoPgtableOps {
       this.#attrLo[prot] = lo;
     }
     const ept = geo.pgsize / 8;
-    this.#scratch8 = new Uint8Array(ept * 8);
-    this.#scratch32 = new Uint32Array(this.#scratch8.buffer);
-    this.#zeros = new Uint8Array(ept * 8);
-    this.#views = new Array<Uint8Array | undefined>(ept + 1).fill(undefined);
-    this.#zeroViews = new Array<Uint8Array | undefined>(ept + 1).fill(undefined);
+    this.#scratch = new DescriptorScratch(ept);
     try {
       for (let i = 0; i < setup.nTtbrs; i++) this.#ttbr.push(this.#allocTable());
     } catch (e) {
@@ -233,34 +224,6 @@ export class AppleDartIoPgtable implements IoPgtableOps {
     this.#alloc.free(pa as PhysAddr, this.#pgsize);
   }
 
-  #split64(iova: IovaArg): void {
-    const out = this.#split;
-    if (typeof iova === "number") {
-      const hi = (iova / TWO32) >>> 0;
-      const lo = iova >>> 0;
-      if (hi * TWO32 + lo !== iova) {
-        throw err(
-          "EINVAL",
-          `IOVA ${String(iova)} is not a whole number in [0, 2^64): pass an Iova or a bigint`,
-          { mapped: 0 },
-        );
-      }
-      out[0] = hi;
-      out[1] = lo;
-      return;
-    }
-    if (iova < -(2n ** 63n) || iova >= 2n ** 64n) {
-      throw err(
-        "EINVAL",
-        `IOVA ${iova.toString(16)} does not fit 64 bits: pass a value in [-2^63, 2^64)`,
-        { mapped: 0 },
-      );
-    }
-    const u = BigInt.asUintN(64, iova);
-    out[0] = Number(u >> 32n);
-    out[1] = Number(u & 0xffff_ffffn);
-  }
-
   /**
    * The leaf table for an IOVA, or -1 (bad TTBR index) / -2 (missing table, when not allocating).
    */
@@ -303,7 +266,7 @@ export class AppleDartIoPgtable implements IoPgtableOps {
    */
   mapPages(iova: IovaArg, paddr: PhysAddr, pgsize: number, pgcount: number, prot: number): number {
     this.#live();
-    this.#split64(iova);
+    splitIova(iova, this.#split);
     const hi = this.#split[0]!;
     const lo = this.#split[1]!;
     if (pgsize !== this.#pgsize) {
@@ -313,26 +276,8 @@ export class AppleDartIoPgtable implements IoPgtableOps {
         { mapped: 0 },
       );
     }
-    const pHi = (paddr / TWO32) >>> 0;
+    checkPaddrAndProt(paddr, this.#paLimit, prot);
     const pLo = paddr >>> 0;
-    if (!(pHi * TWO32 + pLo === paddr && paddr < this.#paLimit)) {
-      throw err(
-        "ERANGE",
-        `physical address ${String(paddr)} is not a whole number below 2^${Math.log2(this.#paLimit)} (oas)`,
-        { mapped: 0 },
-      );
-    }
-    if (
-      (prot & (IOMMU_READ | IOMMU_WRITE)) === 0 ||
-      (prot & ~IOMMU_PROT_MASK) !== 0 ||
-      prot !== (prot | 0)
-    ) {
-      throw err(
-        "EINVAL",
-        `prot ${String(prot)} must be IOMMU_* flags including IOMMU_READ or IOMMU_WRITE`,
-        { mapped: 0 },
-      );
-    }
     const mask = pgsize - 1;
     if ((lo & mask) !== 0 || (pLo & mask) !== 0) {
       throw err(
@@ -341,9 +286,7 @@ export class AppleDartIoPgtable implements IoPgtableOps {
         { mapped: 0 },
       );
     }
-    if (!(pgcount >= 0 && Number.isSafeInteger(pgcount))) {
-      throw err("EINVAL", `pgcount ${String(pgcount)} must be a whole number`, { mapped: 0 });
-    }
+    checkPgcount(pgcount);
     const table = this.#leafTable(hi, lo, true);
     if (table === -1) {
       throw err(
@@ -381,8 +324,8 @@ export class AppleDartIoPgtable implements IoPgtableOps {
       }
       return n * pgsize;
     }
-    const view = this.#view(n);
-    const w = this.#scratch32;
+    const view = this.#scratch.view(n);
+    const w = this.#scratch.words;
     mem.readBytes(slot, view);
     for (let i = 0; i < n; i++) if ((w[2 * i]! & 1) !== 0) throw this.#exists(hi, lo);
     for (let i = 0; i < n; i++) {
@@ -409,7 +352,7 @@ export class AppleDartIoPgtable implements IoPgtableOps {
     gather?: IommuIotlbGather | null,
   ): number {
     this.#live();
-    this.#split64(iova);
+    splitIova(iova, this.#split);
     const hi = this.#split[0]!;
     const lo = this.#split[1]!;
     if (!(pgcount >= 0 && Number.isSafeInteger(pgcount)))
@@ -432,10 +375,10 @@ export class AppleDartIoPgtable implements IoPgtableOps {
         mem.write64(at, 0, 0);
       }
     } else {
-      const w = this.#scratch32;
-      mem.readBytes(slot, this.#view(n));
+      const w = this.#scratch.words;
+      mem.readBytes(slot, this.#scratch.view(n));
       for (; i < n; i++) if (w[2 * i] === 0 && w[2 * i + 1] === 0) break;
-      if (i > 0) mem.writeBytes(slot, this.#zeroView(i));
+      if (i > 0) mem.writeBytes(slot, this.#scratch.zeroView(i));
     }
     const tlb = this.#tlb;
     if (!(gather?.queued ?? false) && tlb?.tlbAddPage !== undefined) {
@@ -460,7 +403,7 @@ export class AppleDartIoPgtable implements IoPgtableOps {
    */
   iovaToPhys(iova: IovaArg): PhysAddr {
     this.#live();
-    this.#split64(iova);
+    splitIova(iova, this.#split);
     const hi = this.#split[0]!;
     const lo = this.#split[1]!;
     const table = this.#leafTable(hi, lo, false);
@@ -495,24 +438,6 @@ export class AppleDartIoPgtable implements IoPgtableOps {
     const tlb = this.#tlb;
     if (tlb?.tlbFlushAll !== undefined) tlb.tlbFlushAll(this.#cookie);
     for (const pa of this.#ttbr) this.#freeTable(pa, 1);
-  }
-
-  #view(n: number): Uint8Array {
-    let v = this.#views[n];
-    if (v === undefined) {
-      v = this.#scratch8.subarray(0, n * 8);
-      this.#views[n] = v;
-    }
-    return v;
-  }
-
-  #zeroView(n: number): Uint8Array {
-    let v = this.#zeroViews[n];
-    if (v === undefined) {
-      v = this.#zeros.subarray(0, n * 8);
-      this.#zeroViews[n] = v;
-    }
-    return v;
   }
 
   #exists(hi: number, lo: number): DevrefError {

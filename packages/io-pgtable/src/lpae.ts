@@ -22,6 +22,13 @@ import {
   IOMMU_WRITE,
 } from "./constants.js";
 import { type DecodeOptions, decodeIoPgtable, dumpIoPgtable } from "./decode.js";
+import {
+  checkPaddrAndProt,
+  checkPgcount,
+  DescriptorScratch,
+  err,
+  splitIova,
+} from "./internal/args.js";
 import { hexAddr, TWO32 } from "./internal/bits.js";
 import { LPAE_MAIR, type LpaeSetup } from "./internal/lpae-config.js";
 import type {
@@ -62,27 +69,6 @@ export interface IoPgtableOps extends Disposable {
   readonly tableBytes: number;
   /** Whether the table has been disposed. */
   readonly disposed: boolean;
-}
-
-function err(
-  code: "EINVAL" | "ERANGE" | "EEXIST" | "ENOMEM" | "ESHUTDOWN",
-  message: string,
-  details?: Record<string, unknown>,
-): DevrefError {
-  return new DevrefError(code, message, details === undefined ? {} : { details });
-}
-
-/** Splits a bigint address into halves, modulo 2^64. */
-function splitBig(v: bigint, out: Uint32Array): void {
-  if (v < -(2n ** 63n) || v >= 2n ** 64n) {
-    throw err(
-      "EINVAL",
-      `IOVA ${v.toString(16)} does not fit 64 bits: pass a value in [-2^63, 2^64)`,
-    );
-  }
-  const u = BigInt.asUintN(64, v);
-  out[0] = Number(u >> 32n);
-  out[1] = Number(u & 0xffff_ffffn);
 }
 
 /**
@@ -158,11 +144,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
   /** Descriptor attribute bits for each prot value (type and address not included). */
   readonly #attrLo = new Int32Array(IOMMU_PROT_MASK + 1);
   readonly #attrHi = new Int32Array(IOMMU_PROT_MASK + 1);
-  readonly #scratch8: Uint8Array;
-  readonly #scratch32: Uint32Array;
-  readonly #zeros: Uint8Array;
-  readonly #views: (Uint8Array | undefined)[];
-  readonly #zeroViews: (Uint8Array | undefined)[];
+  readonly #scratch: DescriptorScratch;
   readonly #split = new Uint32Array(2);
   #cLevel = -1;
   #cKeyHi = 0;
@@ -232,11 +214,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     this.#fillAttrs(setup);
 
     const maxRun = Math.max(this.#ept, 1);
-    this.#scratch8 = new Uint8Array(maxRun * 8);
-    this.#scratch32 = new Uint32Array(this.#scratch8.buffer);
-    this.#zeros = new Uint8Array(maxRun * 8);
-    this.#views = new Array<Uint8Array | undefined>(maxRun + 1).fill(undefined);
-    this.#zeroViews = new Array<Uint8Array | undefined>(maxRun + 1).fill(undefined);
+    this.#scratch = new DescriptorScratch(maxRun);
 
     this.#root = this.#allocTable(g.rootBytes, "the root table");
     // SAFETY: the root was just returned by the allocator, which hands out physical addresses.
@@ -407,24 +385,6 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     if (!this.#coherent) this.#cleanRange(slot, 8);
   }
 
-  #view(n: number): Uint8Array {
-    let v = this.#views[n];
-    if (v === undefined) {
-      v = this.#scratch8.subarray(0, n * 8);
-      this.#views[n] = v;
-    }
-    return v;
-  }
-
-  #zeroView(n: number): Uint8Array {
-    let v = this.#zeroViews[n];
-    if (v === undefined) {
-      v = this.#zeros.subarray(0, n * 8);
-      this.#zeroViews[n] = v;
-    }
-    return v;
-  }
-
   // ---- map -------------------------------------------------------------------------------
 
   /**
@@ -485,7 +445,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       lo = iova >>> 0;
       if (hi * TWO32 + lo !== iova) throw this.#badIova(iova);
     } else {
-      splitBig(iova, this.#split);
+      splitIova(iova, this.#split);
       hi = this.#split[0]!;
       lo = this.#split[1]!;
     }
@@ -499,22 +459,9 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
         { mapped: 0 },
       );
     }
+    checkPaddrAndProt(paddr, this.#paLimit, prot);
     const pHi = (paddr / TWO32) >>> 0;
     const pLo = paddr >>> 0;
-    if (!(pHi * TWO32 + pLo === paddr && paddr < this.#paLimit)) {
-      throw err(
-        "ERANGE",
-        `physical address ${String(paddr)} is not a whole number below 2^${Math.log2(this.#paLimit)} (oas)`,
-        { mapped: 0 },
-      );
-    }
-    if (
-      (prot & (IOMMU_READ | IOMMU_WRITE)) === 0 ||
-      (prot & ~IOMMU_PROT_MASK) !== 0 ||
-      prot !== (prot | 0)
-    ) {
-      throw this.#badProt(prot);
-    }
     if (
       (lo & this.#alignLo[l]!) !== 0 ||
       (hi & this.#alignHi[l]!) !== 0 ||
@@ -527,9 +474,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
         { mapped: 0 },
       );
     }
-    if (!(pgcount >= 0 && Number.isSafeInteger(pgcount))) {
-      throw err("EINVAL", `pgcount ${String(pgcount)} must be a whole number`, { mapped: 0 });
-    }
+    checkPgcount(pgcount);
 
     // Walk to the table at level l, allocating what is missing.
     let table: number;
@@ -612,8 +557,8 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
         }
       }
     } else {
-      const view = this.#view(n);
-      const w = this.#scratch32;
+      const view = this.#scratch.view(n);
+      const w = this.#scratch.words;
       mem.readBytes(slot, view);
       for (let i = 0; i < n; i++) {
         const dlo = w[2 * i]!;
@@ -752,7 +697,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       lo = iova >>> 0;
       if (hi * TWO32 + lo !== iova) throw this.#badIova(iova);
     } else {
-      splitBig(iova, this.#split);
+      splitIova(iova, this.#split);
       hi = this.#split[0]!;
       lo = this.#split[1]!;
     }
@@ -820,8 +765,8 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
         } else mem.write64(at, 0, 0);
       }
     } else {
-      const view = this.#view(n);
-      const w = this.#scratch32;
+      const view = this.#scratch.view(n);
+      const w = this.#scratch.words;
       mem.readBytes(slot, view);
       for (; i < n; i++) {
         const dlo = w[2 * i]!;
@@ -839,7 +784,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
           );
         }
       }
-      if (i > 0) mem.writeBytes(slot, this.#zeroView(i));
+      if (i > 0) mem.writeBytes(slot, this.#scratch.zeroView(i));
     }
     if (i > 0 && !this.#coherent) this.#cleanRange(slot, i * 8);
     const tlb = this.#tlb;
@@ -900,7 +845,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       lo = iova >>> 0;
       if (hi * TWO32 + lo !== iova) throw this.#badIova(iova);
     } else {
-      splitBig(iova, this.#split);
+      splitIova(iova, this.#split);
       hi = this.#split[0]!;
       lo = this.#split[1]!;
     }
@@ -986,21 +931,6 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       "EINVAL",
       `pgsize ${String(pgsize)} is not one of the sizes this table maps (narrowed pgsizeBitmap ` +
         `0x${this.cfg.pgsizeBitmap.toString(16)}, levels ${this.#start}–3): pick one size from the bitmap`,
-      { mapped: 0 },
-    );
-  }
-
-  #badProt(prot: number): DevrefError {
-    if (prot === (prot | 0) && (prot & ~IOMMU_PROT_MASK) === 0) {
-      return err(
-        "EINVAL",
-        `prot 0x${prot.toString(16)} grants neither IOMMU_READ nor IOMMU_WRITE: a mapping needs at least one`,
-        { mapped: 0 },
-      );
-    }
-    return err(
-      "EINVAL",
-      `prot ${String(prot)} has bits outside the IOMMU_* flags (0x${IOMMU_PROT_MASK.toString(16)})`,
       { mapped: 0 },
     );
   }
