@@ -122,6 +122,7 @@ function walkLpae(
   const ttbr1 = stage === 1 && (setup.quirks & IO_PGTABLE_QUIRK_ARM_TTBR1) !== 0;
   const fwb = (setup.quirks & IO_PGTABLE_QUIRK_ARM_S2FWB) !== 0;
   const upper = ttbr1 ? 2n ** 64n - 2n ** BigInt(setup.ias) : 0n;
+  // SAFETY: without TTBR1 an offset into the walked range is an input address below 2^ias.
   const addr = (off: number): IovaArg => (ttbr1 ? upper + BigInt(off) : (off as Iova));
   const decode = (hi: number, lo: number): number => {
     const xlo = (lo & 0xffff_f000) >>> 0;

@@ -353,6 +353,7 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
   get(label = "anonymous"): ARef<RawDevice> {
     const object = this.live();
     object.refcount.inc();
+    // SAFETY: the handle took a count and a holder record, so it is owned.
     return this.makeHandle(object, object.addHolder(label)) as ARef<RawDevice>;
   }
 
