@@ -1,6 +1,47 @@
 //! @devref/dma-iommu: the IOVA allocator with range caches and the swiotlb bounce-buffer pool.
 
+export type { DmaAuditEntry, DmaDeviceAudit, DmaUnbindReport } from "./audit.js";
+export { CoherentAllocation, dmaAllocCoherent } from "./coherent.js";
 export * from "./constants.js";
+export { DmaIommuCookie, dmaInfoToProt, FlushQueue, IOVA_DEFAULT_FQ_SIZE } from "./dma-iommu.js";
+export {
+  deviceIommuCapable,
+  IOMMU_DOMAIN_BLOCKED,
+  IOMMU_DOMAIN_DMA,
+  IOMMU_DOMAIN_DMA_FQ,
+  IOMMU_DOMAIN_IDENTITY,
+  IOMMU_DOMAIN_UNMANAGED,
+  IOMMU_FAULT_READ,
+  IOMMU_FAULT_WRITE,
+  type IommuCap,
+  IommuClient,
+  IommuDevice,
+  IommuDomain,
+  type IommuDomainOps,
+  type IommuDomainType,
+  type IommuFaultHandler,
+  IommuGroup,
+  type IommuOps,
+  type IommuRegisterOptions,
+  iommuAttachDevice,
+  iommuDetachDevice,
+  iommuDeviceRegister,
+  iommuDeviceUnregister,
+  iommuDomainFree,
+  iommuDomainTypeName,
+  iommuGetDomainForDev,
+  iommuGroupGet,
+  iommuIotlbGatherAddPage,
+  iommuIotlbSync,
+  iommuIovaToPhys,
+  iommuMap,
+  iommuPagingDomainAlloc,
+  iommuPgsize,
+  iommuSetFaultHandler,
+  iommuUnmap,
+  iommuUnmapFast,
+  reportIommuFault,
+} from "./iommu.js";
 export {
   IOVA_MAX_PFN,
   type IovaDevicePolicy,
@@ -10,9 +51,36 @@ export {
   type IovaStats,
 } from "./iova.js";
 export {
+  DeviceDma,
+  DMA_DEFAULT_MAX_SEG_SIZE,
+  DMA_MAPPING_ERROR,
+  type DmaConfigureOptions,
+  dmaConfigure,
+  dmaConfigureDevice,
+  dmaDeviceAudit,
+  dmaGetMask,
+  dmaLastError,
+  dmaMappingError,
+  dmaMapSg,
+  dmaMapSingle,
+  dmaSetCoherentMask,
+  dmaSetMask,
+  dmaSetMaskAndCoherent,
+  dmaStateOf,
+  dmaSyncSgForCpu,
+  dmaSyncSgForDevice,
+  dmaSyncSingleForCpu,
+  dmaSyncSingleForDevice,
+  dmaUnmapSg,
+  dmaUnmapSingle,
+  ScatterList,
+  type ScatterSegment,
+} from "./mapping.js";
+export {
   type SwiotlbMapOptions,
   type SwiotlbMapping,
   SwiotlbPool,
   type SwiotlbPoolOptions,
   type SwiotlbStats,
 } from "./swiotlb.js";
+export { type DmaRegion, DmaSystem, type DmaSystemOptions } from "./system.js";

@@ -1,0 +1,263 @@
+//! C header: include/linux/dma-mapping.h (dma_alloc_attrs, dmam_alloc_coherent)
+//! Rust: rust/kernel/dma.rs (CoherentAllocation)
+
+import { type Device, Devres } from "@devref/device-core";
+import { deviceStateOf } from "@devref/device-core/unsafe";
+import {
+  type Bound,
+  DevrefError,
+  type DmaAddr,
+  formatAddr,
+  type PhysAddr,
+  type PhysicalMemory,
+} from "@devref/raw-device";
+import { DMA_BIDIRECTIONAL } from "./constants.js";
+import { dmaInfoToProt, iommuDmaMapRange } from "./dma-iommu.js";
+import { IOMMU_DOMAIN_IDENTITY } from "./iommu.js";
+import { CoherentRegion, coherentRelease, type DeviceDma, dmaStateOf } from "./mapping.js";
+
+const PAGE = 4096;
+
+function pow2AtLeast(n: number): number {
+  let p = PAGE;
+  while (p < n) p *= 2;
+  return p;
+}
+
+/**
+ * A coherent DMA buffer (`dma_alloc_coherent`, managed like `dmam_alloc_coherent`): memory
+ * both CPU and device see without sync calls, with typed CPU access.
+ *
+ * It is tied to the binding that allocated it: at unbind it is freed (and its IOMMU mapping
+ * removed) by devres, and every later access throws `ENODEV` instead of touching memory
+ * that may belong to someone else — the gap the Rust `CoherentAllocation` still has.
+ *
+ * **Invariants:** `dmaAddr` and the CPU memory are aligned to the page order of `size`; the
+ * memory is zeroed at allocation; after {@link free} or unbind no access succeeds.
+ *
+ * **Errors:** `ENODEV` on any access after free or unbind; `EINVAL` for an offset outside
+ * the buffer.
+ *
+ * @example
+ * ```ts
+ * const ring = dmaAllocCoherent(dev, 4096);
+ * ring.write32(0, 0x1234);
+ * device.startDma(ring.dmaAddr);
+ * ```
+ */
+export class CoherentAllocation {
+  /** The address the device uses. */
+  readonly dmaAddr: DmaAddr;
+  /** Bytes requested. */
+  readonly size: number;
+  /** The device's name. */
+  readonly device: string;
+  private readonly res: Devres<CoherentRegion>;
+  private readonly mem: PhysicalMemory;
+  private freedExplicitly = false;
+
+  /** @internal Use {@link dmaAllocCoherent}. */
+  constructor(dev: Device<Bound>, d: DeviceDma, region: CoherentRegion) {
+    this.dmaAddr = region.dmaAddr;
+    this.size = region.size;
+    this.device = d.st.name;
+    this.mem = d.system.memory;
+    this.res = new Devres(dev, region, {
+      label: `dma coherent ${formatAddr(region.dmaAddr, 1)}+${region.size}`,
+      release: (r) => {
+        if (!this.freedExplicitly) d.coherentFreedAtUnbind++;
+        coherentRelease(d, r);
+      },
+    });
+  }
+
+  /** Whether the buffer can still be used (not freed, binding not ended). */
+  get isAvailable(): boolean {
+    return this.res.isAvailable;
+  }
+
+  private region(offset: number, width: number): CoherentRegion {
+    const r = this.res.tryAccess();
+    if (r === undefined) {
+      throw new DevrefError(
+        "ENODEV",
+        `coherent buffer ${formatAddr(this.dmaAddr, 1)}+${this.size} of '${this.device}' was freed ` +
+          "(its driver unbound, or free() was called): it can no longer be used; allocate a new one in the new binding",
+      );
+    }
+    if (!(Number.isInteger(offset) && offset >= 0 && offset + width <= this.size)) {
+      throw new DevrefError(
+        "EINVAL",
+        `offset ${String(offset)} (+${width}) is outside the ${this.size}-byte coherent buffer`,
+      );
+    }
+    return r;
+  }
+
+  /** The physical address of the CPU side (for tests that play the device). */
+  get phys(): PhysAddr {
+    return this.region(0, 0).pa;
+  }
+  read8(offset: number): number {
+    return this.mem.read8(this.region(offset, 1).pa + offset);
+  }
+  write8(offset: number, value: number): void {
+    this.mem.write8(this.region(offset, 1).pa + offset, value);
+  }
+  read32(offset: number): number {
+    return this.mem.read32(this.region(offset, 4).pa + offset);
+  }
+  write32(offset: number, value: number): void {
+    this.mem.write32(this.region(offset, 4).pa + offset, value);
+  }
+  /** The 64-bit word at `offset` as halves. */
+  read64(offset: number): { lo: number; hi: number } {
+    const pa = this.region(offset, 8).pa + offset;
+    const mem = this.mem;
+    return { lo: mem.read64Lo(pa), hi: mem.read64Hi(pa) };
+  }
+  write64(offset: number, lo: number, hi: number): void {
+    this.mem.write64(this.region(offset, 8).pa + offset, lo, hi);
+  }
+  readBytes(offset: number, dest: Uint8Array): void {
+    this.mem.readBytes(this.region(offset, dest.length).pa + offset, dest);
+  }
+  writeBytes(offset: number, src: Uint8Array): void {
+    this.mem.writeBytes(this.region(offset, src.length).pa + offset, src);
+  }
+  /**
+   * `dma_handle_with_offset`: the device address of byte `offset`.
+   *
+   * **Errors:** `EINVAL` out of bounds; `ENODEV` after free.
+   */
+  dmaHandleWithOffset(offset: number): DmaAddr {
+    this.region(offset, 1);
+    // SAFETY: inside the buffer, whose device address range is valid.
+    return (this.dmaAddr + offset) as DmaAddr;
+  }
+  /** `dma_free_coherent`: frees now; later accesses throw. A second call does nothing. */
+  free(): void {
+    if (!this.res.isAvailable) return;
+    this.freedExplicitly = true;
+    this.res.revoke();
+  }
+}
+
+/**
+ * `dma_alloc_coherent` (devres-managed): `size` zeroed bytes the device can reach under its
+ * **coherent** mask. dma-direct takes RAM above 4 GiB if the mask allows, else retries below
+ * 4 GiB (the kernel's `GFP_DMA32` retry) and never bounces; behind an IOMMU the memory is
+ * mapped at an IOVA under the coherent mask.
+ *
+ * Needs a Bound borrow: only a bound driver (probe, or code it calls while bound) allocates.
+ *
+ * **Errors:** `ENOMEM` when no memory (or IOVA) fits under the mask — the message says which;
+ * `EINVAL` for a bad size or an unconfigured device; `ENODEV` on a revoked borrow.
+ *
+ * @example
+ * ```ts
+ * probe(dev) {
+ *   dmaConfigure(system, dev);
+ *   const ring = dmaAllocCoherent(dev, 16 * 1024);
+ *   return { ring }; // freed and revoked when the driver unbinds
+ * }
+ * ```
+ */
+export function dmaAllocCoherent(dev: Device<Bound>, size: number): CoherentAllocation {
+  const d = dmaStateOf(dev);
+  const st = deviceStateOf(dev);
+  if (d === null) {
+    throw new DevrefError(
+      "EINVAL",
+      `device '${st.name}' has no DMA configuration: call dmaConfigure(system, dev) at the start of probe`,
+    );
+  }
+  if (!(Number.isSafeInteger(size) && size > 0 && size <= 2 ** 30)) {
+    throw new DevrefError(
+      "EINVAL",
+      `dma_alloc_coherent(${st.name}): size ${String(size)} must be 1 … 2^30 bytes`,
+    );
+  }
+  const bits = st.coherentDmaMaskBits ?? 32;
+  const limit = bits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** bits - 1;
+  const block = pow2AtLeast(size);
+  const sys = d.system;
+  const domain = d.iommuClient?.group.domain ?? null;
+  const translated = domain !== null && domain.cookie !== null && !domain.freed;
+  if (d.iommuClient !== null && !translated && domain?.type !== IOMMU_DOMAIN_IDENTITY) {
+    throw new DevrefError(
+      "ENODEV",
+      `dma_alloc_coherent(${st.name}): its IOMMU domain does not allow DMA API use`,
+    );
+  }
+  let pa: PhysAddr | null = null;
+  let fromLow = false;
+  const tryAlloc = (low: boolean): void => {
+    const ram = low ? sys.lowRam : sys.highRam;
+    let got: PhysAddr;
+    try {
+      got = ram.alloc(block, block);
+    } catch (e) {
+      if (DevrefError.is(e, "ENOMEM")) return;
+      throw e;
+    }
+    if (!translated && got + block - 1 > limit) {
+      ram.free(got, block);
+      return;
+    }
+    pa = got;
+    fromLow = low;
+  };
+  tryAlloc(false);
+  if (pa === null) tryAlloc(true);
+  if (pa === null) {
+    throw new DevrefError(
+      "ENOMEM",
+      `dma_alloc_coherent(${st.name}, ${size}): no free memory under the coherent mask ${formatAddr(limit, 1)} ` +
+        `(low RAM ${sys.lowRam.bytesFree} bytes free, high RAM ${sys.highRam.bytesFree} bytes free)`,
+    );
+  }
+  const phys: PhysAddr = pa;
+  let dma = phys as number;
+  let iovaSize = 0;
+  if (translated) {
+    const cookie = domain.cookie!;
+    iovaSize = Math.ceil(block / cookie.granule) * cookie.granule;
+    const iova = cookie.iovad.tryAllocForDevice(iovaSize, limit, d.policy);
+    if (iova === 0) {
+      (fromLow ? sys.lowRam : sys.highRam).free(phys, block);
+      throw new DevrefError(
+        "ENOMEM",
+        `dma_alloc_coherent(${st.name}, ${size}): no IOVA space under the coherent mask ${formatAddr(limit, 1)}`,
+      );
+    }
+    try {
+      iommuDmaMapRange(domain, iova, phys, iovaSize, dmaInfoToProt(DMA_BIDIRECTIONAL, true, 0));
+    } catch (e) {
+      (fromLow ? sys.lowRam : sys.highRam).free(phys, block);
+      throw e;
+    }
+    dma = iova;
+  }
+  // SAFETY: dma is a physical address or an IOVA just allocated, both whole and ≥ 0.
+  const region = new CoherentRegion(
+    phys,
+    dma as DmaAddr,
+    size,
+    block,
+    fromLow,
+    translated ? domain : null,
+    iovaSize,
+    d.nextSeq(),
+  );
+  d.coherent.add(region);
+  d.liveCount++;
+  let alloc: CoherentAllocation;
+  try {
+    alloc = new CoherentAllocation(dev, d, region);
+  } catch (e) {
+    coherentRelease(d, region);
+    throw e;
+  }
+  return alloc;
+}

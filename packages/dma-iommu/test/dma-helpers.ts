@@ -1,0 +1,250 @@
+// Test fixtures: a DMA system with a platform bus, devices whose driver configures DMA in
+// probe and lends a Bound borrow to test code through an interrupt handler, and a small
+// IOMMU driver built on io-pgtable.
+
+import { definePlatformDriver, type IommuRef, PlatformBus, type PlatformDevice } from "@devref/bus";
+import type { Device } from "@devref/device-core";
+import {
+  type ArmLpaeIoPgtable,
+  allocIoPgtable,
+  type IommuIotlbGather,
+  type IotlbGather,
+} from "@devref/io-pgtable";
+import {
+  type ARef,
+  type Bound,
+  BuddyAllocator,
+  type Core,
+  iova,
+  physAddr,
+} from "@devref/raw-device";
+import {
+  type DmaConfigureOptions,
+  DmaSystem,
+  type DmaSystemOptions,
+  dmaConfigure,
+  dmaSetMaskAndCoherent,
+  IOMMU_DOMAIN_IDENTITY,
+  type IommuDevice,
+  type IommuDomain,
+  type IommuDomainOps,
+  type IommuDomainType,
+  type IommuOps,
+  iommuDeviceRegister,
+  iommuIotlbGatherAddPage,
+} from "../src/index.js";
+
+let uniq = 0;
+
+export interface Env {
+  readonly system: DmaSystem;
+  readonly bus: PlatformBus;
+}
+
+export function makeEnv(options: DmaSystemOptions = {}): Env {
+  uniq++;
+  return { system: new DmaSystem(options), bus: new PlatformBus(`dmatest${uniq}`) };
+}
+
+export interface TestDevice {
+  readonly ref: ARef<PlatformDevice>;
+  /** Runs `fn` with a Bound borrow of the device, as an interrupt handler would. */
+  run<R>(fn: (dev: Device<Bound>) => R): R;
+}
+
+export interface DeviceSpec {
+  readonly name: string;
+  /** dma_set_mask_and_coherent in probe; default: keep the bus's 32-bit default. */
+  readonly maskBits?: number;
+  readonly iommus?: readonly IommuRef[];
+  readonly configure?: DmaConfigureOptions;
+  /** More probe work, after DMA is configured. */
+  readonly probe?: (dev: Device<Core>) => void;
+}
+
+/** Registers a device and a driver for it; the driver binds at once. */
+export function addDevice(env: Env, spec: DeviceSpec): TestDevice {
+  uniq++;
+  const irq = 1000 + uniq;
+  const compatible = `test,dev${uniq}`;
+  let work: ((dev: Device<Bound>) => unknown) | null = null;
+  let result: unknown;
+  let error: unknown = null;
+  const drv = definePlatformDriver({
+    name: `drv${uniq}`,
+    ofMatchTable: [{ compatible }],
+    probe: (dev) => {
+      dmaConfigure(env.system, dev, spec.configure ?? {});
+      if (spec.maskBits !== undefined) dmaSetMaskAndCoherent(dev, spec.maskBits);
+      spec.probe?.(dev);
+      dev.requestIrq(0, (d) => {
+        const fn = work;
+        work = null;
+        if (fn === null) return "none";
+        try {
+          result = fn(d);
+        } catch (e) {
+          error = e;
+        }
+        return "handled";
+      });
+      return {};
+    },
+  });
+  env.bus.registerDriver(drv);
+  const ref = env.bus.register({
+    name: spec.name,
+    compatible: [compatible],
+    irqs: [irq],
+    ...(spec.iommus === undefined ? {} : { iommus: spec.iommus }),
+  });
+  return {
+    ref,
+    run<R>(fn: (dev: Device<Bound>) => R): R {
+      work = fn;
+      error = null;
+      if (!env.bus.raiseIrq(irq)) throw new Error(`device ${spec.name} is not bound`);
+      if (error !== null) throw error;
+      return result as R;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// The test IOMMU driver.
+
+export interface TestIommuOptions {
+  readonly name?: string;
+  readonly pgsizeBitmap?: number;
+  /** What def_domain_type answers. */
+  readonly defDomainType?: IommuDomainType | null;
+  /** Force the aperture to 32 bits (like DART). */
+  readonly aperture32?: boolean;
+}
+
+/** One event the test IOMMU saw: an attach, a TLB sync with its range, a full flush. */
+export type IommuEvent = string;
+
+export class TestDomain implements IommuDomainOps {
+  readonly table: ArmLpaeIoPgtable;
+  readonly events: IommuEvent[];
+  domain: IommuDomain | null = null;
+  readonly apertureStart: number = 0;
+  readonly apertureEnd: number;
+  readonly forceAperture: boolean;
+
+  constructor(pages: BuddyAllocator, events: IommuEvent[], bitmap: number, aperture32: boolean) {
+    this.events = events;
+    this.apertureEnd = aperture32 ? 0xffff_ffff : 2 ** 48 - 1;
+    // ARM SMMU-style drivers always force the aperture to the table's input size.
+    this.forceAperture = true;
+    this.table = allocIoPgtable(
+      "arm-64-lpae-s1",
+      {
+        pgsizeBitmap: bitmap,
+        ias: 48,
+        oas: 48,
+        tlb: {
+          tlbAddPage: (gather: IommuIotlbGather | null, at, granule) => {
+            iommuIotlbGatherAddPage(this.domain!, gather, Number(at), granule);
+          },
+          tlbFlushWalk: () => {},
+          tlbFlushAll: () => {},
+        },
+      },
+      pages,
+    );
+  }
+  bindDomain(domain: IommuDomain): void {
+    this.domain = domain;
+  }
+  attachDev(dev: Device): void {
+    this.events.push(`attach ${dev.name}`);
+  }
+  mapPages(at: number, paddr: number, pgsize: number, pgcount: number, prot: number): number {
+    return this.table.mapPages(iova(at), physAddr(paddr), pgsize, pgcount, prot);
+  }
+  unmapPages(at: number, pgsize: number, pgcount: number, gather: IotlbGather): number {
+    return this.table.unmapPages(iova(at), pgsize, pgcount, gather);
+  }
+  iotlbSync(gather: IotlbGather): void {
+    this.events.push(
+      `sync ${gather.start.toString(16)}-${gather.end.toString(16)} pg ${gather.pgsize.toString(16)}`,
+    );
+  }
+  flushIotlbAll(): void {
+    this.events.push("flush-all");
+  }
+  iovaToPhys(at: number): number {
+    return this.table.iovaToPhys(iova(at));
+  }
+  free(): void {
+    this.events.push("free");
+    this.table[Symbol.dispose]();
+  }
+}
+
+export interface TestIommu {
+  readonly ref: ARef<PlatformDevice>;
+  readonly events: IommuEvent[];
+  readonly domains: TestDomain[];
+  readonly pages: BuddyAllocator;
+  iommu(): IommuDevice;
+}
+
+let pageRegion = 0;
+
+/** Registers an IOMMU device ("test,iommu") and its driver; the driver registers the IOMMU. */
+export function addTestIommu(env: Env, options: TestIommuOptions = {}): TestIommu {
+  uniq++;
+  const name = options.name ?? `iommu${uniq}`;
+  const events: IommuEvent[] = [];
+  const domains: TestDomain[] = [];
+  // Table memory in its own region below the swiotlb pool; regions rotate per IOMMU.
+  const pages = new BuddyAllocator(
+    env.system.memory,
+    0x1000_0000 + (pageRegion++ % 8) * 0x200_0000,
+    0x200_0000,
+    4096,
+  );
+  const bitmap = options.pgsizeBitmap ?? 0x4020_1000;
+  let registered: IommuDevice | null = null;
+  const ops: IommuOps = {
+    pgsizeBitmap: bitmap,
+    probeDevice: () => {},
+    deviceGroup: (_dev, ids) => `sid:${ids.join(",")}`,
+    domainAllocPaging: () => {
+      const d = new TestDomain(pages, events, bitmap, options.aperture32 ?? false);
+      domains.push(d);
+      return d;
+    },
+    defDomainType: () => options.defDomainType ?? null,
+    capable: (_dev, cap) => cap === "cache-coherency",
+    attachIdentity: (dev) => {
+      events.push(`identity ${dev.name}`);
+    },
+    attachBlocked: (dev) => {
+      events.push(`blocked ${dev.name}`);
+    },
+  };
+  const compatible = `test,iommu${uniq}`;
+  const drv = definePlatformDriver({
+    name: `iommu-drv${uniq}`,
+    ofMatchTable: [{ compatible }],
+    probe: (dev) => {
+      registered = iommuDeviceRegister(env.system, dev, ops, { name });
+      return {};
+    },
+  });
+  env.bus.registerDriver(drv);
+  const ref = env.bus.register({ name, compatible: [compatible] });
+  return {
+    ref,
+    events,
+    domains,
+    pages,
+    iommu: () => registered!,
+  };
+}
+
+export { IOMMU_DOMAIN_IDENTITY };
