@@ -6,27 +6,14 @@ import {
   type IovaDevicePolicy,
   IovaDomain,
 } from "@devref/dma-iommu";
-import { DevrefError } from "@devref/raw-device";
 import { describe, expect, it } from "vitest";
+import { expectCode } from "./expect-code.js";
 
 /** The pfn of the last page below 4 GiB with 4 KiB granules. */
 const TOP32 = 0xfffff;
 
 function domain(): IovaDomain {
   return new IovaDomain(4096, 1);
-}
-
-function expectCode(fn: () => unknown, code: string, message?: RegExp): DevrefError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(DevrefError);
-    const err = e as DevrefError;
-    expect(err.code).toBe(code);
-    if (message !== undefined) expect(err.message).toMatch(message);
-    return err;
-  }
-  throw new Error(`expected a ${code} error`);
 }
 
 describe("IovaDomain construction", () => {

@@ -13,8 +13,9 @@ import {
   IO_TLB_SIZE,
   SwiotlbPool,
 } from "@devref/dma-iommu";
-import { DevrefError, type PhysAddr, physAddr, SparseMemory } from "@devref/raw-device";
+import { type PhysAddr, physAddr, SparseMemory } from "@devref/raw-device";
 import { describe, expect, it } from "vitest";
+import { expectCode } from "./expect-code.js";
 
 const BASE = 0x8000_0000;
 /** Original buffers live above 4 GiB, where a 32-bit device cannot reach them. */
@@ -37,19 +38,6 @@ function read(mem: SparseMemory, pa: number, n: number): Uint8Array {
   const out = new Uint8Array(n);
   mem.readBytes(pa, out);
   return out;
-}
-
-function expectCode(fn: () => unknown, code: string, message?: RegExp): DevrefError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(DevrefError);
-    const err = e as DevrefError;
-    expect(err.code).toBe(code);
-    if (message !== undefined) expect(err.message).toMatch(message);
-    return err;
-  }
-  throw new Error(`expected a ${code} error`);
 }
 
 describe("SwiotlbPool construction", () => {

@@ -130,15 +130,24 @@ export class SparseMemory implements PhysicalMemory {
       const words = this.#slots[slot]!;
       if (words !== ZERO_PAGE) return words;
     }
+    const page = this.#pageForWrite(base);
+    this.#tags[slot] = base;
+    this.#slots[slot] = page.words;
+    return page.words;
+  }
+
+  /** The page at page-aligned `base`, allocated if it was never written. */
+  #pageForWrite(base: number): Page {
     let page = this.#pages.get(base);
     if (page === undefined) {
       const words = new Uint32Array(PAGE_SIZE / 4);
       page = { words, bytes: new Uint8Array(words.buffer) };
       this.#pages.set(base, page);
+      // A read may have cached the zero page for this address: point the slot at the new page.
+      const slot = (base >>> PAGE_SHIFT) & CACHE_MASK;
+      if (this.#tags[slot] === base) this.#slots[slot] = words;
     }
-    this.#tags[slot] = base;
-    this.#slots[slot] = page.words;
-    return page.words;
+    return page;
   }
 
   #check(pa: number, width: number): void {
@@ -236,8 +245,7 @@ export class SparseMemory implements PhysicalMemory {
       const at = pa + done;
       const offset = at & PAGE_MASK;
       const n = Math.min(PAGE_SIZE - offset, src.length - done);
-      this.#writePage(at);
-      this.#pages.get(at - offset)!.bytes.set(src.subarray(done, done + n), offset);
+      this.#pageForWrite(at - offset).bytes.set(src.subarray(done, done + n), offset);
       done += n;
     }
   }

@@ -45,6 +45,13 @@ describe("SparseMemory", () => {
     expect(back).toEqual(src);
   });
 
+  it("a byte copy into a page first seen by a read is visible to later reads", () => {
+    const mem = new SparseMemory();
+    expect(mem.read32(0x3000)).toBe(0); // caches the shared zero page for 0x3000
+    mem.writeBytes(0x3000, Uint8Array.of(1, 2, 3, 4));
+    expect(mem.read32(0x3000)).toBe(0x0403_0201);
+  });
+
   it("works at the top of the 52-bit space", () => {
     const mem = new SparseMemory();
     mem.write64(TOP - 8, 1, 2);
