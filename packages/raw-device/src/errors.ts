@@ -21,6 +21,7 @@ export const ERRNO = {
   ENOSPC: 28,
   ERANGE: 34,
   ENOSYS: 38,
+  ETIME: 62,
   EPROTO: 71,
   EOVERFLOW: 75,
   EOPNOTSUPP: 95,
@@ -62,6 +63,21 @@ export class DevrefError<C extends Errno = Errno> extends Error {
   readonly details: Readonly<Record<string, unknown>>;
 
   constructor(code: C, message: string, options: DevrefErrorOptions = {}) {
+    if (typeof code !== "string" || !Object.hasOwn(ERRNO, code)) {
+      // An unknown code would make an error with no errno: say so with one that has one.
+      throw new DevrefError(
+        "EINVAL",
+        `DevrefError: code ${typeof code === "string" ? `'${code}'` : typeof code} is not an errno name devref knows; use one of ${Object.keys(ERRNO).join(", ")}`,
+      );
+    }
+    if (typeof message !== "string") {
+      try {
+        message = String(message);
+      } catch {
+        message = "(message could not be turned into text)";
+      }
+    }
+    if (typeof options !== "object" || options === null) options = {};
     super(
       `${code}: ${message}`,
       options.cause === undefined ? undefined : { cause: options.cause },

@@ -2,6 +2,7 @@
 
 export * from "./address.js";
 export * from "./allocator.js";
+export * from "./args.js";
 export * from "./dispose.js";
 export * from "./errors.js";
 export * from "./memory.js";
