@@ -15,7 +15,7 @@ import {
 } from "@devref/device-core/unsafe";
 import type { ARef, Borrowed } from "@devref/raw-device";
 import { DevrefError } from "@devref/raw-device";
-import { adoptRef, type HandleConstructor } from "@devref/raw-device/unsafe";
+import { adoptRef, CONTEXT_CORE, type HandleConstructor } from "@devref/raw-device/unsafe";
 import { type Driver, type DriverRecord, type DriverRegistration, recordOf } from "./driver.js";
 import {
   currentTriggerCount,
@@ -268,7 +268,7 @@ export abstract class BusType<H extends Device = Device> {
     const st = this.#byName.get(name);
     if (st === undefined) return null;
     st.refcount.inc();
-    return adoptRef(this.#Handle, st, label);
+    return adoptRef<H>(st, label);
   }
 
   /** Calls `fn` with a borrow of each device on the bus, in order (bus_for_each_dev). */
@@ -528,7 +528,7 @@ export abstract class BusType<H extends Device = Device> {
     this.dmaConfigure(st);
     this.#notify("BIND_DRIVER", st);
     if (st.binding !== b || b.phase !== "probing") return FAILED;
-    const scope = new DeviceScope();
+    const scope = new DeviceScope(CONTEXT_CORE);
     b.probeScope = scope;
     const trigger = currentTriggerCount();
     let result: unknown;
@@ -651,7 +651,7 @@ export abstract class BusType<H extends Device = Device> {
     this.#notify("UNBIND_DRIVER", st);
     const remove = rec.remove;
     if (remove !== null) {
-      const scope = new DeviceScope();
+      const scope = new DeviceScope(CONTEXT_CORE);
       try {
         remove(scope.borrow(st, this.#Handle), b.data);
       } catch (e) {

@@ -22,7 +22,7 @@ import type {
   Static,
 } from "@devref/raw-device";
 import { DevrefError, defineStatic } from "@devref/raw-device";
-import { adoptRef } from "@devref/raw-device/unsafe";
+import { adoptRef, liveObject } from "@devref/raw-device/unsafe";
 import { BusType, type MatchResult } from "./bus.js";
 import { Driver, type DriverRegistration } from "./driver.js";
 import {
@@ -119,32 +119,32 @@ export class PciDevice<Ctx extends DeviceContext = Normal> extends Device<Ctx> {
   }
   /** The vendor id (config offset 0x00). */
   get vendorId(): number {
-    return this.live<PciDeviceState>().vendor;
+    return liveObject<PciDeviceState>(this).vendor;
   }
   /** The device id (config offset 0x02). */
   get deviceId(): number {
-    return this.live<PciDeviceState>().device;
+    return liveObject<PciDeviceState>(this).device;
   }
   /** The subsystem vendor id (0 when none). */
   get subsystemVendorId(): number {
-    return this.live<PciDeviceState>().subsystemVendor;
+    return liveObject<PciDeviceState>(this).subsystemVendor;
   }
   /** The subsystem device id (0 when none). */
   get subsystemDeviceId(): number {
-    return this.live<PciDeviceState>().subsystemDevice;
+    return liveObject<PciDeviceState>(this).subsystemDevice;
   }
   /** The 24-bit class code. */
   get classCode(): number {
-    return this.live<PciDeviceState>().classCode;
+    return liveObject<PciDeviceState>(this).classCode;
   }
   /** `vvvv:dddd`, as lspci -n shows it. */
   get ids(): string {
-    const st = this.live<PciDeviceState>();
+    const st = liveObject<PciDeviceState>(this);
     return `${hex(st.vendor, 4)}:${hex(st.device, 4)}`;
   }
   /** The number of BARs. */
   get barCount(): number {
-    return this.live<PciDeviceState>().bars.length;
+    return liveObject<PciDeviceState>(this).bars.length;
   }
   /**
    * BAR `index`'s address and size (pci_resource_start/len).
@@ -152,18 +152,18 @@ export class PciDevice<Ctx extends DeviceContext = Normal> extends Device<Ctx> {
    * **Errors:** `ENXIO` if there is no such BAR.
    */
   bar(index: number): { readonly start: number; readonly size: number } {
-    const b = this.live<PciDeviceState>().bars[index];
+    const b = liveObject<PciDeviceState>(this).bars[index];
     if (b === undefined)
       throw new DevrefError("ENXIO", `device '${this.name}' has no BAR ${String(index)}`);
     return { start: b.start, size: b.size };
   }
   /** Whether the device is enabled (memory decoding on). */
   get isEnabled(): boolean {
-    return this.live<PciDeviceState>().enabled;
+    return liveObject<PciDeviceState>(this).enabled;
   }
   /** Whether the device may master the bus (DMA). */
   get isBusMaster(): boolean {
-    return this.live<PciDeviceState>().busMaster;
+    return liveObject<PciDeviceState>(this).busMaster;
   }
 
   /**
@@ -173,7 +173,7 @@ export class PciDevice<Ctx extends DeviceContext = Normal> extends Device<Ctx> {
    * **Errors:** `ENODEV` if the hardware is gone; `EBUSY` if already enabled.
    */
   enableDevice(this: PciDevice<Core>): void {
-    const st = this.live<PciDeviceState>();
+    const st = liveObject<PciDeviceState>(this);
     if (st.disconnected) {
       throw new DevrefError(
         "ENODEV",
@@ -194,7 +194,7 @@ export class PciDevice<Ctx extends DeviceContext = Normal> extends Device<Ctx> {
    * **Errors:** `EINVAL` if the device is not enabled.
    */
   setMaster(this: PciDevice<Core>): void {
-    const st = this.live<PciDeviceState>();
+    const st = liveObject<PciDeviceState>(this);
     if (!st.enabled) {
       throw new DevrefError(
         "EINVAL",
@@ -215,7 +215,7 @@ export class PciDevice<Ctx extends DeviceContext = Normal> extends Device<Ctx> {
     index: number,
     options: { readonly owner?: string } = {},
   ): Devres<MmioRegion> {
-    const st = this.live<PciDeviceState>();
+    const st = liveObject<PciDeviceState>(this);
     const b = st.bars[index];
     if (b === undefined) {
       throw new DevrefError(
@@ -494,7 +494,7 @@ export class PciBus extends BusType<PciDevice> {
     const parent =
       spec.parent === undefined || spec.parent === null ? null : deviceStateOf(spec.parent);
     const st = new PciDeviceState(name, spec, bars, this.hooks, parent);
-    const ref = adoptRef(PciDevice, st, label);
+    const ref = adoptRef<PciDevice>(st, label);
     try {
       addState(st);
     } catch (e) {

@@ -23,7 +23,7 @@ import type {
   Static,
 } from "@devref/raw-device";
 import { DevrefError, defineStatic } from "@devref/raw-device";
-import { adoptRef } from "@devref/raw-device/unsafe";
+import { adoptRef, CONTEXT_BOUND, liveObject } from "@devref/raw-device/unsafe";
 import { BusType, type MatchResult } from "./bus.js";
 import { Driver, type DriverRegistration } from "./driver.js";
 import {
@@ -139,12 +139,12 @@ export class PlatformDevice<Ctx extends DeviceContext = Normal> extends Device<C
 
   /** The compatible strings, most specific first. */
   get compatible(): readonly string[] {
-    return this.live<PlatformDeviceState>().compatible;
+    return liveObject<PlatformDeviceState>(this).compatible;
   }
 
   /** The number of MMIO resources. */
   get resourceCount(): number {
-    return this.live<PlatformDeviceState>().resources.length;
+    return liveObject<PlatformDeviceState>(this).resources.length;
   }
 
   /**
@@ -157,7 +157,7 @@ export class PlatformDevice<Ctx extends DeviceContext = Normal> extends Device<C
     readonly start: number;
     readonly size: number;
   } {
-    const r = this.live<PlatformDeviceState>().resources[index];
+    const r = liveObject<PlatformDeviceState>(this).resources[index];
     if (r === undefined) {
       throw new DevrefError(
         "ENXIO",
@@ -173,7 +173,7 @@ export class PlatformDevice<Ctx extends DeviceContext = Normal> extends Device<C
    * **Errors:** `ENXIO` if there is none.
    */
   irq(index: number): number {
-    const irq = this.live<PlatformDeviceState>().irqs[index];
+    const irq = liveObject<PlatformDeviceState>(this).irqs[index];
     if (irq === undefined) {
       throw new DevrefError("ENXIO", `device '${this.name}' has no IRQ ${String(index)}`);
     }
@@ -182,7 +182,7 @@ export class PlatformDevice<Ctx extends DeviceContext = Normal> extends Device<C
 
   /** The DT `iommus` references. */
   get iommus(): readonly IommuRef[] {
-    return this.live<PlatformDeviceState>().iommus;
+    return liveObject<PlatformDeviceState>(this).iommus;
   }
 
   /**
@@ -197,7 +197,7 @@ export class PlatformDevice<Ctx extends DeviceContext = Normal> extends Device<C
     index: number,
     options: { readonly owner?: string } = {},
   ): Devres<MmioRegion> {
-    const st = this.live<PlatformDeviceState>();
+    const st = liveObject<PlatformDeviceState>(this);
     const r = st.resources[index];
     if (r === undefined) {
       throw new DevrefError(
@@ -241,7 +241,7 @@ export class PlatformDevice<Ctx extends DeviceContext = Normal> extends Device<C
     handler: IrqHandler,
     name?: string,
   ): Devres<IrqLine> {
-    const st = this.live<PlatformDeviceState>();
+    const st = liveObject<PlatformDeviceState>(this);
     const irq = st.irqs[index];
     if (irq === undefined) {
       throw new DevrefError(
@@ -423,7 +423,7 @@ export class PlatformBus extends BusType<PlatformDevice> {
     if (list === undefined) return false;
     let handled = false;
     for (const action of [...list]) {
-      const scope = new DeviceScope();
+      const scope = new DeviceScope(CONTEXT_BOUND);
       try {
         // SAFETY: the action is registered only while its binding holds the devres, so
         // the device is bound (or unbinding) for the whole call; the borrow dies after it.
@@ -491,7 +491,7 @@ export class PlatformBus extends BusType<PlatformDevice> {
     const parent =
       spec.parent === undefined || spec.parent === null ? null : deviceStateOf(spec.parent);
     const st = new PlatformDeviceState(spec, this.hooks, parent);
-    const ref = adoptRef(PlatformDevice, st, label);
+    const ref = adoptRef<PlatformDevice>(st, label);
     try {
       addState(st);
     } catch (e) {

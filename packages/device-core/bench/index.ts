@@ -2,6 +2,7 @@
 import { createDevice, type Device, Devres, Revocable, setLogSink } from "@devref/device-core";
 import { Binding, DeviceScope, deviceStateOf, devresReleaseAll } from "@devref/device-core/unsafe";
 import type { Borrowed, Core } from "@devref/raw-device";
+import { CONTEXT_CORE } from "@devref/raw-device/unsafe";
 
 setLogSink(() => {});
 const ms = (t0: number): number => performance.now() - t0;
@@ -15,7 +16,7 @@ const row = (name: string, t: number, n: number): void => {
 const dev = createDevice({ name: "bench0", release: () => {} });
 const st = deviceStateOf(dev);
 st.binding = new Binding("bench", {});
-const scope = new DeviceScope();
+const scope = new DeviceScope(CONTEXT_CORE);
 // SAFETY: the bench plays the bus: the binding exists while the borrow is used.
 const core = scope.borrow(st, st.Handle) as unknown as Borrowed<Device<Core>, never>;
 

@@ -15,11 +15,12 @@ import {
 } from "@devref/raw-device";
 import {
   adoptRef,
-  HANDLE_KEY,
+  BorrowScope,
+  CONTEXT_NORMAL,
   type HandleConstructor,
-  type Holder,
   Kobject,
-  revokeHandle,
+  type Lifetime,
+  liveObject,
 } from "@devref/raw-device/unsafe";
 import {
   captureStack,
@@ -307,7 +308,7 @@ export type DeviceLifecycle =
  */
 export class DeviceState extends Kobject {
   /** The handle class users see for this device. */
-  readonly Handle: HandleConstructor<Device>;
+  declare readonly Handle: HandleConstructor<Device>;
   readonly id: number | undefined;
   /** The parent (dev->parent); a reference is held on it from add until del. */
   parent: DeviceState | null;
@@ -336,7 +337,7 @@ export class DeviceState extends Kobject {
   // private properties, not #private ones: V8 constructs subclasses of classes with
   // #private members markedly slower, and bus packages subclass this one.
   /** @internal The bus's own reference while the device is on its bus (klist_devices). */
-  busRef: Holder | null = null;
+  busRef: Lifetime | null = null;
   /** @internal Links of the live list. */ prevLive: DeviceState | null = null;
   /** @internal */ nextLive: DeviceState | null = null;
   /** @internal Links of the parent's child list (or the root list). */
@@ -358,8 +359,7 @@ export class DeviceState extends Kobject {
     }
     // device_release runs from put() below; the kobject's own callback has nothing to do,
     // so every device shares one instead of allocating a closure.
-    super(init.name, noop);
-    this.Handle = Handle;
+    super(init.name, noop, Handle);
     this.id = init.id;
     this.parent = init.parent ?? null;
     this.bus = init.bus ?? null;
@@ -410,7 +410,7 @@ export class DeviceState extends Kobject {
     const parent = this.parent;
     if (parent === null) return;
     parent.refcount.inc();
-    this.parentRefHandle = adoptRef(parent.Handle, parent, `child ${this.name}`);
+    this.parentRefHandle = adoptRef<Device>(parent, `child ${this.name}`);
   }
 
   /** @internal Drops the parent reference (device_del's last step). */
@@ -469,8 +469,6 @@ export class DeviceState extends Kobject {
 // ---------------------------------------------------------------------------------------
 // Handles.
 
-let liveState: (dev: Device) => DeviceState;
-
 /**
  * A device handle (the Rust kernel crate's `Device<Ctx>`): the only way users reach a
  * device. Owned handles ({@link ARef}) keep the structure valid; borrowed handles live
@@ -500,39 +498,39 @@ export class Device<Ctx extends DeviceContext = Normal> extends RawDevice<Ctx> {
 
   /** Where the device is in its life cycle. */
   get lifecycle(): DeviceLifecycle {
-    return this.live<DeviceState>().lifecycle;
+    return liveObject<DeviceState>(this).lifecycle;
   }
   /** Between deviceAdd and deviceDel. */
   get isRegistered(): boolean {
-    return this.live<DeviceState>().registered;
+    return liveObject<DeviceState>(this).registered;
   }
   /** A driver is bound (probe completed, unbind not started). */
   get isBound(): boolean {
-    return this.live<DeviceState>().binding?.phase === "bound";
+    return liveObject<DeviceState>(this).binding?.phase === "bound";
   }
   /** deviceDel has started: the device will never be bound or added again. */
   get isDead(): boolean {
-    return this.live<DeviceState>().dead;
+    return liveObject<DeviceState>(this).dead;
   }
   /** The hardware is gone (surprise removal). */
   get isDisconnected(): boolean {
-    return this.live<DeviceState>().disconnected;
+    return liveObject<DeviceState>(this).disconnected;
   }
   /** The bound (or probing) driver's name. */
   get driverName(): string | null {
-    return this.live<DeviceState>().binding?.driver ?? null;
+    return liveObject<DeviceState>(this).binding?.driver ?? null;
   }
   /** The bus's name, or null for a device on no bus. */
   get busName(): string | null {
-    return this.live<DeviceState>().bus?.name ?? null;
+    return liveObject<DeviceState>(this).bus?.name ?? null;
   }
   /** The name that restricts matching to one driver, if set. */
   get driverOverride(): string | null {
-    return this.live<DeviceState>().driverOverride;
+    return liveObject<DeviceState>(this).driverOverride;
   }
   /** The parent's name while the device is registered under one. */
   get parentName(): string | null {
-    const st = this.live<DeviceState>();
+    const st = liveObject<DeviceState>(this);
     return st.dead ? null : (st.parent?.name ?? null);
   }
 
@@ -541,16 +539,16 @@ export class Device<Ctx extends DeviceContext = Normal> extends RawDevice<Ctx> {
    * device was deleted and no longer holds its parent).
    */
   getParent(label = "anonymous"): ARef<Device> | null {
-    const st = this.live<DeviceState>();
+    const st = liveObject<DeviceState>(this);
     const parent = st.parent;
     if (parent === null || st.dead || parent.released) return null;
     parent.refcount.inc();
-    return adoptRef(parent.Handle, parent, label);
+    return adoptRef<Device>(parent, label);
   }
 
   /** Calls `fn` with a borrow of each registered child, oldest first (device_for_each_child). */
   forEachChild(fn: <S>(child: Borrowed<Device, S>) => void): void {
-    const st = this.live<DeviceState>();
+    const st = liveObject<DeviceState>(this);
     const scope = new DeviceScope();
     try {
       for (const child of st.children) {
@@ -566,7 +564,7 @@ export class Device<Ctx extends DeviceContext = Normal> extends RawDevice<Ctx> {
 
   /** The value of `attr` on this device, if set. */
   attribute<T>(attr: Attribute<T>): T | undefined {
-    const slot = this.live<DeviceState>().attributes.get(attr.name);
+    const slot = liveObject<DeviceState>(this).attributes.get(attr.name);
     if (slot === undefined || slot.attr !== attr) return undefined;
     // SAFETY: a slot keyed by this attribute object only ever holds its T.
     return slot.value as T;
@@ -578,7 +576,7 @@ export class Device<Ctx extends DeviceContext = Normal> extends RawDevice<Ctx> {
    * **Errors:** `EEXIST` if another attribute with the same name is set.
    */
   setAttribute<T>(attr: Attribute<T>, value: T): void {
-    const st = this.live<DeviceState>();
+    const st = liveObject<DeviceState>(this);
     const slot = st.attributes.get(attr.name);
     if (slot !== undefined && slot.attr !== attr) {
       throw new DevrefError(
@@ -592,7 +590,7 @@ export class Device<Ctx extends DeviceContext = Normal> extends RawDevice<Ctx> {
 
   /** Removes `attr`; returns whether it was set. */
   removeAttribute(attr: Attribute<unknown>): boolean {
-    const st = this.live<DeviceState>();
+    const st = liveObject<DeviceState>(this);
     const slot = st.attributes.get(attr.name);
     if (slot === undefined || slot.attr !== attr) return false;
     st.attributesForWrite().delete(attr.name);
@@ -601,7 +599,7 @@ export class Device<Ctx extends DeviceContext = Normal> extends RawDevice<Ctx> {
 
   /** The attribute names, sorted, as `ls` shows them. */
   attributeNames(): string[] {
-    return [...this.live<DeviceState>().attributes.keys()].sort();
+    return [...liveObject<DeviceState>(this).attributes.keys()].sort();
   }
 
   /**
@@ -631,7 +629,7 @@ export class Device<Ctx extends DeviceContext = Normal> extends RawDevice<Ctx> {
   }
 
   private sysfsSlot(name: string): AttributeSlot {
-    const st = this.live<DeviceState>();
+    const st = liveObject<DeviceState>(this);
     if (!st.registered) {
       throw new DevrefError(
         "ENODEV",
@@ -652,19 +650,19 @@ export class Device<Ctx extends DeviceContext = Normal> extends RawDevice<Ctx> {
 
   /** The streaming DMA mask as a number of address bits, or null if the device cannot DMA. */
   get dmaMaskBits(): number | null {
-    return this.live<DeviceState>().dmaMaskBits;
+    return liveObject<DeviceState>(this).dmaMaskBits;
   }
   /** The coherent DMA mask as a number of address bits. */
   get coherentDmaMaskBits(): number | null {
-    return this.live<DeviceState>().coherentDmaMaskBits;
+    return liveObject<DeviceState>(this).coherentDmaMaskBits;
   }
   /** The DMA operations in use, once the DMA layer has set them. */
   get dmaOps(): DmaOps | null {
-    return this.live<DeviceState>().dmaOps;
+    return liveObject<DeviceState>(this).dmaOps;
   }
   /** The device's IOMMU data, once the IOMMU layer has set it. */
   get iommu(): DeviceIommu | null {
-    return this.live<DeviceState>().iommu;
+    return liveObject<DeviceState>(this).iommu;
   }
 
   /**
@@ -674,15 +672,18 @@ export class Device<Ctx extends DeviceContext = Normal> extends RawDevice<Ctx> {
    * was removed.
    */
   setDmaMask(this: Device<Core>, bits: number): void {
-    this.live<DeviceState>().dmaMaskBits = checkMaskBits(this.live<DeviceState>(), bits);
+    liveObject<DeviceState>(this).dmaMaskBits = checkMaskBits(liveObject<DeviceState>(this), bits);
   }
   /** Sets the coherent DMA mask (dma_set_coherent_mask). Errors as {@link setDmaMask}. */
   setCoherentDmaMask(this: Device<Core>, bits: number): void {
-    this.live<DeviceState>().coherentDmaMaskBits = checkMaskBits(this.live<DeviceState>(), bits);
+    liveObject<DeviceState>(this).coherentDmaMaskBits = checkMaskBits(
+      liveObject<DeviceState>(this),
+      bits,
+    );
   }
   /** Sets both masks (dma_set_mask_and_coherent). Errors as {@link setDmaMask}. */
   setDmaMaskAndCoherent(this: Device<Core>, bits: number): void {
-    const st = this.live<DeviceState>();
+    const st = liveObject<DeviceState>(this);
     const b = checkMaskBits(st, bits);
     st.dmaMaskBits = b;
     st.coherentDmaMaskBits = b;
@@ -697,7 +698,7 @@ export class Device<Ctx extends DeviceContext = Normal> extends RawDevice<Ctx> {
    * **Errors:** `ENODEV` on a revoked borrow (the binding is over).
    */
   devmAddAction(this: Device<Bound>, action: () => void, label = "action"): DevresAction {
-    const st = this.live<DeviceState>();
+    const st = liveObject<DeviceState>(this);
     return devresAdd(st, new DevresNode(label, RES, null, action));
   }
 
@@ -708,7 +709,7 @@ export class Device<Ctx extends DeviceContext = Normal> extends RawDevice<Ctx> {
   devmAddActionOrReset(this: Device<Bound>, action: () => void, label = "action"): DevresAction {
     let st: DeviceState;
     try {
-      st = this.live<DeviceState>();
+      st = liveObject<DeviceState>(this);
     } catch (e) {
       action();
       throw e;
@@ -727,14 +728,14 @@ export class Device<Ctx extends DeviceContext = Normal> extends RawDevice<Ctx> {
    * **Errors:** `ENOENT` if `action` is not registered on this device.
    */
   devmRemoveAction(this: Device<Bound>, action: DevresAction): void {
-    devresUnlink(this.live<DeviceState>(), action);
+    devresUnlink(liveObject<DeviceState>(this), action);
     action.release = null;
   }
 
   /** Unregisters an action and runs it now (devm_release_action). Errors as {@link devmRemoveAction}. */
   devmReleaseAction(this: Device<Bound>, action: DevresAction): void {
-    devresUnlink(this.live<DeviceState>(), action);
-    noteReleaseFromReleaseCallback(action.label, this.live<DeviceState>());
+    devresUnlink(liveObject<DeviceState>(this), action);
+    noteReleaseFromReleaseCallback(action.label, liveObject<DeviceState>(this));
     const run = action.release;
     action.release = null;
     run?.();
@@ -745,7 +746,7 @@ export class Device<Ctx extends DeviceContext = Normal> extends RawDevice<Ctx> {
    * released together with {@link devresReleaseGroup}. Groups nest.
    */
   devresOpenGroup(this: Device<Bound>, label = "group"): DevresGroup {
-    const st = this.live<DeviceState>();
+    const st = liveObject<DeviceState>(this);
     const group = new DevresGroup(label);
     devresAdd(st, new DevresNode(label, GROUP_OPEN, group, null));
     return group;
@@ -757,7 +758,7 @@ export class Device<Ctx extends DeviceContext = Normal> extends RawDevice<Ctx> {
    * **Errors:** `ENOENT` if there is no such open group.
    */
   devresCloseGroup(this: Device<Bound>, group?: DevresGroup): void {
-    const st = this.live<DeviceState>();
+    const st = liveObject<DeviceState>(this);
     const g = findGroup(st, group);
     if (g.closed) {
       throw new DevrefError(
@@ -774,7 +775,7 @@ export class Device<Ctx extends DeviceContext = Normal> extends RawDevice<Ctx> {
    * (devres_remove_group).
    */
   devresRemoveGroup(this: Device<Bound>, group?: DevresGroup): void {
-    const st = this.live<DeviceState>();
+    const st = liveObject<DeviceState>(this);
     const g = findGroup(st, group);
     st.devres = st.devres.filter((n) => n.group !== g);
   }
@@ -784,7 +785,7 @@ export class Device<Ctx extends DeviceContext = Normal> extends RawDevice<Ctx> {
    * (devres_release_group). Returns how many resources were released.
    */
   devresReleaseGroup(this: Device<Bound>, group?: DevresGroup): number {
-    const st = this.live<DeviceState>();
+    const st = liveObject<DeviceState>(this);
     const g = findGroup(st, group);
     const list = st.devres;
     const open = list.findIndex((n) => n.kind === GROUP_OPEN && n.group === g);
@@ -793,10 +794,6 @@ export class Device<Ctx extends DeviceContext = Normal> extends RawDevice<Ctx> {
     const taken = list.slice(open + 1, close);
     st.devres = [...list.slice(0, open), ...list.slice(close + 1)];
     return releaseNodes(st, taken);
-  }
-
-  static {
-    liveState = (dev) => dev.live<DeviceState>();
   }
 }
 
@@ -822,7 +819,7 @@ function checkMaskBits(st: DeviceState, bits: number): number {
  * **Errors:** `ENODEV` if the handle was revoked or put.
  */
 export function deviceStateOf(dev: Device): DeviceState {
-  return liveState(dev);
+  return liveObject<DeviceState>(dev);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -830,43 +827,32 @@ export function deviceStateOf(dev: Device): DeviceState {
 
 /**
  * A set of borrows that end together, minted for a device object: what a bus opens around
- * probe, remove and notifier calls. Unlike raw-device's `BorrowScope` it needs no existing
- * handle, and it can mint any context (the caller's cast says which, with a SAFETY comment).
+ * probe, remove and notifier calls. A thin form of raw-device's `BorrowScope` that needs
+ * no existing handle and lends with a run-time context level (`CONTEXT_CORE` for probe
+ * and remove, `CONTEXT_NORMAL` for notifiers and iteration).
  *
- * **Invariants:** after `close()` every borrow made through it throws `ENODEV` on use.
+ * **Invariants:** after `close()` every borrow made through it throws `ENODEV` on use,
+ * and every borrow re-lent from one of them (an `async` `withBorrow`) ends too.
  */
 export class DeviceScope {
-  // Most scopes lend one borrow (probe, remove, one notifier call): keep it in a field.
-  private firstHandle: Device | null = null;
-  private moreHandles: Device[] | null = null;
-  private scopeClosed = false;
+  private readonly scope: BorrowScope;
+
+  constructor(context: number = CONTEXT_NORMAL) {
+    this.scope = new BorrowScope(context);
+  }
 
   /** A borrowed handle of class `Handle` for `st`, revoked when this scope closes. */
   borrow<T extends Device>(st: DeviceState, Handle: HandleConstructor<T>): T {
-    if (this.scopeClosed) {
-      throw new DevrefError(
-        "EINVAL",
-        "this device scope has closed; open a new one for a new callback",
-      );
-    }
-    const h = new Handle(HANDLE_KEY, st, null);
-    if (this.firstHandle === null) this.firstHandle = h;
-    else if (this.moreHandles === null) this.moreHandles = [h];
-    else this.moreHandles.push(h);
-    return h;
+    return this.scope.borrowObject(st, Handle);
   }
 
   /** Revokes every borrow made through this scope. */
   close(): void {
-    this.scopeClosed = true;
-    if (this.firstHandle !== null) revokeHandle(this.firstHandle);
-    if (this.moreHandles !== null) for (const h of this.moreHandles) revokeHandle(h);
-    this.firstHandle = null;
-    this.moreHandles = null;
+    this.scope.close();
   }
 
   get closed(): boolean {
-    return this.scopeClosed;
+    return this.scope.closed;
   }
 }
 
@@ -1046,9 +1032,10 @@ export interface DeviceInit {
  * ```
  */
 export function createDevice(init: DeviceInit, label = "creator"): ARef<Device> {
-  const parent = init.parent === undefined || init.parent === null ? null : liveState(init.parent);
+  const parent =
+    init.parent === undefined || init.parent === null ? null : deviceStateOf(init.parent);
   const st = new DeviceState({ name: init.name, parent, release: init.release }, Device);
-  return adoptRef(Device, st, label);
+  return adoptRef<Device>(st, label);
 }
 
 /**
@@ -1061,7 +1048,7 @@ export function createDevice(init: DeviceInit, label = "creator"): ARef<Device> 
  * when adding (everything is undone; the caller must still put its reference).
  */
 export function deviceAdd(dev: Device): void {
-  addState(liveState(dev));
+  addState(deviceStateOf(dev));
 }
 
 /**
@@ -1072,12 +1059,12 @@ export function deviceAdd(dev: Device): void {
  * **Errors:** `EINVAL` if the device is not registered.
  */
 export function deviceDel(dev: Device): void {
-  delState(liveState(dev));
+  delState(deviceStateOf(dev));
 }
 
 /** deviceDel, then put the caller's reference (device_unregister). */
 export function deviceUnregister(dev: ARef<Device>): void {
-  delState(liveState(dev));
+  delState(deviceStateOf(dev));
   dev.put();
 }
 

@@ -18,7 +18,7 @@ import {
   DeviceState as State,
 } from "@devref/device-core/unsafe";
 import type { ARef, Borrowed, Core } from "@devref/raw-device";
-import { adoptRef } from "@devref/raw-device/unsafe";
+import { adoptRef, CONTEXT_CORE } from "@devref/raw-device/unsafe";
 
 export interface Made {
   readonly dev: ARef<Device>;
@@ -47,7 +47,7 @@ export function bindByHand<R>(
   const st = deviceStateOf(dev);
   const b = new Binding(driver, {});
   st.binding = b;
-  const scope = new DeviceScope();
+  const scope = new DeviceScope(CONTEXT_CORE);
   b.probeScope = scope;
   try {
     // SAFETY: the test plays the bus: the binding exists and the scope closes after fn.
@@ -70,7 +70,7 @@ export function unbindByHand(
   const b = st.binding;
   if (b === null) return;
   b.phase = "unbinding";
-  const scope = new DeviceScope();
+  const scope = new DeviceScope(CONTEXT_CORE);
   try {
     // SAFETY: as in bindByHand.
     remove?.(scope.borrow(st, st.Handle) as unknown as Borrowed<Device<Core>, never>);
@@ -118,5 +118,5 @@ export function makeBusDevice(bus: BusHooks, name: string, id?: number): Made {
   let releases = 0;
   const st = new State({ name, id, bus, release: () => releases++ }, Device);
   // SAFETY: adopts the initial count of the new object.
-  return { dev: adoptRef(Device, st, "creator"), releases: () => releases };
+  return { dev: adoptRef<Device>(st, "creator"), releases: () => releases };
 }

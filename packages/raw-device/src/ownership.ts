@@ -1,7 +1,16 @@
 //! C header: include/linux/device.h (get_device/put_device), include/linux/kobject.h
 //! Rust: rust/kernel/device.rs (Device<Ctx>), rust/kernel/sync/aref.rs (ARef)
 
+import { describeValue } from "./args.js";
 import { DevrefError } from "./errors.js";
+import {
+  CONTEXT_BOUND,
+  CONTEXT_CORE,
+  CONTEXT_NORMAL,
+  Lifetime,
+  type LifetimeOwner,
+  LifetimePool,
+} from "./lifetime.js";
 import { Refcount } from "./refcount.js";
 
 // ---------------------------------------------------------------------------------------
@@ -33,9 +42,29 @@ export type DeviceContext = Normal;
 /** The context of a device handle type. */
 export type ContextOf<T extends RawDevice> = T[typeof contextBrand];
 
-/** The mark of an owned reference; only {@link ARef} types carry it. */
+/**
+ * The mark of an owned reference, and what only an owned reference can do: put itself,
+ * be disposed by `using`, and clone itself. Only {@link ARef} types carry it, so a borrow
+ * can be neither put nor disposed, not even by `using`.
+ */
 export interface OwnedMark {
   readonly [ownedBrand]: true;
+  /** Drops this reference (put_device); a second call is a no-op. */
+  put(): void;
+  /** Same as {@link OwnedMark.put}, so `using` works. */
+  [Symbol.dispose](): void;
+  /**
+   * Takes another owned reference to the same device (get_device), labelled like this
+   * one unless `label` is given.
+   *
+   * **Errors:** `ENODEV` if this reference was already put.
+   */
+  clone(label?: string): this;
+}
+
+/** A handle type that is not owned: what a borrow is made from (see {@link withBorrow}). */
+export interface NotOwned {
+  readonly [ownedBrand]?: never;
 }
 
 /**
@@ -93,7 +122,7 @@ export interface LeakReport {
   readonly stack: string | undefined;
 }
 
-/** Process-wide ownership settings. */
+/** Ownership settings. */
 export interface OwnershipOptions {
   /**
    * Record a stack for every owned reference and report references that are
@@ -104,24 +133,6 @@ export interface OwnershipOptions {
   readonly onLeak?: (leak: LeakReport) => void;
 }
 
-/**
- * A node of a kobject's list of live owned references. Nodes are recycled through a free
- * list: a get() then allocates only its handle, and the list links stay between
- * long-lived objects, which keeps the garbage collector's write barrier off the path.
- */
-export class Holder {
-  label: string;
-  stack: string | undefined;
-  prev: Holder | null = null;
-  next: Holder | null = null;
-  constructor(label: string, stack: string | undefined) {
-    this.label = label;
-    this.stack = stack;
-  }
-}
-
-let freeHolders: Holder | null = null;
-
 const defaultLeakReporter = (leak: LeakReport): void => {
   console.error(
     `devref: leaked reference to ${leak.device} held by '${leak.label}' was garbage-collected without put()` +
@@ -129,19 +140,58 @@ const defaultLeakReporter = (leak: LeakReport): void => {
   );
 };
 
-let debugMode = false;
-let leakReporter: (leak: LeakReport) => void = defaultLeakReporter;
-let leakRegistry: FinalizationRegistry<LeakReport> | undefined;
+/**
+ * Ownership debug settings for a set of objects: a `Machine` has its own, and objects made
+ * without one share {@link defaultOwnershipSettings}.
+ *
+ * **Invariants:** the leak registry exists once debug mode was turned on.
+ */
+export class OwnershipSettings {
+  debug = false;
+  onLeak: (leak: LeakReport) => void = defaultLeakReporter;
+  /** @internal */
+  leakRegistry: FinalizationRegistry<LeakReport> | undefined = undefined;
 
-/** Changes process-wide ownership settings; returns the settings in force before. */
-export function configureOwnership(options: OwnershipOptions): Required<OwnershipOptions> {
-  const previous = { debug: debugMode, onLeak: leakReporter };
-  if (options.debug !== undefined) debugMode = options.debug;
-  if (options.onLeak !== undefined) leakReporter = options.onLeak;
-  if (debugMode && leakRegistry === undefined) {
-    leakRegistry = new FinalizationRegistry((leak) => leakReporter(leak));
+  /** Changes the settings; returns the settings in force before. */
+  configure(options: OwnershipOptions): Required<OwnershipOptions> {
+    const previous = { debug: this.debug, onLeak: this.onLeak };
+    if (options.debug !== undefined) {
+      if (typeof options.debug !== "boolean") {
+        throw new DevrefError(
+          "EINVAL",
+          `configureOwnership: debug must be true or false, not ${describeValue(options.debug)}`,
+        );
+      }
+      this.debug = options.debug;
+    }
+    if (options.onLeak !== undefined) {
+      if (typeof options.onLeak !== "function") {
+        throw new DevrefError(
+          "EINVAL",
+          `configureOwnership: onLeak must be a function, not ${describeValue(options.onLeak)}`,
+        );
+      }
+      this.onLeak = options.onLeak;
+    }
+    if (this.debug && this.leakRegistry === undefined) {
+      this.leakRegistry = new FinalizationRegistry((leak) => this.onLeak(leak));
+    }
+    return previous;
   }
-  return previous;
+}
+
+/** The settings of objects made without a machine of their own. */
+export const defaultOwnershipSettings: OwnershipSettings = new OwnershipSettings();
+
+/** Changes the default ownership settings; returns the settings in force before. */
+export function configureOwnership(options: OwnershipOptions): Required<OwnershipOptions> {
+  if (typeof options !== "object" || options === null) {
+    throw new DevrefError(
+      "EINVAL",
+      `configureOwnership: options must be an object, not ${describeValue(options)}`,
+    );
+  }
+  return defaultOwnershipSettings.configure(options);
 }
 
 function captureStack(): string | undefined {
@@ -150,34 +200,49 @@ function captureStack(): string | undefined {
   return stack?.split("\n").slice(3).join("\n");
 }
 
+const lifetimes = new LifetimePool();
+
 // ---------------------------------------------------------------------------------------
 // The shared, counted object behind every handle.
 
 /**
  * The counted core of a device (the kernel's `struct kobject`): the reference count, the
- * name, the live holders and the release callback.
+ * name, the live holders, the release callback and the handle class users see.
  *
  * Device packages extend it with their own state; users never see it, only handles.
  *
- * **Invariants:** `release` runs exactly once, when the count drops to zero.
+ * **Invariants:** `release` runs exactly once, when the count drops to zero; handles of
+ * the object are always made with `Handle`, never with a class a handle claims to be.
  */
 export class Kobject {
   name: string;
   readonly refcount: Refcount;
+  /** The class of every handle made for this object. */
+  readonly Handle: HandleConstructor<RawDevice>;
+  /** Debug settings: the machine's, or the defaults. */
+  readonly settings: OwnershipSettings;
   /** True once the release callback has run. */
   released = false;
   private releaseFn: (() => void) | null;
-  private newestHolder: Holder | null = null;
+  private newestHolder: Lifetime | null = null;
   private liveHolders = 0;
 
   /**
    * @param name shown in messages and listings.
    * @param release runs once when the last reference goes (device_release).
+   * @param Handle the handle class users see for this object.
    */
-  constructor(name: string, release: () => void) {
+  constructor(
+    name: string,
+    release: () => void,
+    Handle: HandleConstructor<RawDevice>,
+    settings: OwnershipSettings = defaultOwnershipSettings,
+  ) {
     this.name = name;
     this.refcount = new Refcount(1, name);
     this.releaseFn = release;
+    this.Handle = Handle;
+    this.settings = settings;
   }
 
   /** Live owned references, oldest first. */
@@ -193,16 +258,12 @@ export class Kobject {
     return this.liveHolders;
   }
 
-  /** @internal */
-  addHolder(label: string): Holder {
-    const stack = debugMode ? captureStack() : undefined;
-    let holder = freeHolders;
-    if (holder === null) holder = new Holder(label, stack);
-    else {
-      freeHolders = holder.next;
-      holder.label = label;
-      holder.stack = stack;
-    }
+  /**
+   * Records an owned reference under `label` (a handle's, or one a device package keeps
+   * without a handle) and returns its lifetime. The caller has taken the count.
+   */
+  addHolder(label: string): Lifetime {
+    const holder = lifetimes.take(label, this.settings.debug ? captureStack() : undefined);
     const head = this.newestHolder;
     holder.next = head;
     if (head !== null) head.prev = holder;
@@ -211,16 +272,13 @@ export class Kobject {
     return holder;
   }
 
-  /** @internal */
-  removeHolder(holder: Holder): void {
+  /** Ends an owned reference's lifetime and drops its record; the caller drops the count. */
+  removeHolder(holder: Lifetime): void {
     const { prev, next } = holder;
     if (prev !== null) prev.next = next;
     else this.newestHolder = next;
     if (next !== null) next.prev = prev;
-    holder.prev = null;
-    holder.next = freeHolders;
-    holder.stack = undefined;
-    freeHolders = holder;
+    lifetimes.give(holder);
     this.liveHolders--;
   }
 
@@ -238,25 +296,24 @@ export class Kobject {
 // ---------------------------------------------------------------------------------------
 // Handles.
 
-// Live states are positive; a handle's kind survives its end, for messages and isOwned.
-const BORROWED = 1;
-const OWNED = 2;
-const REVOKED = -1;
-const PUT = -2;
-
-let borrowOf: <T extends RawDevice>(of: T) => T;
-let adoptInto: (Handle: HandleConstructor<RawDevice>, object: Kobject, label: string) => RawDevice;
-let revokeBorrow: (handle: RawDevice) => void;
-
 /** Proof that a handle is being made by a device package (see `@devref/raw-device/unsafe`). */
 export const HANDLE_KEY: unique symbol = Symbol("devref.handle");
 
-/** The constructor shape every handle class keeps, so a handle can make more of its own kind. */
+/** The constructor shape every handle class keeps, so the object can make more of its own kind. */
 export type HandleConstructor<T extends RawDevice> = new (
   key: typeof HANDLE_KEY,
   object: Kobject,
-  holder: Holder | null,
+  lifetime: Lifetime,
+  context: number,
 ) => T;
+
+// Privileged access to a handle's private fields, for this module only (assigned in the
+// class's static block, where TypeScript allows it).
+let liveOf: (handle: RawDevice) => Kobject;
+let contextLevelOf: (handle: RawDevice) => number;
+let isOwnedHandle: (handle: RawDevice) => boolean;
+let lenderOf: (handle: RawDevice) => LifetimeOwner | null;
+let dropOwned: (handle: RawDevice) => void;
 
 /**
  * The device trait: anything that is a device (generic, platform, PCI, …) and can be
@@ -266,8 +323,9 @@ export type HandleConstructor<T extends RawDevice> = new (
  * ({@link Borrowed}); there are no bare device objects. Device packages subclass it;
  * its constructor needs {@link HANDLE_KEY}, which only `@devref/raw-device/unsafe` hands out.
  *
- * **Invariants:** a handle checks that it is live on every use (a flag, about a
- * nanosecond); owned handles hold one count each.
+ * **Invariants:** a handle checks that it is live on every use (one load and compare,
+ * about a nanosecond); owned handles hold one count each; the liveness is not stored on
+ * the handle, so copying or freezing a handle changes nothing about it.
  *
  * **Errors:** `ENODEV` on use of a revoked borrow or a put owned reference, with a
  * message that says how to keep a device (`.get()`).
@@ -281,16 +339,19 @@ export interface RawDevice<Ctx extends DeviceContext = Normal> {
 // biome-ignore lint/correctness/noUnusedVariables: Ctx is used by the merged interface.
 export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
   // Plain properties rather than #private ones: V8 constructs subclasses of a class with
-  // #private fields about three times slower, and handles are made on every get().
-  /** The shared counted object. */
-  protected readonly object: Kobject;
-  private handleState: number;
-  /** The holder node while owned and live; recycled after put. */
-  private holder: Holder | null;
+  // #private fields about three times slower, and reads them slower; handles are made on
+  // every get(). TypeScript's `private` keeps subclasses (and so drivers) away from them.
+  private readonly object: Kobject;
+  private readonly lifetime: Lifetime;
+  private readonly gen: number;
+  /** The run-time context level: what the handle was lent for. */
+  private readonly context: number;
+  /** Whether the handle is an owned reference; kept after it ends, for messages. */
+  private readonly owned: boolean;
   /** Who took this owned reference, kept for messages after put. */
-  private holderLabel: string;
+  private readonly holderLabel: string;
 
-  constructor(key: typeof HANDLE_KEY, object: Kobject, holder: Holder | null) {
+  constructor(key: typeof HANDLE_KEY, object: Kobject, lifetime: Lifetime, context: number) {
     if (key !== HANDLE_KEY) {
       throw new DevrefError(
         "EPERM",
@@ -298,229 +359,360 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
       );
     }
     this.object = object;
-    this.handleState = holder === null ? BORROWED : OWNED;
-    this.holder = holder;
-    this.holderLabel = holder === null ? "" : holder.label;
-  }
-
-  /**
-   * The object behind a live handle; throws if this handle was revoked or put. A subclass
-   * names the object class it constructs its handles with, e.g. `this.live<DeviceState>()`.
-   */
-  protected live<K extends Kobject = Kobject>(): K {
-    if (this.handleState < 0) this.throwDead();
-    // SAFETY: a handle class is only ever constructed over its own package's object class.
-    return this.object as K;
-  }
-
-  private throwDead(): never {
-    const name = this.object.name;
-    if (this.handleState === PUT) {
-      throw new DevrefError(
-        "ENODEV",
-        `device '${name}': this owned reference (held by '${this.holderLabel}') was already put; ` +
-          "take a new one with .get() from a live reference before using the device again",
-      );
-    }
-    throw new DevrefError(
-      "ENODEV",
-      `device '${name}': this borrowed reference was used after its scope ended (the callback that ` +
-        "received it has returned). A borrow is valid only inside its callback; to keep the device, " +
-        "call .get('<who keeps it>') inside the callback for an owned reference, and put it when done",
-    );
+    this.lifetime = lifetime;
+    this.gen = lifetime.gen;
+    this.context = context;
+    this.owned = lifetime.scope === null;
+    this.holderLabel = this.owned ? lifetime.label : "";
   }
 
   /** The device's name. */
   get name(): string {
-    return this.live().name;
+    return liveObject(this).name;
   }
 
   /** Whether this handle may still be used. */
   get isLive(): boolean {
-    return this.handleState > 0;
+    const l = this.lifetime;
+    return l !== undefined && l.gen === this.gen;
   }
 
-  /** Whether this handle is an owned, counted reference. */
+  /** Whether this handle is an owned, counted reference (live or put). */
   get isOwned(): boolean {
-    return this.handleState === OWNED || this.handleState === PUT;
+    return this.owned === true;
   }
 
   /**
    * Takes an owned reference (get_device), recorded under `label` in {@link holders}.
    *
-   * **Errors:** `ENODEV` if this handle is not live.
+   * **Errors:** `ENODEV` if this handle is not live; `EINVAL` if `label` is not a string.
    */
   get(label = "anonymous"): ARef<RawDevice> {
-    const object = this.live();
-    object.refcount.inc();
-    // SAFETY: the handle took a count and a holder record, so it is owned.
-    return this.makeHandle(object, object.addHolder(label)) as ARef<RawDevice>;
-  }
-
-  /**
-   * Takes another owned reference to the same device (get_device), labelled like this one
-   * unless `label` is given. Only owned references have it.
-   */
-  clone<T extends RawDevice>(this: T & OwnedMark, label?: string): ARef<T> {
-    if (this.holder === null) {
+    const object = liveObject(this);
+    if (typeof label !== "string") {
       throw new DevrefError(
         "EINVAL",
-        `device '${this.object.name}': clone() is for owned references; use .get() on a borrow`,
+        `device '${object.name}': get(label) takes a string naming who keeps the reference, not ${describeValue(label)}`,
       );
     }
-    // SAFETY: get() makes a handle of this handle's own class, which is T.
-    return this.get(label ?? this.holder.label) as unknown as ARef<T>;
-  }
-
-  /** Drops an owned reference (put_device); a second call is a no-op. */
-  put(this: RawDevice & OwnedMark): void {
-    this.dropOwned();
-  }
-
-  /** Same as {@link put}, so `using` works. */
-  [Symbol.dispose](this: RawDevice & OwnedMark): void {
-    this.dropOwned();
-  }
-
-  private dropOwned(): void {
-    const state = this.handleState;
-    if (state === PUT) return;
-    if (state !== OWNED) {
-      throw new DevrefError(
-        "EINVAL",
-        `device '${this.object.name}': a borrowed reference is not yours to put; only references taken with .get() are`,
-      );
-    }
-    this.handleState = PUT;
-    leakRegistry?.unregister(this);
-    this.object.removeHolder(this.holder!);
-    this.holder = null;
-    this.object.put();
-  }
-
-  private makeHandle(object: Kobject, holder: Holder | null): RawDevice {
-    // SAFETY: every handle class keeps the base constructor's parameters (HandleConstructor).
-    const Handle = this.constructor as HandleConstructor<RawDevice>;
-    const handle = new Handle(HANDLE_KEY, object, holder);
-    if (holder !== null && debugMode) {
-      leakRegistry?.register(
-        handle,
-        { device: object.name, label: holder.label, stack: holder.stack },
-        handle,
-      );
-    }
-    return handle;
+    return makeOwned(object, label);
   }
 
   static {
-    // Privileged operations, reachable only through this module's unexported bindings
-    // (re-exported by "@devref/raw-device/unsafe" for device packages).
-    borrowOf = (of) => {
-      const self: RawDevice = of;
-      // SAFETY: #make builds an instance of of's own class.
-      return self.makeHandle(self.live(), null) as typeof of;
+    liveOf = (h) => {
+      const l = h.lifetime;
+      if (l === undefined || l.gen !== h.gen) {
+        if (!(h instanceof RawDevice) || l === undefined) throwNotHandle(h);
+        throwDead(h.object.name, h.owned, h.holderLabel);
+      }
+      return h.object;
     };
-    adoptInto = (Handle, object, label) => {
-      const handle: RawDevice = new Handle(HANDLE_KEY, object, object.addHolder(label));
-      if (debugMode) {
-        leakRegistry?.register(
-          handle,
-          { device: object.name, label, stack: handle.holder?.stack },
-          handle,
+    contextLevelOf = (h) => h.context;
+    isOwnedHandle = (h) => h.owned;
+    lenderOf = (h) => h.lifetime.scope;
+    dropOwned = (h) => {
+      const l = h.lifetime;
+      if (l === undefined || !(h instanceof RawDevice)) throwNotHandle(h);
+      if (!h.owned) {
+        liveOf(h);
+        throw new DevrefError(
+          "EINVAL",
+          `device '${h.object.name}': a borrowed reference is not yours to put; only references taken with .get() are`,
         );
       }
-      return handle;
+      if (l.gen !== h.gen) return; // put twice: a no-op
+      const object = h.object;
+      object.settings.leakRegistry?.unregister(l);
+      object.removeHolder(l);
+      object.put();
     };
-    revokeBorrow = (handle) => {
-      if (handle.handleState === BORROWED) handle.handleState = REVOKED;
+    // What only owned references can do is on the prototype but not in the class's type:
+    // the type carries it through OwnedMark, so a borrow cannot be put or used with `using`.
+    const put = function (this: RawDevice): void {
+      dropOwned(this);
     };
+    Object.defineProperties(RawDevice.prototype, {
+      put: { value: put, writable: false, configurable: false },
+      [Symbol.dispose]: { value: put, writable: false, configurable: false },
+      clone: {
+        value: function (this: RawDevice, label?: string): RawDevice {
+          const object = liveOf(this);
+          if (!this.owned) {
+            throw new DevrefError(
+              "EINVAL",
+              `device '${object.name}': clone() is for owned references; take one from a borrow with .get('<who keeps it>')`,
+            );
+          }
+          return this.get(label ?? this.holderLabel);
+        },
+        writable: false,
+        configurable: false,
+      },
+    });
   }
 }
 
 /**
- * Makes an owned handle of class `Handle` that adopts a count the caller already holds
- * (Rust `ARef::from_raw`): how a device package hands out the reference a new device
- * starts with.
+ * The object behind a live handle: how device packages reach their own state.
+ *
+ * **Errors:** `ENODEV` if the handle was revoked or put; `EINVAL` if `handle` is not a
+ * device handle at all.
  */
-export function adoptRef<T extends RawDevice>(
-  Handle: HandleConstructor<T>,
-  object: Kobject,
-  label: string,
-): ARef<T> {
-  // SAFETY: the handle holds the adopted count and a holder record, so it is owned; its
-  // class is Handle, so it is a T.
-  return adoptInto(Handle, object, label) as unknown as ARef<T>;
+export function liveObject<K extends Kobject = Kobject>(handle: RawDevice): K {
+  // SAFETY: a handle is only ever constructed over its own package's object class.
+  return liveOf(handle) as K;
 }
 
-/** Revokes a borrowed handle; owned handles are left alone (they end with put). */
-export function revokeHandle(handle: RawDevice): void {
-  revokeBorrow(handle);
+/**
+ * The run-time context level of a live handle: {@link CONTEXT_NORMAL} for owned references
+ * and plain borrows, {@link CONTEXT_BOUND}/{@link CONTEXT_CORE} for borrows a bus lent.
+ *
+ * **Errors:** as {@link liveObject}.
+ */
+export function contextOf(handle: RawDevice): number {
+  liveOf(handle);
+  return contextLevelOf(handle);
+}
+
+const CONTEXT_NAMES = ["Normal", "Bound", "Core"];
+
+/**
+ * Checks that `handle` was lent for at least `level` (a bound driver, or a bus callback),
+ * as its type claims: a cast cannot make an owned reference bound.
+ *
+ * **Errors:** `EPERM` naming `what` when it was not; as {@link liveObject}.
+ */
+export function requireContext(handle: RawDevice, level: number, what: string): Kobject {
+  const object = liveOf(handle);
+  const have = contextLevelOf(handle);
+  if (have < level) {
+    throw new DevrefError(
+      "EPERM",
+      `device '${object.name}': ${what} needs a ${CONTEXT_NAMES[level]} borrow (what a bus hands to ` +
+        `probe, remove and bound callbacks), but was given ${isOwnedHandle(handle) ? "an owned reference" : `a ${CONTEXT_NAMES[have]} borrow`}; ` +
+        "call it from the driver's callback with the borrow it received",
+    );
+  }
+  return object;
+}
+
+function throwNotHandle(value: unknown): never {
+  throw new DevrefError(
+    "EINVAL",
+    `expected a device handle made by a device package, not ${describeValue(value)}`,
+  );
+}
+
+function throwDead(name: string, owned: boolean, holderLabel: string): never {
+  if (owned) {
+    throw new DevrefError(
+      "ENODEV",
+      `device '${name}': this owned reference (held by '${holderLabel}') was already put; ` +
+        "take a new one with .get() from a live reference before using the device again",
+    );
+  }
+  throw new DevrefError(
+    "ENODEV",
+    `device '${name}': this borrowed reference was used after its scope ended (the callback that ` +
+      "received it has returned). A borrow is valid only inside its callback; to keep the device, " +
+      "call .get('<who keeps it>') inside the callback for an owned reference, and put it when done",
+  );
+}
+
+function registerLeak(object: Kobject, handle: RawDevice, lifetime: Lifetime): void {
+  const registry = object.settings.leakRegistry;
+  if (registry !== undefined && object.settings.debug) {
+    registry.register(
+      handle,
+      { device: object.name, label: lifetime.label, stack: lifetime.stack },
+      lifetime,
+    );
+  }
+}
+
+function makeOwned(object: Kobject, label: string): ARef<RawDevice> {
+  object.refcount.inc();
+  const lifetime = object.addHolder(label);
+  const handle = new object.Handle(HANDLE_KEY, object, lifetime, CONTEXT_NORMAL);
+  registerLeak(object, handle, lifetime);
+  // SAFETY: the handle took a count and a holder record, so it is owned.
+  return handle as ARef<RawDevice>;
+}
+
+/**
+ * Makes an owned handle that adopts a count the caller already holds (Rust
+ * `ARef::from_raw`): how a device package hands out the reference a new device starts with.
+ * The handle's class is the object's `Handle`.
+ */
+export function adoptRef<T extends RawDevice>(object: Kobject, label: string): ARef<T> {
+  const lifetime = object.addHolder(label);
+  const handle = new object.Handle(HANDLE_KEY, object, lifetime, CONTEXT_NORMAL);
+  registerLeak(object, handle, lifetime);
+  // SAFETY: the handle holds the adopted count and a holder record, so it is owned; the
+  // caller names the object's handle class as T.
+  return handle as unknown as ARef<T>;
 }
 
 /** Live owned references to `device`, oldest first (like Linux's ref_tracker). */
 export function holders(device: RawDevice): HolderInfo[] {
-  return kobjectOf(device).holders();
+  return liveObject(device).holders();
 }
 
 /** The current reference count of `device`, for introspection and tests. */
 export function refcountOf(device: RawDevice): number {
-  return kobjectOf(device).refcount.value;
-}
-
-/** @internal */
-export function kobjectOf(device: RawDevice): Kobject {
-  // SAFETY: reading a protected field from outside, for introspection only.
-  return (device as unknown as { object: Kobject }).object;
+  return liveObject(device).refcount.value;
 }
 
 /**
- * A set of borrows that end together: what a bus opens around a driver callback.
+ * A set of borrows that end together: what a bus opens around a driver callback, and what
+ * {@link withBorrow} opens around its function.
  *
- * **Invariants:** after `close()` every borrow made through it throws on use.
+ * A scope pins every object it lends from a handle (a count, listed by `holders()` as
+ * `borrow`, until the scope closes), so a borrow never outlives its device even if the
+ * lender puts its own reference meanwhile. Borrows a device package mints for an object
+ * ({@link borrowObject}) are not pinned: the package keeps the object alive around its
+ * callbacks.
+ * A scope that lends a borrow *of a borrow* closes when that borrow's scope does: a borrow
+ * never outlives the scope it came from.
+ *
+ * **Invariants:** after `close()` every borrow made through it throws on use, and every
+ * scope nested in it is closed too.
  */
-export class BorrowScope {
-  #borrows: RawDevice[] = [];
-  #closed = false;
+export class BorrowScope implements LifetimeOwner {
+  private readonly lifetime: Lifetime;
+  private readonly context: number;
+  /** Pairs of a pinned object and its holder record. */
+  private pinned: (Kobject | Lifetime)[] | null = null;
+  private nested: BorrowScope[] | null = null;
+  private parents: BorrowScope[] | null = null;
+  private isClosed = false;
 
-  /** A borrow of `device` that lives until this scope closes. */
-  borrow<T extends RawDevice>(device: T): T {
-    if (this.#closed) {
+  /** @param context the run-time context level of borrows minted by {@link borrowObject}. */
+  constructor(context: number = CONTEXT_NORMAL) {
+    this.lifetime = new Lifetime("", undefined, this);
+    this.context = context;
+  }
+
+  private checkOpen(): void {
+    if (this.isClosed) {
       throw new DevrefError(
         "EINVAL",
         "this borrow scope has closed; open a new one for a new callback",
       );
     }
-    const b = borrowOf(device);
-    this.#borrows.push(b);
-    return b;
   }
 
-  /** Revokes every borrow made through this scope. */
+  /** Holds `object` alive until the scope closes, listed by {@link holders} as `borrow`. */
+  private pin(object: Kobject): void {
+    object.refcount.inc();
+    const record = object.addHolder("borrow");
+    if (this.pinned === null) this.pinned = [];
+    this.pinned.push(object, record);
+  }
+
+  /**
+   * A borrow of a live handle, of the same class, that lives until this scope closes. A
+   * borrow of a borrow keeps the source's context and ends with the source's scope too;
+   * a borrow of an owned reference is `Normal` unless `context` says otherwise.
+   *
+   * **Errors:** `ENODEV` if `device` is not live; `EINVAL` if this scope has closed.
+   */
+  borrow<T extends RawDevice>(device: T, context?: number): T {
+    const object = liveObject(device);
+    this.checkOpen();
+    const source = lenderOf(device);
+    if (source instanceof BorrowScope && source !== this) source.adopt(this);
+    this.pin(object);
+    const handle = new object.Handle(
+      HANDLE_KEY,
+      object,
+      this.lifetime,
+      context ?? contextLevelOf(device),
+    );
+    // SAFETY: the object's handle class is the class of every handle of it, so T's.
+    return handle as T;
+  }
+
+  /**
+   * A borrow of `object` minted by a device package (no handle needed), with this scope's
+   * context, of class `Handle` (by default the object's own handle class). The caller keeps
+   * the object alive until the scope closes.
+   *
+   * **Errors:** `EINVAL` if this scope has closed.
+   */
+  borrowObject<T extends RawDevice>(object: Kobject, Handle?: HandleConstructor<T>): T {
+    this.checkOpen();
+    const Make = Handle ?? object.Handle;
+    // SAFETY: the caller names the handle class it asks for as T.
+    return new Make(HANDLE_KEY, object, this.lifetime, this.context) as T;
+  }
+
+  private adopt(child: BorrowScope): void {
+    if (this.isClosed) {
+      child.close();
+      return;
+    }
+    if (this.nested === null) this.nested = [child];
+    else if (!this.nested.includes(child)) this.nested.push(child);
+    else return;
+    if (child.parents === null) child.parents = [this];
+    else child.parents.push(this);
+  }
+
+  /** Revokes every borrow made through this scope and the scopes nested in it. */
   close(): void {
-    this.#closed = true;
-    for (const b of this.#borrows) revokeBorrow(b);
-    this.#borrows = [];
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.lifetime.gen++;
+    const nested = this.nested;
+    this.nested = null;
+    if (nested !== null) for (const child of nested) child.close();
+    const parents = this.parents;
+    this.parents = null;
+    if (parents !== null) {
+      for (const p of parents) {
+        const list = p.nested;
+        const i = list === null ? -1 : list.indexOf(this);
+        if (i >= 0) list!.splice(i, 1);
+      }
+    }
+    const pinned = this.pinned;
+    this.pinned = null;
+    if (pinned !== null) {
+      for (let i = 0; i < pinned.length; i += 2) {
+        // SAFETY: pin() pushes an object, then its record.
+        const object = pinned[i] as Kobject;
+        object.removeHolder(pinned[i + 1] as Lifetime);
+        object.put();
+      }
+    }
   }
 
   get closed(): boolean {
-    return this.#closed;
+    return this.isClosed;
   }
 }
 
 /** Whether `value` is a promise-like object. */
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    typeof value === "object" &&
-    value !== null &&
-    typeof (value as { then?: unknown }).then === "function"
-  );
+export function isThenable(value: unknown): value is PromiseLike<unknown> {
+  if ((typeof value !== "object" && typeof value !== "function") || value === null) return false;
+  try {
+    return typeof (value as { then?: unknown }).then === "function";
+  } catch {
+    return false;
+  }
 }
 
 /**
  * Lends `device` to `fn` for the duration of the call (or, when `fn` returns a promise,
  * until it settles), then revokes the borrow.
  *
- * **Errors:** `ENODEV` if `device` is not live; whatever `fn` throws.
+ * The borrow is typed without the owned mark even when `device` is owned, so it can be
+ * neither kept, put nor returned. A borrow lent from a borrow also ends when the source's
+ * scope does (an `async` function cannot stretch a probe's borrow past the probe).
+ *
+ * **Errors:** `ENODEV` if `device` is not live; `EINVAL` if `fn` is not a function;
+ * whatever `fn` throws.
  *
  * @example
  * ```ts
@@ -528,10 +720,14 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
  * withBorrow(owned, (dev) => dev);                   // does not compile: the borrow would escape
  * ```
  */
-export function withBorrow<T extends RawDevice, R>(
-  device: T,
+export function withBorrow<T extends RawDevice & NotOwned, R>(
+  device: T | (T & OwnedMark),
   fn: <S>(borrow: Borrowed<T, S>) => R,
 ): R {
+  liveObject(device);
+  if (typeof fn !== "function") {
+    throw new DevrefError("EINVAL", `withBorrow: fn must be a function, not ${describeValue(fn)}`);
+  }
   const scope = new BorrowScope();
   // SAFETY: the scope brand is type-level only; the borrow is revoked when fn is done.
   const borrow = scope.borrow(device) as Borrowed<T, never>;
@@ -543,9 +739,11 @@ export function withBorrow<T extends RawDevice, R>(
     throw e;
   }
   if (isThenable(result)) {
-    // SAFETY: R is the promise type fn returned; the same promise is handed back.
+    // SAFETY: R is the promise type fn returned; the same settlement is handed back.
     return Promise.resolve(result).finally(() => scope.close()) as R;
   }
   scope.close();
   return result;
 }
+
+export { CONTEXT_BOUND, CONTEXT_CORE, CONTEXT_NORMAL };

@@ -1,5 +1,6 @@
 //! C header: include/linux/refcount.h (refcount_t), lib/refcount.c
 
+import { checkInteger } from "./args.js";
 import { DevrefError } from "./errors.js";
 
 /** The largest legal count, `INT_MAX`. */
@@ -68,6 +69,10 @@ export function setRefcountReporter(next: RefcountReporter): RefcountReporter {
   const previous = reporter;
   reporter = next;
   return previous;
+}
+
+function checkAmount(where: string, i: unknown): void {
+  checkInteger(where, "i", i, 1, REFCOUNT_MAX);
 }
 
 /**
@@ -141,8 +146,14 @@ export class Refcount {
     this.#addSlow(old, 1);
   }
 
-  /** `refcount_add`: adds `i` (a positive whole number). */
+  /**
+   * `refcount_add`: adds `i`.
+   *
+   * **Errors:** `EINVAL` unless `i` is a whole number in [1, REFCOUNT_MAX] (the count is
+   * unchanged then).
+   */
   add(i: number): void {
+    checkAmount("refcount_add", i);
     this.#addSlow(this.count, i);
   }
 
@@ -158,8 +169,9 @@ export class Refcount {
     return this.addNotZero(1);
   }
 
-  /** `refcount_add_not_zero`. */
+  /** `refcount_add_not_zero`. Errors as {@link add}. */
   addNotZero(i: number): boolean {
+    if (i !== 1) checkAmount("refcount_add_not_zero", i);
     const old = this.count;
     if (old === 0) return false;
     const next = (old + i) | 0;
@@ -178,8 +190,9 @@ export class Refcount {
     return this.subAndTest(1);
   }
 
-  /** `refcount_sub_and_test`. */
+  /** `refcount_sub_and_test`. Errors as {@link add}. */
   subAndTest(i: number): boolean {
+    if (i !== 1) checkAmount("refcount_sub_and_test", i);
     const old = this.count;
     const next = (old - i) | 0;
     this.count = next;

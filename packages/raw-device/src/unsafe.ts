@@ -4,13 +4,17 @@
 //! borrows. Only device-model packages (device-core, bus) should import this entry; every
 //! use carries a `// SAFETY:` comment saying why it holds.
 
+export { Lifetime, type LifetimeOwner } from "./lifetime.js";
 export {
   adoptRef,
   BorrowScope,
+  CONTEXT_BOUND,
+  CONTEXT_CORE,
+  CONTEXT_NORMAL,
+  contextOf,
   HANDLE_KEY,
   type HandleConstructor,
-  Holder,
   Kobject,
-  kobjectOf,
-  revokeHandle,
+  liveObject,
+  requireContext,
 } from "./ownership.js";

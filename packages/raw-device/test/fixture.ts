@@ -8,7 +8,13 @@ import {
   RawDevice,
   withBorrow,
 } from "@devref/raw-device";
-import { adoptRef, BorrowScope, Kobject } from "@devref/raw-device/unsafe";
+import {
+  adoptRef,
+  BorrowScope,
+  CONTEXT_CORE,
+  Kobject,
+  liveObject,
+} from "@devref/raw-device/unsafe";
 
 export class TestObject extends Kobject {
   value = 0;
@@ -16,10 +22,10 @@ export class TestObject extends Kobject {
 
 export class TestDevice<Ctx extends DeviceContext = Normal> extends RawDevice<Ctx> {
   get value(): number {
-    return this.live<TestObject>().value;
+    return liveObject<TestObject>(this).value;
   }
   set value(v: number) {
-    this.live<TestObject>().value = v;
+    liveObject<TestObject>(this).value = v;
   }
   override get(label?: string): ARef<TestDevice> {
     // SAFETY: RawDevice.get makes a handle of this class.
@@ -35,10 +41,14 @@ export interface Made {
 /** A new device whose creator holds the initial reference. */
 export function makeDevice(name = "dev0"): Made {
   let releases = 0;
-  const object = new TestObject(name, () => {
-    releases++;
-  });
-  return { dev: adoptRef(TestDevice, object, "creator"), releases: () => releases };
+  const object = new TestObject(
+    name,
+    () => {
+      releases++;
+    },
+    TestDevice,
+  );
+  return { dev: adoptRef<TestDevice>(object, "creator"), releases: () => releases };
 }
 
 /** Runs `fn` with a Core-context borrow, as a bus would around probe. */
@@ -46,9 +56,9 @@ export function inCoreCallback<R>(
   dev: TestDevice,
   fn: <S>(d: Borrowed<TestDevice<Core>, S>) => R,
 ): R {
-  const scope = new BorrowScope();
+  const scope = new BorrowScope(CONTEXT_CORE);
   // SAFETY: the test plays the bus: it owns the scope and closes it after the callback.
-  const b = scope.borrow(dev) as unknown as Borrowed<TestDevice<Core>, never>;
+  const b = scope.borrow(dev, CONTEXT_CORE) as unknown as Borrowed<TestDevice<Core>, never>;
   try {
     return fn(b);
   } finally {

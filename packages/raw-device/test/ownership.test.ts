@@ -157,14 +157,16 @@ describe("borrowed references", () => {
     dev.put();
   });
 
-  it("a borrow cannot be put and does not count", () => {
+  it("a borrow cannot be put; it pins the device while its scope is open", () => {
     const { dev } = makeDevice();
     withBorrow(dev, (d) => {
-      expect(refcountOf(d)).toBe(1);
+      expect(refcountOf(d)).toBe(2);
+      expect(holders(d).map((h) => h.label)).toEqual(["creator", "borrow"]);
       expect(d.isOwned).toBe(false);
       // SAFETY: bypasses the compile-time rule to show the run-time one.
       expect(() => (d as unknown as { put(): void }).put()).toThrowError(/not yours to put/);
     });
+    expect(refcountOf(dev)).toBe(1);
     dev.put();
   });
 
@@ -183,7 +185,7 @@ describe("refcount misuse below the handles", () => {
     const previous = setRefcountReporter((e) => events.push(e));
     try {
       let releases = 0;
-      const object = new Kobject("raw0", () => releases++);
+      const object = new Kobject("raw0", () => releases++, TestDevice);
       object.put();
       object.put();
       object.refcount.inc();
@@ -199,7 +201,7 @@ describe("refcount misuse below the handles", () => {
   });
 
   it("by default the report throws, naming the object", () => {
-    const object = new Kobject("raw1", () => {});
+    const object = new Kobject("raw1", () => {}, TestDevice);
     object.put();
     expect(() => object.refcount.inc()).toThrowError(
       /raw1: refcount_t: addition on 0; use-after-free\./,
