@@ -1,0 +1,50 @@
+//! @devref/sim: a deterministic simulated SoC that fails on purpose.
+
+export { type EventHooks, EventQueue, type Scheduler, TimerHandle } from "./clock.js";
+export {
+  DMA_STATUS,
+  DmaPort,
+  type DmaRanges,
+  type DmaStatus,
+  type DmaTranslator,
+  XLATE_BLOCKED,
+  XLATE_FAULT,
+} from "./dma.js";
+export {
+  type MemoryMapEntry,
+  MmioFabric,
+  type MmioHandler,
+  MmioPort,
+  type MmioWidth,
+  MmioWindow,
+  type RegionKind,
+} from "./fabric.js";
+export {
+  type DartFaultCode,
+  FaultInjector,
+  type FaultKind,
+  type FaultKinds,
+  type FaultPreparer,
+  type FaultSpec,
+  type FaultWhen,
+  type ScheduledFault,
+} from "./faults.js";
+export { InterruptController, type IrqHandler, IrqSource } from "./irq.js";
+export { DeviceModel } from "./model.js";
+export { Prng } from "./random.js";
+export { type RunOptions, Soc, type SocOptions } from "./soc.js";
+export { StepCounter } from "./steps.js";
+export {
+  type DmaTraceRecord,
+  type FaultTraceRecord,
+  type IotlbTraceRecord,
+  type IrqAction,
+  type IrqTraceRecord,
+  type MmioTraceRecord,
+  type NoteTraceRecord,
+  type TraceBase,
+  type TraceClock,
+  type TraceMode,
+  type TraceRecord,
+  Tracer,
+} from "./trace.js";
