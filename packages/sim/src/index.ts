@@ -1,6 +1,9 @@
 //! @devref/sim: a deterministic simulated SoC that fails on purpose.
 
 export { type EventHooks, EventQueue, type Scheduler, TimerHandle } from "./clock.js";
+export { Dart, type DartOptions, type DartTlbEntry, type DartVariant } from "./dart/dart.js";
+export { Iotlb, type IotlbEntry } from "./dart/iotlb.js";
+export * from "./dart/regs.js";
 export {
   DMA_STATUS,
   DmaPort,

@@ -79,6 +79,19 @@ export interface NoteTraceRecord extends TraceBase {
   readonly b: number;
 }
 
+/**
+ * One mailbox message entering a FIFO: `a2i` from the AP to the coprocessor, `i2a` back.
+ * `msg0` is given as its two 32-bit halves; `msg1` is the 32-bit word (the RTKit endpoint
+ * in its low byte).
+ */
+export interface MboxTraceRecord extends TraceBase {
+  readonly kind: "mbox";
+  readonly direction: "a2i" | "i2a";
+  readonly msg0Hi: number;
+  readonly msg0Lo: number;
+  readonly msg1: number;
+}
+
 /** One record of the trace. */
 export type TraceRecord =
   | MmioTraceRecord
@@ -86,7 +99,8 @@ export type TraceRecord =
   | DmaTraceRecord
   | IotlbTraceRecord
   | FaultTraceRecord
-  | NoteTraceRecord;
+  | NoteTraceRecord
+  | MboxTraceRecord;
 
 const K_SOURCE = 0;
 const K_MMIO = 1;
@@ -96,6 +110,7 @@ const K_IOTLB = 4;
 const K_FAULT = 5;
 const K_NOTE = 6;
 const K_MODE = 7;
+const K_MBOX = 8;
 
 const IRQ_ACTIONS: readonly IrqAction[] = [
   "raise",
@@ -338,6 +353,30 @@ export class Tracer {
         text,
         a,
         b,
+      });
+    }
+  }
+
+  /** A mailbox message pushed into the A2I (`toIop`) or I2A FIFO. */
+  mbox(src: number, toIop: boolean, msg0Hi: number, msg0Lo: number, msg1: number): void {
+    if (!this.enabled) return;
+    const step = this.header(K_MBOX, src);
+    this.total++;
+    const h = this.hash;
+    h.u32(toIop ? 1 : 0);
+    h.u32(msg0Hi);
+    h.u32(msg0Lo);
+    h.u32(msg1);
+    if (this.keep) {
+      this.store({
+        kind: "mbox",
+        step,
+        timeNs: this.clock.nowNs,
+        source: this.sourceName(src),
+        direction: toIop ? "a2i" : "i2a",
+        msg0Hi: msg0Hi >>> 0,
+        msg0Lo: msg0Lo >>> 0,
+        msg1: msg1 >>> 0,
       });
     }
   }
