@@ -1,7 +1,7 @@
 //! C source: drivers/soc/apple/rtkit.c (devm_apple_rtkit_init)
 
-import { Device } from "@devref/device-core";
-import { type Bound, checkInstance } from "@devref/raw-device";
+import type { Device } from "@devref/device-core";
+import { argumentError, type Bound, checkInstance, RawDevice } from "@devref/raw-device";
 import { createRtkit } from "./rtkit.js";
 import type { Rtkit, RtkitOptions } from "./types.js";
 
@@ -27,7 +27,11 @@ import type { Rtkit, RtkitOptions } from "./types.js";
  * ```
  */
 export function devmRtkit(boundDevice: Device<Bound>, options: RtkitOptions): Rtkit {
-  checkInstance("devmRtkit", "boundDevice", boundDevice, Device);
+  // Checked by shape, so that @devref/device-core is needed for its types only.
+  checkInstance("devmRtkit", "boundDevice", boundDevice, RawDevice);
+  if (typeof boundDevice.devmAddActionOrReset !== "function") {
+    throw argumentError("devmRtkit", "boundDevice", "a Device<Bound> borrow", boundDevice);
+  }
   const rtk = createRtkit(boundDevice, options);
   boundDevice.devmAddActionOrReset(() => rtk.free(), "rtkit");
   return rtk;

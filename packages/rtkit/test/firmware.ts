@@ -81,13 +81,15 @@ export class ScriptedFirmware {
   rtk: Rtkit | null = null;
   /** Everything the AP sent, in order. */
   readonly sent: Sent[] = [];
+  /** Whether the firmware answers at all (false: it only records what the AP sends). */
+  react = true;
   /** Replies are delivered inside send() when true, else kept until flush(). */
   sync = true;
   readonly outbox: [number, bigint][] = [];
   /** The next sends throw this errno. */
   failSends: { code: Errno; count: number } | null = null;
   /** Where the AP said the buffers are (from the replies). */
-  readonly bufferAt = new Map<number, number>();
+  readonly bufferAt: Map<number, number> = new Map();
   /** IOP state as the firmware sees it. */
   iopState = 0;
   version = 0;
@@ -212,6 +214,7 @@ export class ScriptedFirmware {
       throw new DevrefError(this.failSends.code, "test mailbox refuses the message");
     }
     this.sent.push({ ep, msg0, atomic });
+    if (!this.react) return;
     if (ep === EP_MGMT) this.onMgmt(msg0);
     else if (ep >= 0x20) this.appMessages.push({ ep, msg0, atomic });
     else if (ep === EP_OSLOG) {

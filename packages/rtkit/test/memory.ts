@@ -4,7 +4,7 @@ import { type DmaAddr, dmaAddr } from "@devref/raw-device";
 import type { RtkitDma } from "@devref/rtkit";
 
 export class TestDma implements RtkitDma {
-  readonly buffers = new Map<number, Uint8Array>();
+  readonly buffers: Map<number, Uint8Array> = new Map();
   allocs = 0;
   frees = 0;
   /** Fail the next allocations. */

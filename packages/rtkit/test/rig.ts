@@ -1,14 +1,14 @@
 // One device, one firmware, one client: what most tests start from.
-import { createDevice, type Device } from "@devref/device-core";
 import type { ARef } from "@devref/raw-device";
 import { createRtkit, type Rtkit, type RtkitOps, type RtkitOptions } from "@devref/rtkit";
+import { makeDevice, type TestDevice } from "./device.js";
 import { type FirmwareConfig, ScriptedFirmware } from "./firmware.js";
 import { LogCollector } from "./log.js";
 import { TestDma } from "./memory.js";
 import { ManualTimers } from "./timers.js";
 
 export interface Rig {
-  readonly dev: ARef<Device>;
+  readonly dev: ARef<TestDevice>;
   readonly rtk: Rtkit;
   readonly fw: ScriptedFirmware;
   readonly dma: TestDma;
@@ -25,7 +25,7 @@ export function makeRig(
   ops: RtkitOps = {},
   extra: Partial<RtkitOptions> = {},
 ): Rig {
-  const dev = createDevice({ name: "asc0", release: () => {} });
+  const { dev } = makeDevice("asc0");
   const fw = new ScriptedFirmware(config);
   const dma = new TestDma();
   const timers = new ManualTimers();
