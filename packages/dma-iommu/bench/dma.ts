@@ -51,27 +51,27 @@ function benchIommuOps(system: DmaSystem): IommuOps {
           ias: 48,
           oas: 48,
           tlb: {
-            tlbAddPage: (g, at, granule) => iommuIotlbGatherAddPage(core!, g, Number(at), granule),
+            tlbAddPage: (g, at, granule) =>
+              // SAFETY: the table reports the IOVA it was given.
+              iommuIotlbGatherAddPage(core!, g, Number(at) as Iova, granule),
           },
         },
         pages,
       );
       return {
-        apertureEnd: 2 ** 48 - 1,
+        apertureEnd: iova(2 ** 48 - 1),
         forceAperture: true,
         bindDomain: (d: IommuDomain) => {
           core = d;
         },
         attachDev: () => {},
-        // SAFETY: the core hands drivers checked, aligned addresses; re-branding is free.
-        mapPages: (at: number, pa: number, pgsize: number, count: number, prot: number) =>
-          table.mapPages(at as Iova, pa as PhysAddr, pgsize, count, prot),
-        // SAFETY: as above.
-        unmapPages: (at: number, pgsize: number, count: number, g: IotlbGather) =>
-          table.unmapPages(at as Iova, pgsize, count, g),
+        mapPages: (at: Iova, pa: PhysAddr, pgsize: number, count: number, prot: number) =>
+          table.mapPages(at, pa, pgsize, count, prot),
+        unmapPages: (at: Iova, pgsize: number, count: number, g: IotlbGather) =>
+          table.unmapPages(at, pgsize, count, g),
         iotlbSync: () => {},
         flushIotlbAll: () => {},
-        iovaToPhys: (at: number) => table.iovaToPhys(iova(at)),
+        iovaToPhys: (at: Iova) => table.iovaToPhys(at),
         free: () => table[Symbol.dispose](),
       };
     },

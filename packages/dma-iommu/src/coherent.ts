@@ -5,16 +5,26 @@ import { type Device, Devres } from "@devref/device-core";
 import { deviceStateOf } from "@devref/device-core/unsafe";
 import {
   type Bound,
+  checkInstance,
+  checkInteger,
+  checkSize,
   DevrefError,
   type DmaAddr,
   formatAddr,
+  type Iova,
   type PhysAddr,
   type PhysicalMemory,
 } from "@devref/raw-device";
 import { DMA_BIDIRECTIONAL } from "./constants.js";
-import { dmaInfoToProt, iommuDmaMapRange } from "./dma-iommu.js";
+import { iommuDmaMapRange, protOf } from "./dma-iommu.js";
+import { checkDevice } from "./internal/checks.js";
 import { IOMMU_DOMAIN_IDENTITY } from "./iommu.js";
-import { CoherentRegion, coherentRelease, type DeviceDma, dmaStateOf } from "./mapping.js";
+import { CoherentRegion, coherentRelease, type DeviceDma, dmaOf } from "./mapping.js";
+
+/** The largest coherent allocation: 1 GiB. */
+const MAX_COHERENT = 2 ** 30;
+/** The largest value of a 32-bit word. */
+const U32_MAX = 0xffff_ffff;
 
 const PAGE = 4096;
 
@@ -36,7 +46,9 @@ function pow2AtLeast(n: number): number {
  * memory is zeroed at allocation; after {@link free} or unbind no access succeeds.
  *
  * **Errors:** `ENODEV` on any access after free or unbind; `EINVAL` for an offset outside
- * the buffer.
+ * the buffer, a value that does not fit the access width, or a byte array that is not a
+ * `Uint8Array`; {@link free} rethrows an IOMMU driver's unmap failure (the memory then stays
+ * allocated until the binding ends and the unmap succeeds).
  *
  * @example
  * ```ts
@@ -60,7 +72,7 @@ export class CoherentAllocation {
   constructor(dev: Device<Bound>, d: DeviceDma, region: CoherentRegion) {
     this.dmaAddr = region.dmaAddr;
     this.size = region.size;
-    this.device = d.st.name;
+    this.device = d.device;
     this.mem = d.system.memory;
     this.res = new Devres(dev, region, {
       label: `dma coherent ${formatAddr(region.dmaAddr, 1)}+${region.size}`,
@@ -77,6 +89,7 @@ export class CoherentAllocation {
   }
 
   private region(offset: number, width: number): CoherentRegion {
+    checkInteger("CoherentAllocation", "offset", offset, 0, this.size);
     const r = this.res.tryAccess();
     if (r === undefined) {
       throw new DevrefError(
@@ -102,12 +115,14 @@ export class CoherentAllocation {
     return this.mem.read8(this.region(offset, 1).pa + offset);
   }
   write8(offset: number, value: number): void {
+    checkInteger("CoherentAllocation.write8", "value", value, 0, 0xff);
     this.mem.write8(this.region(offset, 1).pa + offset, value);
   }
   read32(offset: number): number {
     return this.mem.read32(this.region(offset, 4).pa + offset);
   }
   write32(offset: number, value: number): void {
+    checkInteger("CoherentAllocation.write32", "value", value, 0, U32_MAX);
     this.mem.write32(this.region(offset, 4).pa + offset, value);
   }
   /** The 64-bit word at `offset` as halves. */
@@ -117,12 +132,16 @@ export class CoherentAllocation {
     return { lo: mem.read64Lo(pa), hi: mem.read64Hi(pa) };
   }
   write64(offset: number, lo: number, hi: number): void {
+    checkInteger("CoherentAllocation.write64", "lo", lo, 0, U32_MAX);
+    checkInteger("CoherentAllocation.write64", "hi", hi, 0, U32_MAX);
     this.mem.write64(this.region(offset, 8).pa + offset, lo, hi);
   }
   readBytes(offset: number, dest: Uint8Array): void {
+    checkInstance("CoherentAllocation.readBytes", "dest", dest, Uint8Array);
     this.mem.readBytes(this.region(offset, dest.length).pa + offset, dest);
   }
   writeBytes(offset: number, src: Uint8Array): void {
+    checkInstance("CoherentAllocation.writeBytes", "src", src, Uint8Array);
     this.mem.writeBytes(this.region(offset, src.length).pa + offset, src);
   }
   /**
@@ -135,7 +154,12 @@ export class CoherentAllocation {
     // SAFETY: inside the buffer, whose device address range is valid.
     return (this.dmaAddr + offset) as DmaAddr;
   }
-  /** `dma_free_coherent`: frees now; later accesses throw. A second call does nothing. */
+  /**
+   * `dma_free_coherent`: frees now; later accesses throw. A second call does nothing. The
+   * IOMMU mapping goes before the memory: if the IOMMU driver fails to unmap, its error is
+   * rethrown and the memory stays allocated (and listed in the device's audit) until the
+   * end of the binding retries.
+   */
   free(): void {
     if (!this.res.isAvailable) return;
     this.freedExplicitly = true;
@@ -164,20 +188,10 @@ export class CoherentAllocation {
  * ```
  */
 export function dmaAllocCoherent(dev: Device<Bound>, size: number): CoherentAllocation {
-  const d = dmaStateOf(dev);
+  const where = "dma_alloc_coherent";
+  const d = dmaOf(checkDevice(where, dev));
+  checkSize(where, "size", size, 1, MAX_COHERENT);
   const st = deviceStateOf(dev);
-  if (d === null) {
-    throw new DevrefError(
-      "EINVAL",
-      `device '${st.name}' has no DMA configuration: call dmaConfigure(system, dev) at the start of probe`,
-    );
-  }
-  if (!(Number.isSafeInteger(size) && size > 0 && size <= 2 ** 30)) {
-    throw new DevrefError(
-      "EINVAL",
-      `dma_alloc_coherent(${st.name}): size ${String(size)} must be 1 … 2^30 bytes`,
-    );
-  }
   const bits = st.coherentDmaMaskBits ?? 32;
   const limit = bits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** bits - 1;
   const block = pow2AtLeast(size);
@@ -187,7 +201,13 @@ export function dmaAllocCoherent(dev: Device<Bound>, size: number): CoherentAllo
   if (d.iommuClient !== null && !translated && domain?.type !== IOMMU_DOMAIN_IDENTITY) {
     throw new DevrefError(
       "ENODEV",
-      `dma_alloc_coherent(${st.name}): its IOMMU domain does not allow DMA API use`,
+      `${where}(${d.device}): its IOMMU domain does not allow DMA API use`,
+    );
+  }
+  if (d.iommuLost) {
+    throw new DevrefError(
+      "ENODEV",
+      `${where}(${d.device}): its IOMMU was unregistered; no DMA is possible until the driver rebinds`,
     );
   }
   let pa: PhysAddr | null = null;
@@ -213,28 +233,29 @@ export function dmaAllocCoherent(dev: Device<Bound>, size: number): CoherentAllo
   if (pa === null) {
     throw new DevrefError(
       "ENOMEM",
-      `dma_alloc_coherent(${st.name}, ${size}): no free memory under the coherent mask ${formatAddr(limit, 1)} ` +
+      `${where}(${d.device}, ${size}): no free memory under the coherent mask ${formatAddr(limit, 1)} ` +
         `(low RAM ${sys.lowRam.bytesFree} bytes free, high RAM ${sys.highRam.bytesFree} bytes free)`,
     );
   }
   const phys: PhysAddr = pa;
+  const ram = fromLow ? sys.lowRam : sys.highRam;
   let dma = phys as number;
   let iovaSize = 0;
   if (translated) {
     const cookie = domain.cookie!;
     iovaSize = Math.ceil(block / cookie.granule) * cookie.granule;
-    const iova = cookie.iovad.tryAllocForDevice(iovaSize, limit, d.policy);
+    const iova: Iova = cookie.iovad.tryAllocForDevice(iovaSize, limit, d.policy);
     if (iova === 0) {
-      (fromLow ? sys.lowRam : sys.highRam).free(phys, block);
+      ram.free(phys, block);
       throw new DevrefError(
         "ENOMEM",
-        `dma_alloc_coherent(${st.name}, ${size}): no IOVA space under the coherent mask ${formatAddr(limit, 1)}`,
+        `${where}(${d.device}, ${size}): no IOVA space under the coherent mask ${formatAddr(limit, 1)}`,
       );
     }
     try {
-      iommuDmaMapRange(domain, iova, phys, iovaSize, dmaInfoToProt(DMA_BIDIRECTIONAL, true, 0));
+      iommuDmaMapRange(domain, iova, phys, iovaSize, protOf(DMA_BIDIRECTIONAL, true, 0));
     } catch (e) {
-      (fromLow ? sys.lowRam : sys.highRam).free(phys, block);
+      ram.free(phys, block);
       throw e;
     }
     dma = iova;
@@ -252,12 +273,14 @@ export function dmaAllocCoherent(dev: Device<Bound>, size: number): CoherentAllo
   );
   d.coherent.add(region);
   d.liveCount++;
-  let alloc: CoherentAllocation;
   try {
-    alloc = new CoherentAllocation(dev, d, region);
+    return new CoherentAllocation(dev, d, region);
   } catch (e) {
-    coherentRelease(d, region);
+    try {
+      coherentRelease(d, region);
+    } catch {
+      // Still mapped: the end of the binding retries; the first error is the one to report.
+    }
     throw e;
   }
-  return alloc;
 }

@@ -1,7 +1,7 @@
 //! C header: include/linux/dma-direction.h, include/linux/dma-mapping.h,
 //! include/linux/swiotlb.h, include/linux/iova.h
 
-import { DevrefError } from "@devref/raw-device";
+import { checkInteger, describeValue } from "@devref/raw-device";
 
 /** `enum dma_data_direction`: the transfer goes both ways. */
 export const DMA_BIDIRECTIONAL = 0;
@@ -83,18 +83,19 @@ const MAX_MASK_BITS = 53;
  * ```
  */
 export function dmaBitMask(n: number): number {
-  if (!Number.isInteger(n) || n < 0 || n > 64) {
-    throw new DevrefError("EINVAL", `DMA_BIT_MASK(${String(n)}): the bit count must be 0 … 64`);
-  }
+  checkInteger("DMA_BIT_MASK", "n", n, 0, 64);
   return 2 ** Math.min(n, MAX_MASK_BITS) - 1;
 }
 
-/** Whether `dir` is one of the three directions a mapping may use (`valid_dma_direction`). */
+/**
+ * Whether `dir` is one of the three directions a mapping may use (`valid_dma_direction`).
+ * Any value may be asked about; only those three answer true.
+ */
 export function isValidDmaDirection(dir: number): dir is DmaDirection {
   return dir === DMA_BIDIRECTIONAL || dir === DMA_TO_DEVICE || dir === DMA_FROM_DEVICE;
 }
 
-/** The kernel's name of a direction, for messages. */
+/** The kernel's name of a direction, for messages. Any value is accepted. */
 export function dmaDirectionName(dir: number): string {
   switch (dir) {
     case DMA_BIDIRECTIONAL:
@@ -106,7 +107,7 @@ export function dmaDirectionName(dir: number): string {
     case DMA_NONE:
       return "DMA_NONE";
     default:
-      return `invalid direction ${String(dir)}`;
+      return `invalid direction ${describeValue(dir)}`;
   }
 }
 

@@ -1,22 +1,39 @@
 //! C source: drivers/iommu/dma-iommu.c (iommu_dma_cookie, the flush queue, __iommu_dma_map)
 
-import { IOMMU_CACHE, IOMMU_MMIO, IOMMU_PRIV, IOMMU_READ, IOMMU_WRITE } from "@devref/io-pgtable";
+import {
+  IOMMU_CACHE,
+  IOMMU_MMIO,
+  IOMMU_PRIV,
+  IOMMU_READ,
+  IOMMU_WRITE,
+  type IotlbGather,
+} from "@devref/io-pgtable";
+import {
+  checkBoolean,
+  checkCount,
+  checkInteger,
+  checkOneOf,
+  DevrefError,
+  type Iova,
+  type PhysAddr,
+} from "@devref/raw-device";
 import {
   DMA_ATTR_MMIO,
   DMA_ATTR_PRIVILEGED,
   DMA_BIDIRECTIONAL,
   DMA_FROM_DEVICE,
+  DMA_NONE,
   DMA_TO_DEVICE,
 } from "./constants.js";
+import { checkAttrs } from "./internal/checks.js";
 import {
+  IOMMU_DMA_MAX_GRANULE,
   IOMMU_DOMAIN_DMA_FQ_BIT,
   type IommuDomain,
-  iommuIotlbSync,
-  iommuMap,
-  iommuUnmapFast,
   setDmaDomainInit,
 } from "./iommu.js";
-import { IovaDomain } from "./iova.js";
+import { checkPaging, mapRange, syncGather, unmapRangeFast } from "./iommu-map.js";
+import { IOVA_MAX_PFN, IovaDomain } from "./iova.js";
 
 /** `IOVA_DEFAULT_FQ_SIZE`: entries in a flush queue. */
 export const IOVA_DEFAULT_FQ_SIZE = 256;
@@ -28,10 +45,20 @@ export const IOVA_DEFAULT_FQ_SIZE = 256;
  *
  * No wall time: the kernel's 10 ms timer is {@link tick} (call it where time would have
  * passed — a simulation tick, a test step); a full queue flushes at once, as in the kernel;
- * the queue is also flushed when its domain is freed.
+ * the queue is also flushed when its domain is freed. Only dma-iommu creates queues.
  *
- * **Invariants:** every queued IOVA is still allocated in the domain's IOVA space; after a
- * flush the queue is empty.
+ * **Invariants:** every queued IOVA is still allocated in the domain's IOVA space, and is
+ * queued once; after a successful flush the queue is empty; a flush whose IOTLB
+ * invalidation fails keeps every entry queued.
+ *
+ * **Errors:** {@link push} throws `EINVAL` for a range that is not an allocated, unqueued
+ * IOVA range of the domain; {@link flush} rethrows the driver's error.
+ *
+ * @example
+ * ```ts
+ * const fq = iommuGetDomainForDev(dev)!.cookie!.fq!;
+ * fq.tick(); // 10 ms went by: flush the IOTLB, free the queued IOVAs
+ * ```
  */
 export class FlushQueue {
   readonly capacity: number;
@@ -43,6 +70,7 @@ export class FlushQueue {
   /** `fq_flush_start_cnt` / `fq_flush_finish_cnt` collapse to one counter with one CPU. */
   flushes: number;
 
+  /** @internal Made by {@link DmaIommuCookie} for `DMA_FQ` domains. */
   constructor(domain: IommuDomain, iovad: IovaDomain, capacity: number = IOVA_DEFAULT_FQ_SIZE) {
     this.capacity = capacity;
     this.pfns = new Float64Array(capacity);
@@ -58,8 +86,39 @@ export class FlushQueue {
     return this.count;
   }
 
-  /** `queue_iova`: a full queue is flushed and emptied first. */
+  /**
+   * `queue_iova` for a range `[pfn, pfn + len)` of this domain's IOVA space that is
+   * allocated and not yet queued: a full queue is flushed and emptied first.
+   *
+   * **Errors:** `EINVAL` otherwise; nothing changes then.
+   */
   push(pfn: number, len: number): void {
+    const where = "FlushQueue.push";
+    checkInteger(where, "pfn", pfn, 1, IOVA_MAX_PFN);
+    checkCount(where, "len", len, 1, IOVA_MAX_PFN);
+    const r = this.iovad.findIova(pfn);
+    if (
+      r === undefined ||
+      r.pfnLo !== pfn ||
+      r.cached ||
+      r.reserved ||
+      r.pfnHi - r.pfnLo + 1 < len
+    ) {
+      throw new DevrefError(
+        "EINVAL",
+        `${where}(${pfn}, ${len}): no allocated IOVA range of that size starts there; queue only what an unmap released`,
+      );
+    }
+    for (let i = 0; i < this.count; i++) {
+      if (this.pfns[i] === pfn) {
+        throw new DevrefError("EINVAL", `${where}(${pfn}, ${len}): that range is already queued`);
+      }
+    }
+    this.queue(pfn, len);
+  }
+
+  /** @internal `queue_iova` for a range an unmap just released (no checks: hot path). */
+  queue(pfn: number, len: number): void {
     if (this.count === this.capacity) this.flush();
     this.pfns[this.count] = pfn;
     this.lens[this.count] = len;
@@ -70,6 +129,7 @@ export class FlushQueue {
   flush(): void {
     if (this.count === 0) return;
     this.flushes++;
+    // A failed invalidation leaves every entry queued: none may be reused yet.
     this.domain.ops?.flushIotlbAll();
     const n = this.count;
     this.count = 0;
@@ -84,9 +144,16 @@ export class FlushQueue {
   }
 }
 
+/** The CPU page sizes the IOVA allocator supports; the cookie picks the smallest that fits. */
+const CPU_PAGE_SIZES: readonly number[] = [4096, 16384, 65536];
+
 /**
  * dma-iommu's per-domain state (`struct iommu_dma_cookie`): the IOVA space and, for
- * `DMA_FQ` domains, the flush queue.
+ * `DMA_FQ` domains, the flush queue. Only the IOMMU core creates cookies, when it
+ * allocates a DMA domain.
+ *
+ * **Invariants:** the granule is the domain's smallest page, at most 64 KiB; IOVA 0 is
+ * never handed out.
  */
 export class DmaIommuCookie {
   readonly domain: IommuDomain;
@@ -95,14 +162,22 @@ export class DmaIommuCookie {
   /** The granule (smallest IOMMU page). */
   readonly granule: number;
 
+  /** @internal */
   constructor(domain: IommuDomain) {
     this.domain = domain;
     const granule = domain.minPagesz;
+    if (!(granule >= 1 && granule <= IOMMU_DMA_MAX_GRANULE)) {
+      throw new DevrefError(
+        "EINVAL",
+        `IOMMU '${domain.iommu.name}': a DMA domain needs a smallest page of at most ${IOMMU_DMA_MAX_GRANULE} bytes, not ${granule}`,
+      );
+    }
     this.granule = granule;
     const shift = Math.log2(granule);
     // iommu_dma_init_domain: IOVA 0 is never handed out, and the aperture's start is honoured.
     const startPfn = Math.max(1, Math.floor(domain.apertureStart / 2 ** shift));
-    this.iovad = new IovaDomain(granule, startPfn, { pageSize: Math.max(4096, granule) });
+    const pageSize = CPU_PAGE_SIZES.find((p) => p >= granule) ?? IOMMU_DMA_MAX_GRANULE;
+    this.iovad = new IovaDomain(granule, startPfn, { pageSize });
     this.fq =
       (domain.type & IOMMU_DOMAIN_DMA_FQ_BIT) !== 0 ? new FlushQueue(domain, this.iovad) : null;
   }
@@ -117,8 +192,8 @@ setDmaDomainInit((domain) => {
   domain.cookie = new DmaIommuCookie(domain);
 });
 
-/** `dma_info_to_prot`: IOMMU prot bits from a DMA direction and attributes. */
-export function dmaInfoToProt(dir: number, coherent: boolean, attrs: number): number {
+/** @internal `dma_info_to_prot` on checked arguments (the map paths' hot version). */
+export function protOf(dir: number, coherent: boolean, attrs: number): number {
   let prot = coherent ? IOMMU_CACHE : 0;
   if ((attrs & DMA_ATTR_PRIVILEGED) !== 0) prot |= IOMMU_PRIV;
   if ((attrs & DMA_ATTR_MMIO) !== 0) prot |= IOMMU_MMIO;
@@ -134,40 +209,107 @@ export function dmaInfoToProt(dir: number, coherent: boolean, attrs: number): nu
   }
 }
 
+const ALL_DIRECTIONS: readonly number[] = [
+  DMA_BIDIRECTIONAL,
+  DMA_TO_DEVICE,
+  DMA_FROM_DEVICE,
+  DMA_NONE,
+];
+
 /**
- * `__iommu_dma_unmap` for an IOVA range `[iova, iova + size)` of a DMA domain: unmap into the
- * domain's gather, then either sync and free the IOVA (strict) or queue it (flush queue).
+ * `dma_info_to_prot`: IOMMU prot bits from a DMA direction and attributes; 0 for `DMA_NONE`.
+ *
+ * **Errors:** `EINVAL` for a direction outside the enum, a non-boolean `coherent` or unknown
+ * attribute bits.
+ *
+ * @example
+ * ```ts
+ * dmaInfoToProt(DMA_TO_DEVICE, true, 0); // IOMMU_READ | IOMMU_CACHE
+ * ```
  */
-export function iommuDmaUnmapRange(domain: IommuDomain, iova: number, size: number): void {
+export function dmaInfoToProt(dir: number, coherent: boolean, attrs: number): number {
+  const where = "dma_info_to_prot";
+  checkOneOf(where, "dir", dir, ALL_DIRECTIONS);
+  checkBoolean(where, "coherent", coherent);
+  return protOf(dir, coherent, checkAttrs(where, attrs));
+}
+
+/**
+ * @internal `__iommu_dma_unmap` for an IOVA range `[iova, iova + size)` of a DMA domain:
+ * unmap into the domain's gather, then either sync and free the IOVA (strict) or queue it
+ * (flush queue).
+ *
+ * It completes or changes nothing the caller tracks: if the driver fails, the error is
+ * rethrown with the IOVA still allocated (the caller keeps its record and may retry). A
+ * retry that finds the start already cleared — an earlier attempt failed after clearing —
+ * invalidates the whole IOTLB before the IOVA can be reused.
+ */
+export function iommuDmaUnmapRange(domain: IommuDomain, iova: Iova, size: number): void {
   const cookie = domain.cookie!;
   const g = domain.gather;
   const fq = cookie.fq;
-  g.queued = fq !== null;
-  iommuUnmapFast(domain, iova, size, g);
   const pfn = iova / cookie.granule;
   const len = size / cookie.granule;
-  if (fq === null) {
-    iommuIotlbSync(domain, g);
-    cookie.iovad.freeIovaFast(pfn, len);
-  } else {
-    g.reset();
-    fq.push(pfn, len);
+  if (domain.freed) {
+    // The domain went with its tables; its IOVA space is gone too.
+    return;
+  }
+  g.queued = fq !== null;
+  try {
+    const n = unmapRangeFast(domain, iova, size, g);
+    if (n < size) {
+      // An earlier attempt failed part-way: clear what is left past the hole, then
+      // invalidate everything, since what that attempt cleared may never have been synced.
+      clearRest(domain, iova + n, iova + size, cookie.granule, g);
+      g.reset();
+      domain.ops?.flushIotlbAll();
+    } else if (fq === null) {
+      syncGather(domain, g);
+    } else {
+      g.reset();
+    }
+  } catch (e) {
+    g.queued = false;
+    syncGather(domain, g);
+    throw e;
+  }
+  if (fq === null) cookie.iovad.freeIovaFast(pfn, len);
+  else fq.queue(pfn, len);
+}
+
+/** Unmaps every still-mapped run in `[from, to)`, stepping over holes a granule at a time. */
+function clearRest(
+  domain: IommuDomain,
+  from: number,
+  to: number,
+  granule: number,
+  g: IotlbGather,
+): void {
+  const ops = domain.ops!;
+  for (let at = from; at < to; ) {
+    // SAFETY: inside the range the caller allocated.
+    if (ops.iovaToPhys(at as Iova) === 0) {
+      at += granule;
+      continue;
+    }
+    const k = unmapRangeFast(domain, at, to - at, g);
+    at += k > 0 ? k : granule;
   }
 }
 
 /**
- * `__iommu_dma_map` after IOVA allocation: maps `[iova, iova + size)` to `phys`; on
+ * @internal `__iommu_dma_map` after IOVA allocation: maps `[iova, iova + size)` to `phys`; on
  * failure frees the IOVA and rethrows.
  */
 export function iommuDmaMapRange(
   domain: IommuDomain,
-  iova: number,
-  phys: number,
+  iova: Iova,
+  phys: PhysAddr,
   size: number,
   prot: number,
 ): void {
   try {
-    iommuMap(domain, iova, phys, size, prot);
+    mapRange(domain, checkPaging(domain, "iommu_dma_map"), iova, phys, size, prot);
   } catch (e) {
     const cookie = domain.cookie!;
     cookie.iovad.freeIovaFast(iova / cookie.granule, size / cookie.granule);

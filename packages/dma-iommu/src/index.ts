@@ -1,11 +1,18 @@
-//! @devref/dma-iommu: the IOVA allocator with range caches and the swiotlb bounce-buffer pool.
+//! @devref/dma-iommu: the DMA mapping API, dma-direct with swiotlb, the IOMMU core, dma-iommu
+//! and the IOVA allocator, per device.
 
 export type { DmaAuditEntry, DmaDeviceAudit, DmaUnbindReport } from "./audit.js";
-export { CoherentAllocation, dmaAllocCoherent } from "./coherent.js";
+export { type CoherentAllocation, dmaAllocCoherent } from "./coherent.js";
 export * from "./constants.js";
-export { DmaIommuCookie, dmaInfoToProt, FlushQueue, IOVA_DEFAULT_FQ_SIZE } from "./dma-iommu.js";
+export {
+  type DmaIommuCookie,
+  dmaInfoToProt,
+  type FlushQueue,
+  IOVA_DEFAULT_FQ_SIZE,
+} from "./dma-iommu.js";
 export {
   deviceIommuCapable,
+  IOMMU_DMA_MAX_GRANULE,
   IOMMU_DOMAIN_BLOCKED,
   IOMMU_DOMAIN_DMA,
   IOMMU_DOMAIN_DMA_FQ,
@@ -14,13 +21,13 @@ export {
   IOMMU_FAULT_READ,
   IOMMU_FAULT_WRITE,
   type IommuCap,
-  IommuClient,
-  IommuDevice,
-  IommuDomain,
+  type IommuClient,
+  type IommuDevice,
+  type IommuDomain,
   type IommuDomainOps,
   type IommuDomainType,
   type IommuFaultHandler,
-  IommuGroup,
+  type IommuGroup,
   type IommuOps,
   type IommuRegisterOptions,
   iommuAttachDevice,
@@ -31,17 +38,19 @@ export {
   iommuDomainTypeName,
   iommuGetDomainForDev,
   iommuGroupGet,
+  iommuPagingDomainAlloc,
+} from "./iommu.js";
+export {
   iommuIotlbGatherAddPage,
   iommuIotlbSync,
   iommuIovaToPhys,
   iommuMap,
-  iommuPagingDomainAlloc,
   iommuPgsize,
   iommuSetFaultHandler,
   iommuUnmap,
   iommuUnmapFast,
   reportIommuFault,
-} from "./iommu.js";
+} from "./iommu-map.js";
 export {
   IOVA_MAX_PFN,
   type IovaDevicePolicy,
@@ -51,7 +60,7 @@ export {
   type IovaStats,
 } from "./iova.js";
 export {
-  DeviceDma,
+  type DeviceDma,
   DMA_DEFAULT_MAX_SEG_SIZE,
   DMA_MAPPING_ERROR,
   type DmaConfigureOptions,
@@ -59,14 +68,16 @@ export {
   dmaConfigureDevice,
   dmaDeviceAudit,
   dmaGetMask,
-  dmaLastError,
-  dmaMappingError,
-  dmaMapSg,
-  dmaMapSingle,
   dmaSetCoherentMask,
   dmaSetMask,
   dmaSetMaskAndCoherent,
   dmaStateOf,
+} from "./mapping.js";
+export {
+  dmaLastError,
+  dmaMappingError,
+  dmaMapSg,
+  dmaMapSingle,
   dmaSyncSgForCpu,
   dmaSyncSgForDevice,
   dmaSyncSingleForCpu,
@@ -75,7 +86,7 @@ export {
   dmaUnmapSingle,
   ScatterList,
   type ScatterSegment,
-} from "./mapping.js";
+} from "./streaming.js";
 export {
   type SwiotlbMapOptions,
   type SwiotlbMapping,

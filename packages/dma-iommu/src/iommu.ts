@@ -1,18 +1,29 @@
 //! C header: include/linux/iommu.h
-//! C source: drivers/iommu/iommu.c
+//! C source: drivers/iommu/iommu.c (registration, probe and release of devices, groups,
+//! default domains, attach and detach)
 
 import type { Device } from "@devref/device-core";
-import { DeviceScope, type DeviceState, deviceStateOf, emit } from "@devref/device-core/unsafe";
-import { type IommuIotlbGather, IotlbGather } from "@devref/io-pgtable";
+import { DeviceScope, type DeviceState, deviceStateOf } from "@devref/device-core/unsafe";
+import { IotlbGather } from "@devref/io-pgtable";
 import {
   type ARef,
+  argumentError,
   type Borrowed,
   type Bound,
+  checkBoolean,
+  checkCallback,
+  checkInstance,
+  checkInteger,
+  checkObject,
+  checkOneOf,
+  checkString,
   DevrefError,
-  ERRNO,
-  formatAddr,
+  describeValue,
+  type Iova,
+  type PhysAddr,
 } from "@devref/raw-device";
-import type { DmaSystem } from "./system.js";
+import { checkDevice } from "./internal/checks.js";
+import { DmaSystem } from "./system.js";
 
 // ---------------------------------------------------------------------------------------
 // Domain types (include/linux/iommu.h).
@@ -44,6 +55,14 @@ export type IommuDomainType =
   | typeof IOMMU_DOMAIN_DMA
   | typeof IOMMU_DOMAIN_DMA_FQ;
 
+const DOMAIN_TYPES: readonly IommuDomainType[] = [
+  IOMMU_DOMAIN_BLOCKED,
+  IOMMU_DOMAIN_IDENTITY,
+  IOMMU_DOMAIN_UNMANAGED,
+  IOMMU_DOMAIN_DMA,
+  IOMMU_DOMAIN_DMA_FQ,
+];
+
 /** `IOMMU_FAULT_READ`. */
 export const IOMMU_FAULT_READ = 0;
 /** `IOMMU_FAULT_WRITE`. */
@@ -52,7 +71,15 @@ export const IOMMU_FAULT_WRITE = 1;
 /** `enum iommu_cap`, as names. */
 export type IommuCap = "cache-coherency" | "noexec" | "deferred-flush";
 
-/** The kernel's name of a domain type, for messages. */
+const CAPS: readonly IommuCap[] = ["cache-coherency", "noexec", "deferred-flush"];
+
+/**
+ * The largest IOVA granule dma-iommu can use: the kernel's IOVA granule may not exceed
+ * `PAGE_SIZE`, and the largest page size the kernel builds with is 64 KiB.
+ */
+export const IOMMU_DMA_MAX_GRANULE = 65536;
+
+/** The kernel's name of a domain type, for messages. Any value is accepted. */
 export function iommuDomainTypeName(type: number): string {
   switch (type) {
     case IOMMU_DOMAIN_BLOCKED:
@@ -66,7 +93,7 @@ export function iommuDomainTypeName(type: number): string {
     case IOMMU_DOMAIN_DMA_FQ:
       return "DMA-FQ";
     default:
-      return `type ${String(type)}`;
+      return `type ${describeValue(type)}`;
   }
 }
 
@@ -75,7 +102,8 @@ export function iommuDomainTypeName(type: number): string {
 
 /**
  * A paging domain's operations, supplied by the IOMMU driver (`struct iommu_domain_ops`).
- * Addresses are numbers (safe integers).
+ * Input addresses are {@link Iova}s, output addresses {@link PhysAddr}s, so the two cannot be
+ * swapped by accident.
  *
  * **Invariants:** `mapPages` maps `pgcount` pages of one size and may map fewer (returns the
  * bytes mapped, throws a `DevrefError` on failure); `unmapPages` returns the bytes unmapped
@@ -83,25 +111,25 @@ export function iommuDomainTypeName(type: number): string {
  * `queued`.
  */
 export interface IommuDomainOps {
-  /** Inclusive aperture; default `0 … 2^ias − 1` is the driver's business, here 0 … 2^53−1. */
-  readonly apertureStart?: number;
-  readonly apertureEnd?: number;
+  /** Inclusive aperture; default `0 … 2^53 − 1`. */
+  readonly apertureStart?: Iova;
+  readonly apertureEnd?: Iova;
   /** Whether IOVAs must stay inside the aperture (`geometry.force_aperture`). */
   readonly forceAperture?: boolean;
   /** Called once with the core's domain object right after allocation (the kernel embeds it). */
   bindDomain?(domain: IommuDomain): void;
   /** `attach_dev`: program the hardware so that `dev`'s streams use this domain. */
   attachDev<S>(dev: Borrowed<Device, S>, ids: readonly number[]): void;
-  mapPages(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number;
-  unmapPages(iova: number, pgsize: number, pgcount: number, gather: IotlbGather): number;
+  mapPages(iova: Iova, paddr: PhysAddr, pgsize: number, pgcount: number, prot: number): number;
+  unmapPages(iova: Iova, pgsize: number, pgcount: number, gather: IotlbGather): number;
   /** `iotlb_sync`: invalidate what the gather collected. */
   iotlbSync(gather: IotlbGather): void;
   /** `flush_iotlb_all`. */
   flushIotlbAll(): void;
   /** `iotlb_sync_map` (optional). */
-  iotlbSyncMap?(iova: number, size: number): void;
+  iotlbSyncMap?(iova: Iova, size: number): void;
   /** `iova_to_phys`: 0 when unmapped. */
-  iovaToPhys(iova: number): number;
+  iovaToPhys(iova: Iova): PhysAddr;
   /** `free`: give back page tables. */
   free(): void;
 }
@@ -141,13 +169,74 @@ export interface IommuOps {
 export type IommuFaultHandler = (
   domain: IommuDomain,
   dev: Device | null,
-  iova: number,
+  iova: Iova,
   flags: number,
   token: unknown,
 ) => number;
 
+const OPTIONAL_OPS = [
+  "releaseDevice",
+  "deviceGroup",
+  "defDomainType",
+  "capable",
+  "attachIdentity",
+  "attachBlocked",
+] as const;
+
+/** The checks of `iommu_device_register` on what the driver hands over. */
+function checkIommuOps(where: string, ops: IommuOps): void {
+  checkObject(where, "ops", ops);
+  checkInteger(where, "ops.pgsizeBitmap", ops.pgsizeBitmap, 1, Number.MAX_SAFE_INTEGER);
+  checkCallback(where, "ops.probeDevice", ops.probeDevice);
+  checkCallback(where, "ops.domainAllocPaging", ops.domainAllocPaging);
+  for (const k of OPTIONAL_OPS) {
+    const fn = ops[k];
+    if (fn !== undefined) checkCallback(where, `ops.${k}`, fn);
+  }
+}
+
+const DOMAIN_OPS = [
+  "attachDev",
+  "mapPages",
+  "unmapPages",
+  "iotlbSync",
+  "flushIotlbAll",
+  "iovaToPhys",
+  "free",
+] as const;
+
+/** The checks on the domain ops a driver's `domainAllocPaging` returns. */
+function checkDomainOps(where: string, ops: IommuDomainOps): void {
+  checkObject(where, "the returned domain ops", ops);
+  for (const k of DOMAIN_OPS) checkCallback(where, `domain ops.${k}`, ops[k]);
+  if (ops.bindDomain !== undefined) checkCallback(where, "domain ops.bindDomain", ops.bindDomain);
+  if (ops.iotlbSyncMap !== undefined)
+    checkCallback(where, "domain ops.iotlbSyncMap", ops.iotlbSyncMap);
+  const limit = Number.MAX_SAFE_INTEGER;
+  if (ops.apertureStart !== undefined)
+    checkInteger(where, "domain ops.apertureStart", ops.apertureStart, 0, limit);
+  if (ops.apertureEnd !== undefined)
+    checkInteger(where, "domain ops.apertureEnd", ops.apertureEnd, ops.apertureStart ?? 0, limit);
+  if (ops.forceAperture !== undefined)
+    checkBoolean(where, "domain ops.forceAperture", ops.forceAperture);
+}
+
 // ---------------------------------------------------------------------------------------
-// Core objects.
+// Core objects. Only the core creates them; the package exports their types, not their
+// constructors. Whatever would let a caller drop a count the core holds (its owned
+// references, the raw device objects) is kept in #private fields that this module reaches
+// through the accessors set in the static blocks.
+
+let clientInternals: {
+  state(c: IommuClient): DeviceState;
+  putRef(c: IommuClient): void;
+};
+let groupMembers: (g: IommuGroup) => Map<DeviceState, IommuClient>;
+let iommuInternals: {
+  clients(i: IommuDevice): Map<DeviceState, IommuClient>;
+  groups(i: IommuDevice): Map<string | number, IommuGroup>;
+  dropHw(i: IommuDevice): void;
+};
 
 /**
  * An IOMMU domain (`struct iommu_domain`): an address space devices attach to.
@@ -165,8 +254,8 @@ export class IommuDomain {
   readonly pgsizes: readonly number[];
   /** The smallest page size, or 0 for non-paging domains. */
   readonly minPagesz: number;
-  readonly apertureStart: number;
-  readonly apertureEnd: number;
+  readonly apertureStart: Iova;
+  readonly apertureEnd: Iova;
   readonly forceAperture: boolean;
   /** @internal dma-iommu's cookie (iova domain, flush queue). */
   cookie: import("./dma-iommu.js").DmaIommuCookie | null = null;
@@ -178,9 +267,12 @@ export class IommuDomain {
   users = 0;
   /** @internal */
   freed = false;
+  /** @internal A group's default domain: it lives and dies with its group. */
+  isDefault = false;
   /** Invalidations sent to the driver (`iotlb_sync` calls with a non-empty gather). */
   iotlbSyncs = 0;
 
+  /** @internal Domains come from the core (default domains, `iommuPagingDomainAlloc`). */
   constructor(type: IommuDomainType, iommu: IommuDevice, ops: IommuDomainOps | null) {
     this.type = type;
     this.iommu = iommu;
@@ -193,8 +285,10 @@ export class IommuDomain {
     }
     this.pgsizes = sizes;
     this.minPagesz = sizes[0] ?? 0;
-    this.apertureStart = ops?.apertureStart ?? 0;
-    this.apertureEnd = ops?.apertureEnd ?? Number.MAX_SAFE_INTEGER;
+    // SAFETY: 0 and 2^53 − 1 are whole IOVAs; the driver's values were checked on hand-over.
+    this.apertureStart = ops?.apertureStart ?? (0 as Iova);
+    // SAFETY: as above.
+    this.apertureEnd = ops?.apertureEnd ?? (Number.MAX_SAFE_INTEGER as Iova);
     this.forceAperture = ops?.forceAperture ?? false;
   }
 
@@ -230,13 +324,13 @@ export class IommuGroup {
   readonly iommu: IommuDevice;
   /** @internal */
   readonly key: string | number;
-  /** @internal Member devices. */
-  readonly members: Map<DeviceState, IommuClient> = new Map();
+  readonly #members: Map<DeviceState, IommuClient> = new Map();
   /** The default domain, allocated when the first device joins. */
   defaultDomain: IommuDomain | null = null;
   /** The domain in use. */
   domain: IommuDomain | null = null;
 
+  /** @internal Groups come from the core. */
   constructor(id: number, iommu: IommuDevice, key: string | number) {
     this.id = id;
     this.iommu = iommu;
@@ -245,23 +339,34 @@ export class IommuGroup {
 
   /** Names of member devices, in join order. */
   get deviceNames(): string[] {
-    return [...this.members.keys()].map((st) => st.name);
+    return [...this.#members.values()].map((c) => c.device);
+  }
+
+  /** How many devices are in the group. */
+  get size(): number {
+    return this.#members.size;
+  }
+
+  static {
+    groupMembers = (g) => g.#members;
   }
 }
 
 /**
- * Per-device IOMMU data (`struct dev_iommu`): which IOMMU serves the device, its stream
- * IDs, its group and the owned reference the IOMMU keeps.
+ * Per-device IOMMU data (`struct dev_iommu`): which IOMMU serves the device, its stream IDs
+ * and its group. The owned reference the IOMMU keeps on the device is not reachable from
+ * here: only the core puts it.
  */
 export class IommuClient {
   readonly iommu: IommuDevice;
-  /** @internal */
-  readonly st: DeviceState;
-  /** The owned reference the IOMMU holds while it serves the device. */
-  readonly ref: ARef<Device>;
+  /** The device's name. */
+  readonly device: string;
   readonly ids: readonly number[];
   readonly group: IommuGroup;
+  readonly #st: DeviceState;
+  readonly #ref: ARef<Device>;
 
+  /** @internal Clients come from the core. */
   constructor(
     iommu: IommuDevice,
     st: DeviceState,
@@ -270,62 +375,115 @@ export class IommuClient {
     group: IommuGroup,
   ) {
     this.iommu = iommu;
-    this.st = st;
-    this.ref = ref;
+    this.device = st.name;
+    this.#st = st;
+    this.#ref = ref;
     this.ids = ids;
     this.group = group;
   }
+
+  static {
+    clientInternals = {
+      state: (c) => c.#st,
+      putRef: (c) => c.#ref.put(),
+    };
+  }
+}
+
+/** @internal The device object behind a client (the core's business only). */
+export function clientStateOf(client: IommuClient): DeviceState {
+  return clientInternals.state(client);
 }
 
 /**
- * A registered hardware IOMMU (`struct iommu_device`). It keeps an owned reference to its
- * own hardware device and to every device it serves, and gives all of them back when it is
- * unregistered.
+ * A registered hardware IOMMU (`struct iommu_device`). The core keeps an owned reference to
+ * the IOMMU's own device and to every device it serves, and gives all of them back when it
+ * is unregistered. It never hands those references out: callers get names, or fresh owned
+ * references of their own that they must put.
  *
- * **Invariants:** only owned references ({@link ARef}) are kept; after unregister it holds
- * none and serves nobody.
+ * **Invariants:** after unregister it holds no reference and serves nobody.
+ *
+ * **Errors:** {@link getHwDevice} and {@link getClientRefs} throw `EINVAL` for a label that
+ * is not a non-empty string.
+ *
+ * @example
+ * ```ts
+ * const iommu = system.iommus.get("smmu")!;
+ * iommu.clientNames; // ["gpu"]
+ * using hw = iommu.getHwDevice("my tool")!; // a reference of my own, put at scope end
+ * ```
  */
 export class IommuDevice {
   readonly name: string;
   readonly ops: IommuOps;
   readonly system: DmaSystem;
-  /** The IOMMU's own device, owned. Null after unregister. */
-  private hwRef: ARef<Device> | null;
-  /** @internal */
-  readonly clients: Map<DeviceState, IommuClient> = new Map();
-  /** @internal */
-  readonly groups: Map<string | number, IommuGroup> = new Map();
+  #hw: ARef<Device> | null;
+  readonly #hwName: string;
+  readonly #clients: Map<DeviceState, IommuClient> = new Map();
+  readonly #groups: Map<string | number, IommuGroup> = new Map();
+  /** Whether the IOMMU is registered. */
   registered = true;
-  /** @internal the devres action on the hardware device's binding. */
-  unbindAction: (() => void) | null = null;
 
+  /** @internal IOMMUs come from {@link iommuDeviceRegister}. */
   constructor(system: DmaSystem, name: string, ops: IommuOps, hw: ARef<Device>) {
     this.system = system;
     this.name = name;
     this.ops = ops;
-    this.hwRef = hw;
+    this.#hw = hw;
+    this.#hwName = hw.name;
   }
 
-  /** The IOMMU's hardware device (owned), or null once unregistered. */
-  get hwDevice(): ARef<Device> | null {
-    return this.hwRef;
+  /** The name of the IOMMU's hardware device, or null once unregistered. */
+  get hwDeviceName(): string | null {
+    return this.#hw === null ? null : this.#hwName;
   }
 
-  /** The owned references this IOMMU keeps to the devices it serves. */
-  get clientRefs(): readonly ARef<Device>[] {
-    return [...this.clients.values()].map((c) => c.ref);
+  /**
+   * A new owned reference to the IOMMU's hardware device, labelled `label`, which the caller
+   * must put (or dispose); null once unregistered.
+   *
+   * **Errors:** `EINVAL` for a label that is not a non-empty string.
+   */
+  getHwDevice(label: string): ARef<Device> | null {
+    checkString("IommuDevice.getHwDevice", "label", label, true);
+    return this.#hw === null ? null : this.#hw.get(label);
+  }
+
+  /** Names of the devices this IOMMU serves, in probe order. */
+  get clientNames(): readonly string[] {
+    return [...this.#clients.values()].map((c) => c.device);
+  }
+
+  /**
+   * New owned references to the devices this IOMMU serves, each labelled `label`; the caller
+   * must put every one.
+   *
+   * **Errors:** `EINVAL` for a label that is not a non-empty string.
+   */
+  getClientRefs(label: string): ARef<Device>[] {
+    checkString("IommuDevice.getClientRefs", "label", label, true);
+    const out: ARef<Device>[] = [];
+    for (const st of this.#clients.keys()) {
+      out.push(withDeviceBorrow(st, (dev) => dev.get(label)));
+    }
+    return out;
   }
 
   /** The groups, by id order. */
   get groupList(): readonly IommuGroup[] {
-    return [...this.groups.values()].sort((a, b) => a.id - b.id);
+    return [...this.#groups.values()].sort((a, b) => a.id - b.id);
   }
 
-  /** @internal */
-  dropHw(): void {
-    const hw = this.hwRef;
-    this.hwRef = null;
-    hw?.put();
+  static {
+    iommuInternals = {
+      clients: (i) => i.#clients,
+      groups: (i) => i.#groups,
+      dropHw: (i) => {
+        const hw = i.#hw;
+        i.#hw = null;
+        hw?.put();
+      },
+    };
   }
 }
 
@@ -361,8 +519,9 @@ export interface IommuRegisterOptions {
  * kernel probes every bus when an IOMMU registers; here a master whose IOMMU is missing
  * defers its probe, and deferred probes are retried when the IOMMU driver binds).
  *
- * **Errors:** `EEXIST` if an IOMMU of that name is registered; `EINVAL` for an empty
- * `pgsizeBitmap`; `ENODEV` on a revoked borrow.
+ * **Errors:** `EEXIST` if an IOMMU of that name is registered; `EINVAL` for a bad argument
+ * (an `ops` without its required callbacks, a callback that is not a function, an empty
+ * `pgsizeBitmap`); `ENODEV` on a revoked borrow.
  *
  * @example
  * ```ts
@@ -378,28 +537,24 @@ export function iommuDeviceRegister(
   ops: IommuOps,
   options: IommuRegisterOptions = {},
 ): IommuDevice {
-  const st = deviceStateOf(hw);
-  const name = options.name ?? st.name;
+  const where = "iommu_device_register";
+  checkInstance(where, "system", system, DmaSystem);
+  const st = deviceStateOf(checkDevice(where, hw));
+  checkIommuOps(where, ops);
+  checkObject(where, "options", options);
+  const name =
+    options.name === undefined ? st.name : checkString(where, "options.name", options.name, true);
   if (system.iommus.has(name)) {
     throw new DevrefError(
       "EEXIST",
       `an IOMMU named '${name}' is already registered; unregister it first`,
     );
   }
-  const bm = ops.pgsizeBitmap;
-  if (!(Number.isSafeInteger(bm) && bm > 0)) {
-    throw new DevrefError(
-      "EINVAL",
-      `IOMMU '${name}': pgsizeBitmap ${String(bm)} must name at least one page size`,
-    );
-  }
   const iommu = new IommuDevice(system, name, ops, hw.get(`iommu ${name}`));
-  const action = (): void => iommuDeviceUnregister(iommu);
-  iommu.unbindAction = action;
   try {
-    hw.devmAddAction(action, `iommu_device ${name}`);
+    hw.devmAddAction(() => iommuDeviceUnregister(iommu), `iommu_device ${name}`);
   } catch (e) {
-    iommu.dropHw();
+    iommuInternals.dropHw(iommu);
     throw e;
   }
   system.iommus.set(name, iommu);
@@ -410,17 +565,30 @@ export function iommuDeviceRegister(
  * Unregisters an IOMMU (`iommu_device_unregister`): every device it serves loses its
  * translation (pending flush queues are flushed, domains freed, DMA through it fails from
  * then on with `ENODEV`), and every owned reference it kept is put. A second call does
- * nothing.
+ * nothing. A driver callback that throws on the way is logged; the rest still happens.
+ *
+ * **Errors:** `EINVAL` if `iommu` is not an IOMMU.
  */
 export function iommuDeviceUnregister(iommu: IommuDevice): void {
+  checkInstance("iommu_device_unregister", "iommu", iommu, IommuDevice);
   if (!iommu.registered) return;
   iommu.registered = false;
   if (iommu.system.iommus.get(iommu.name) === iommu) iommu.system.iommus.delete(iommu.name);
-  for (const client of [...iommu.clients.values()]) {
-    onClientGone?.(client);
-    iommuReleaseClient(client);
+  let first: unknown = null;
+  for (const client of [...iommuInternals.clients(iommu).values()]) {
+    try {
+      onClientGone?.(client);
+    } catch (e) {
+      first ??= e;
+    }
+    try {
+      iommuReleaseClient(client);
+    } catch (e) {
+      first ??= e;
+    }
   }
-  iommu.dropHw();
+  iommuInternals.dropHw(iommu);
+  if (first !== null) throw first;
 }
 
 /** @internal dma-iommu's hook: forget the client's DMA state before it is released. */
@@ -436,14 +604,15 @@ export function setClientGoneHook(hook: (client: IommuClient) => void): void {
 /**
  * @internal `__iommu_probe_device` for `st` behind `iommu` with firmware `ids`: the driver
  * accepts it, it joins a group, and the group gets a default domain. Returns null if the
- * driver declines (ENODEV).
+ * driver declines (ENODEV). Nothing stays behind when it throws.
  */
 export function iommuProbeClient(
   iommu: IommuDevice,
   st: DeviceState,
   ids: readonly number[],
 ): IommuClient | null {
-  const existing = iommu.clients.get(st);
+  const clients = iommuInternals.clients(iommu);
+  const existing = clients.get(st);
   if (existing !== undefined) return existing;
   const ops = iommu.ops;
   try {
@@ -452,11 +621,9 @@ export function iommuProbeClient(
     if (DevrefError.is(e, "ENODEV")) return null;
     throw e;
   }
-  const key =
-    ops.deviceGroup === undefined
-      ? `dev:${st.name}`
-      : withDeviceBorrow(st, (dev) => ops.deviceGroup!(dev, ids));
-  let group = iommu.groups.get(key);
+  const key = groupKey(iommu, st, ids);
+  const groups = iommuInternals.groups(iommu);
+  let group = groups.get(key);
   const newGroup = group === undefined;
   if (group === undefined) group = new IommuGroup(iommu.system.nextGroupId++, iommu, key);
   const ref = withDeviceBorrow(st, (dev) => dev.get(`iommu ${iommu.name}`));
@@ -465,6 +632,7 @@ export function iommuProbeClient(
     if (group.defaultDomain === null) {
       const type = defaultDomainType(iommu, st);
       const domain = allocDomain(iommu, st, type);
+      domain.isDefault = true;
       group.defaultDomain = domain;
       group.domain = domain;
       domain.users++;
@@ -472,25 +640,42 @@ export function iommuProbeClient(
     attachClient(group.domain!, client);
   } catch (e) {
     if (newGroup && group.defaultDomain !== null) {
-      freeDomainNow(group.defaultDomain);
+      const dom = group.defaultDomain;
       group.defaultDomain = null;
       group.domain = null;
-    }
-    ref.put();
+      try {
+        freeDomainNow(dom);
+      } finally {
+        ref.put();
+      }
+    } else ref.put();
     throw e;
   }
-  if (newGroup) iommu.groups.set(key, group);
-  group.members.set(st, client);
-  iommu.clients.set(st, client);
+  if (newGroup) groups.set(key, group);
+  groupMembers(group).set(st, client);
+  clients.set(st, client);
   return client;
 }
 
+function groupKey(iommu: IommuDevice, st: DeviceState, ids: readonly number[]): string | number {
+  const fn = iommu.ops.deviceGroup;
+  if (fn === undefined) return `dev:${st.name}`;
+  const key: unknown = withDeviceBorrow(st, (dev) => fn(dev, ids));
+  if (typeof key === "string" || (typeof key === "number" && Number.isFinite(key))) return key;
+  throw new DevrefError(
+    "EINVAL",
+    `IOMMU '${iommu.name}': deviceGroup(${st.name}) returned ${describeValue(key)}; it must return a string or a number naming the group`,
+  );
+}
+
 function defaultDomainType(iommu: IommuDevice, st: DeviceState): IommuDomainType {
-  const forced =
-    iommu.ops.defDomainType === undefined
-      ? null
-      : withDeviceBorrow(st, (d) => iommu.ops.defDomainType!(d));
-  if (forced !== null) return forced;
+  const fn = iommu.ops.defDomainType;
+  const forced: unknown = fn === undefined ? null : withDeviceBorrow(st, (d) => fn(d));
+  if (forced !== null) {
+    return checkOneOf(`IOMMU '${iommu.name}' defDomainType`, "its result", forced, [
+      ...DOMAIN_TYPES,
+    ]);
+  }
   if (iommu.system.iommuPassthrough && iommu.ops.attachIdentity !== undefined) {
     return IOMMU_DOMAIN_IDENTITY;
   }
@@ -504,6 +689,11 @@ export function setDmaDomainInit(fn: (domain: IommuDomain) => void): void {
   initDmaDomain = fn;
 }
 
+/**
+ * Allocates a domain of `type` on `iommu` for `st`. A DMA domain whose smallest page is too
+ * large for an IOVA granule is refused before the driver allocates anything, and whatever
+ * fails after the driver's allocation gives its tables back.
+ */
 function allocDomain(iommu: IommuDevice, st: DeviceState, type: IommuDomainType): IommuDomain {
   if ((type & IOMMU_DOMAIN_PAGING_BIT) === 0) {
     if (type === IOMMU_DOMAIN_IDENTITY && iommu.ops.attachIdentity === undefined) {
@@ -514,70 +704,117 @@ function allocDomain(iommu: IommuDevice, st: DeviceState, type: IommuDomainType)
     }
     return new IommuDomain(type, iommu, null);
   }
+  const smallest = smallestPage(iommu.ops.pgsizeBitmap);
+  if ((type & IOMMU_DOMAIN_DMA_API_BIT) !== 0 && smallest > IOMMU_DMA_MAX_GRANULE) {
+    throw new DevrefError(
+      "EINVAL",
+      `IOMMU '${iommu.name}': its smallest page is ${smallest} bytes, larger than the largest IOVA ` +
+        `granule (${IOMMU_DMA_MAX_GRANULE} bytes, the largest CPU page): no DMA domain for '${st.name}'; ` +
+        "have defDomainType return IOMMU_DOMAIN_IDENTITY for it",
+    );
+  }
+  const where = `IOMMU '${iommu.name}' domainAllocPaging`;
   const ops = withDeviceBorrow(st, (d) => iommu.ops.domainAllocPaging(d));
-  const domain = new IommuDomain(type, iommu, ops);
-  ops.bindDomain?.(domain);
-  if (domain.isDma) initDmaDomain?.(domain);
-  return domain;
+  try {
+    checkDomainOps(where, ops);
+    const domain = new IommuDomain(type, iommu, ops);
+    ops.bindDomain?.(domain);
+    if (domain.isDma) initDmaDomain?.(domain);
+    return domain;
+  } catch (e) {
+    // Give the driver's tables back if it handed over a usable free().
+    const free: unknown = typeof ops === "object" && ops !== null ? ops.free : undefined;
+    if (typeof free === "function") free.call(ops);
+    throw e;
+  }
+}
+
+/** The smallest page size in a bitmap (its lowest set bit); 0 for an empty bitmap. */
+function smallestPage(bitmap: number): number {
+  for (let s = 1; s <= bitmap; s *= 2) if (Math.floor(bitmap / s) % 2 === 1) return s;
+  return 0;
 }
 
 function attachClient(domain: IommuDomain, client: IommuClient): void {
   const ops = client.iommu.ops;
-  withDeviceBorrow(client.st, (dev) => {
+  withDeviceBorrow(clientStateOf(client), (dev) => {
     if (domain.ops !== null) domain.ops.attachDev(dev, client.ids);
     else if (domain.type === IOMMU_DOMAIN_IDENTITY) ops.attachIdentity?.(dev, client.ids);
     else ops.attachBlocked?.(dev, client.ids);
   });
 }
 
-/** Flushes and frees a domain that no group uses. */
-function freeDomainNow(domain: IommuDomain): void {
+/**
+ * @internal Flushes and frees a domain that no group uses. The driver's `free` runs even
+ * when the flush before it fails: the tables must not outlive the domain.
+ */
+export function freeDomainNow(domain: IommuDomain): void {
   if (domain.freed) return;
   domain.freed = true;
-  domain.cookie?.destroy();
-  domain.ops?.free();
+  try {
+    domain.cookie?.destroy();
+  } finally {
+    domain.ops?.free();
+  }
 }
 
 /**
  * @internal `iommu_release_device`: the device leaves its group (the group's default
- * domain is freed with its last device) and the IOMMU puts its reference.
+ * domain is freed with its last device) and the IOMMU puts its reference. Every step runs
+ * even if a driver callback before it throws; the first error is rethrown at the end.
  */
 export function iommuReleaseClient(client: IommuClient): void {
   const iommu = client.iommu;
-  if (iommu.clients.get(client.st) !== client) return;
+  const st = clientStateOf(client);
+  const clients = iommuInternals.clients(iommu);
+  if (clients.get(st) !== client) return;
   const group = client.group;
+  const members = groupMembers(group);
+  let first: unknown = null;
   try {
-    if (iommu.registered && iommu.ops.releaseDevice !== undefined) {
-      withDeviceBorrow(client.st, (dev) => iommu.ops.releaseDevice!(dev, client.ids));
+    const release = iommu.ops.releaseDevice;
+    if (iommu.registered && release !== undefined) {
+      withDeviceBorrow(st, (dev) => release(dev, client.ids));
     }
-  } finally {
-    group.members.delete(client.st);
-    iommu.clients.delete(client.st);
-    if (group.members.size === 0) {
-      const cur = group.domain;
-      const def = group.defaultDomain;
-      if (cur !== null) cur.users--;
-      // The default domain dies with its group; a driver-managed domain the group was on
-      // stays allocated until its owner frees it.
-      if (def !== null) {
-        if (def !== cur) def.users = 0;
-        freeDomainNow(def);
-      }
-      group.domain = null;
-      group.defaultDomain = null;
-      iommu.groups.delete(group.key);
-    }
-    client.ref.put();
+  } catch (e) {
+    first = e;
   }
+  members.delete(st);
+  clients.delete(st);
+  if (members.size === 0) {
+    const cur = group.domain;
+    const def = group.defaultDomain;
+    if (cur !== null) cur.users--;
+    group.domain = null;
+    group.defaultDomain = null;
+    iommuInternals.groups(iommu).delete(group.key);
+    // The default domain dies with its group; a driver-managed domain the group was on
+    // stays allocated until its owner frees it.
+    if (def !== null) {
+      if (def !== cur) def.users = 0;
+      try {
+        freeDomainNow(def);
+      } catch (e) {
+        first ??= e;
+      }
+    }
+  }
+  clientInternals.putRef(client);
+  if (first !== null) throw first;
 }
 
 // ---------------------------------------------------------------------------------------
 // Looking a device up.
 
-function clientOf(dev: Device): IommuClient {
-  const st = deviceStateOf(dev);
+/** @internal The IOMMU data of a configured device, or null. */
+export function clientOfState(st: DeviceState): IommuClient | null {
   const c = st.dmaOps as { readonly iommuClient?: IommuClient | null } | null;
-  const client = c?.iommuClient ?? null;
+  return c?.iommuClient ?? null;
+}
+
+function clientOf(where: string, dev: Device): IommuClient {
+  const st = deviceStateOf(checkDevice(where, dev));
+  const client = clientOfState(st);
   if (client === null) {
     throw new DevrefError(
       "ENODEV",
@@ -587,32 +824,41 @@ function clientOf(dev: Device): IommuClient {
   return client;
 }
 
-/** `iommu_get_domain_for_dev`: the domain `dev`'s group uses, or null without an IOMMU. */
+/**
+ * `iommu_get_domain_for_dev`: the domain `dev`'s group uses, or null without an IOMMU.
+ *
+ * **Errors:** `EINVAL` if `dev` is not a device; `ENODEV` for a revoked handle.
+ */
 export function iommuGetDomainForDev(dev: Device): IommuDomain | null {
-  const st = deviceStateOf(dev);
-  const c = st.dmaOps as { readonly iommuClient?: IommuClient | null } | null;
-  return c?.iommuClient?.group.domain ?? null;
+  const st = deviceStateOf(checkDevice("iommu_get_domain_for_dev", dev));
+  return clientOfState(st)?.group.domain ?? null;
 }
 
-/** `iommu_group_get`: the group of `dev`, or null without an IOMMU. */
+/**
+ * `iommu_group_get`: the group of `dev`, or null without an IOMMU.
+ *
+ * **Errors:** as {@link iommuGetDomainForDev}.
+ */
 export function iommuGroupGet(dev: Device): IommuGroup | null {
-  const st = deviceStateOf(dev);
-  const c = st.dmaOps as { readonly iommuClient?: IommuClient | null } | null;
-  return c?.iommuClient?.group ?? null;
+  const st = deviceStateOf(checkDevice("iommu_group_get", dev));
+  return clientOfState(st)?.group ?? null;
 }
 
 /**
  * `device_iommu_capable`: asks the IOMMU that serves `dev` (its `capable` op). False without
  * an IOMMU or without the op.
+ *
+ * **Errors:** `EINVAL` for a non-device or an unknown capability.
  */
 export function deviceIommuCapable(dev: Device, cap: IommuCap): boolean {
-  const st = deviceStateOf(dev);
-  const c = st.dmaOps as { readonly iommuClient?: IommuClient | null } | null;
-  const client = c?.iommuClient ?? null;
+  const where = "device_iommu_capable";
+  const st = deviceStateOf(checkDevice(where, dev));
+  checkOneOf(where, "cap", cap, CAPS);
+  const client = clientOfState(st);
   if (client === null) return false;
-  const ops = client.iommu.ops;
-  if (ops.capable === undefined) return false;
-  return withDeviceBorrow(client.st, (d) => ops.capable?.(d, cap) ?? false);
+  const fn = client.iommu.ops.capable;
+  if (fn === undefined) return false;
+  return withDeviceBorrow(clientStateOf(client), (d) => fn(d, cap)) === true;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -622,11 +868,16 @@ export function deviceIommuCapable(dev: Device, cap: IommuCap): boolean {
  * `iommu_paging_domain_alloc(dev)`: a new UNMANAGED paging domain on `dev`'s IOMMU, for a
  * driver that manages its own IOVA space.
  *
- * **Errors:** `ENODEV` if `dev` is not behind an IOMMU.
+ * **Errors:** `ENODEV` if `dev` is not behind an IOMMU; `EINVAL` for a non-device.
  */
 export function iommuPagingDomainAlloc(dev: Device<Bound>): IommuDomain {
-  const client = clientOf(dev);
-  return allocDomain(client.iommu, client.st, IOMMU_DOMAIN_UNMANAGED);
+  const client = clientOf("iommu_paging_domain_alloc", dev);
+  return allocDomain(client.iommu, clientStateOf(client), IOMMU_DOMAIN_UNMANAGED);
+}
+
+/** @internal */
+export function checkDomain(where: string, domain: unknown): IommuDomain {
+  return checkInstance(where, "domain", domain, IommuDomain);
 }
 
 /**
@@ -634,16 +885,18 @@ export function iommuPagingDomainAlloc(dev: Device<Bound>): IommuDomain {
  * alone in its group and the group is on its default domain.
  *
  * **Errors:** `EINVAL` if the group has other devices, if the domain is freed or belongs to
- * another IOMMU; `EBUSY` if the group is already on a non-default domain, or if the device
- * has live DMA-API mappings in its default domain.
+ * another IOMMU, or for a bad argument; `EBUSY` if the group is already on a non-default
+ * domain, or if the device has live DMA-API mappings in its default domain.
  */
 export function iommuAttachDevice(domain: IommuDomain, dev: Device<Bound>): void {
-  const client = clientOf(dev);
+  const where = "iommu_attach_device";
+  checkDomain(where, domain);
+  const client = clientOf(where, dev);
   const group = client.group;
-  if (group.members.size !== 1) {
+  if (group.size !== 1) {
     throw new DevrefError(
       "EINVAL",
-      `device '${client.st.name}' shares IOMMU group ${group.id} with ${group.deviceNames.filter((n) => n !== client.st.name).join(", ")}: ` +
+      `device '${client.device}' shares IOMMU group ${group.id} with ${group.deviceNames.filter((n) => n !== client.device).join(", ")}: ` +
         "iommu_attach_device needs the device alone in its group; attach the whole group instead",
     );
   }
@@ -660,11 +913,12 @@ export function iommuAttachDevice(domain: IommuDomain, dev: Device<Bound>): void
       `IOMMU group ${group.id} is already attached to a ${iommuDomainTypeName(group.domain?.type ?? -1)} domain; detach it first`,
     );
   }
-  const busy = (client.st.dmaOps as { readonly liveCount?: number } | null)?.liveCount ?? 0;
+  const st = clientStateOf(client);
+  const busy = (st.dmaOps as { readonly liveCount?: number } | null)?.liveCount ?? 0;
   if (busy > 0) {
     throw new DevrefError(
       "EBUSY",
-      `device '${client.st.name}' has ${busy} live DMA-API mapping(s) in its default domain; unmap them first`,
+      `device '${client.device}' has ${busy} live DMA-API mapping(s) in its default domain; unmap them first`,
     );
   }
   attachClient(domain, client);
@@ -673,14 +927,20 @@ export function iommuAttachDevice(domain: IommuDomain, dev: Device<Bound>): void
   domain.users++;
 }
 
-/** `iommu_detach_device`: returns `dev`'s group to its default domain. */
+/**
+ * `iommu_detach_device`: returns `dev`'s group to its default domain.
+ *
+ * **Errors:** `EINVAL` if the device is not attached to `domain`, or for a bad argument.
+ */
 export function iommuDetachDevice(domain: IommuDomain, dev: Device<Bound>): void {
-  const client = clientOf(dev);
+  const where = "iommu_detach_device";
+  checkDomain(where, domain);
+  const client = clientOf(where, dev);
   const group = client.group;
   if (group.domain !== domain) {
     throw new DevrefError(
       "EINVAL",
-      `device '${client.st.name}' is not attached to this domain (its group uses ${iommuDomainTypeName(group.domain?.type ?? -1)})`,
+      `device '${client.device}' is not attached to this domain (its group uses ${iommuDomainTypeName(group.domain?.type ?? -1)})`,
     );
   }
   const def = group.defaultDomain!;
@@ -691,247 +951,37 @@ export function iommuDetachDevice(domain: IommuDomain, dev: Device<Bound>): void
 }
 
 /**
- * `iommu_domain_free`.
+ * `iommu_domain_free`: frees a domain no group uses (the driver's tables go back). A second
+ * call does nothing.
  *
- * **Errors:** `EBUSY` while a group is attached to it.
+ * **Errors:** `EBUSY` while a group is attached to it; `EINVAL` for a non-domain, or for a
+ * group's default domain (it goes with its group; freeing it while the group sits on
+ * another domain would leave the group nothing to return to).
  */
 export function iommuDomainFree(domain: IommuDomain): void {
+  checkDomain("iommu_domain_free", domain);
   if (domain.users > 0) {
     throw new DevrefError("EBUSY", "the domain is still attached; detach its devices first");
+  }
+  if (domain.isDefault) {
+    if (domain.freed) return;
+    throw new DevrefError(
+      "EINVAL",
+      "this is an IOMMU group's default domain: it is freed with its group, not by iommu_domain_free",
+    );
   }
   freeDomainNow(domain);
 }
 
-// ---------------------------------------------------------------------------------------
-// Map and unmap (§7.6).
-
-/**
- * `iommu_pgsize`: the page size to use for the next run and how many pages of it. Writes
- * the count to `out[0]` and returns the page size; 0 when nothing fits.
- */
-export function iommuPgsize(
-  domain: IommuDomain,
-  iova: number,
-  paddr: number,
-  size: number,
-  out: Float64Array,
-): number {
-  if (size === domain.minPagesz && rem(iova, size) === 0 && rem(paddr, size) === 0) {
-    // One smallest page (the common streaming case): no other size can fit.
-    out[0] = 1;
-    return size;
-  }
-  const sizes = domain.pgsizes;
-  let idx = -1;
-  for (let i = 0; i < sizes.length; i++) {
-    const s = sizes[i]!;
-    if (s > size) break;
-    if ((iova === 0 && paddr === 0) || (rem(iova, s) === 0 && rem(paddr, s) === 0)) idx = i;
-  }
-  if (idx < 0) {
-    out[0] = 0;
-    return 0;
-  }
-  const pgsize = sizes[idx]!;
-  const next = sizes[idx + 1];
-  if (next !== undefined) {
-    const r = rem(iova, next);
-    if (r === rem(paddr, next)) {
-      const offset = next - r;
-      if (offset + next <= size) size = offset;
-    }
-  }
-  out[0] = Math.floor(size / pgsize);
-  return pgsize;
-}
-
-/**
- * `x % size` for a power-of-two `size`. Addresses above 2^31 are doubles, and `%` on doubles
- * is a slow library call in V8; for sizes that divide 2^32 the low 32 bits decide.
- */
-function rem(x: number, size: number): number {
-  return size <= 0x4000_0000 ? (x >>> 0) & (size - 1) : x % size;
-}
-
-const pgCount = new Float64Array(1);
-
-function checkPaging(domain: IommuDomain, what: string): IommuDomainOps {
-  const ops = domain.ops;
-  if (ops === null || domain.freed) {
-    throw new DevrefError(
-      "EINVAL",
-      `${what} on a ${domain.freed ? "freed" : iommuDomainTypeName(domain.type)} domain: only paging domains have page tables`,
-    );
-  }
-  return ops;
-}
-
-/**
- * `iommu_map`: maps `[iova, iova + size)` to `paddr` with `prot` (`IOMMU_READ` …), choosing
- * the largest page sizes that fit (`iommu_pgsize`), then `iotlb_sync_map`. On failure
- * everything this call mapped is unmapped again and the error is thrown.
- *
- * **Errors:** `EINVAL` for a non-paging or freed domain, or `iova`, `paddr`, `size` not
- * aligned to the smallest page size ("unaligned: …"); whatever the driver's `mapPages`
- * throws (`EEXIST` for a double map, `ENOMEM`, `ERANGE`).
- *
- * @example
- * ```ts
- * iommuMap(domain, 0x20_0000, 0x4020_0000, 0x40_1000, IOMMU_READ | IOMMU_WRITE); // 2M×2 + 4K×1
- * ```
- */
-export function iommuMap(
-  domain: IommuDomain,
-  iova: number,
-  paddr: number,
-  size: number,
-  prot: number,
-): void {
-  const ops = checkPaging(domain, "iommu_map");
-  const min = domain.minPagesz;
-  if (
-    !(iova >= 0 && paddr >= 0 && size > 0) ||
-    rem(iova, min) !== 0 ||
-    rem(paddr, min) !== 0 ||
-    rem(size, min) !== 0 ||
-    !Number.isSafeInteger(iova + size)
-  ) {
-    throw new DevrefError(
-      "EINVAL",
-      `unaligned: iova ${formatAddr(iova, 1)} pa ${formatAddr(paddr, 1)} size ${formatAddr(size, 1)} min_pagesz ${formatAddr(min, 1)}`,
-    );
-  }
-  let mapped = 0;
-  try {
-    while (mapped < size) {
-      const pgsize = iommuPgsize(domain, iova + mapped, paddr + mapped, size - mapped, pgCount);
-      const n = ops.mapPages(iova + mapped, paddr + mapped, pgsize, pgCount[0]!, prot);
-      if (!(n > 0)) {
-        throw new DevrefError("EIO", `map_pages mapped nothing at ${formatAddr(iova + mapped, 1)}`);
-      }
-      mapped += n;
-    }
-    ops.iotlbSyncMap?.(iova, size);
-  } catch (e) {
-    if (mapped > 0) iommuUnmap(domain, iova, mapped);
-    throw e;
-  }
-}
-
-/**
- * `iommu_unmap_fast`: unmaps `[iova, iova + size)` into `gather` without syncing; the caller
- * calls {@link iommuIotlbSync}. Returns the bytes unmapped (stops at the first hole).
- */
-export function iommuUnmapFast(
-  domain: IommuDomain,
-  iova: number,
-  size: number,
-  gather: IotlbGather,
-): number {
-  const ops = domain.ops;
-  if (ops === null || domain.freed) return 0;
-  const min = domain.minPagesz;
-  if (rem(iova, min) !== 0 || rem(size, min) !== 0 || !(size > 0)) {
-    emit(
-      "err",
-      domain.iommu.name,
-      null,
-      `unaligned: iova ${formatAddr(iova, 1)} size ${formatAddr(size, 1)} min_pagesz ${formatAddr(min, 1)}`,
-    );
-    return 0;
-  }
-  let unmapped = 0;
-  while (unmapped < size) {
-    const at = iova + unmapped;
-    const pgsize = iommuPgsize(domain, at, at, size - unmapped, pgCount);
-    const n = ops.unmapPages(at, pgsize, pgCount[0]!, gather);
-    if (!(n > 0)) break;
-    unmapped += n;
-  }
-  return unmapped;
-}
-
-/** `iommu_unmap`: unmap, then `iotlb_sync`. Returns the bytes unmapped; 0 for unaligned input. */
-export function iommuUnmap(domain: IommuDomain, iova: number, size: number): number {
-  const g = domain.gather;
-  const n = iommuUnmapFast(domain, iova, size, g);
-  iommuIotlbSync(domain, g);
-  return n;
-}
-
-/** `iommu_iotlb_sync`: sends the gathered invalidation to the driver (if any) and resets. */
-export function iommuIotlbSync(domain: IommuDomain, gather: IotlbGather): void {
-  if (gather.pgsize !== 0 && domain.ops !== null) {
-    domain.iotlbSyncs++;
-    domain.ops.iotlbSync(gather);
-  }
-  gather.reset();
-}
-
-/**
- * `iommu_iotlb_gather_add_page`: called by a driver's `tlbAddPage` for each cleared page.
- * A page of another size, or one disjoint from the gathered range, first syncs what was
- * gathered.
- *
- * **Errors:** `EINVAL` if `gather` is not the core's gather.
- */
-export function iommuIotlbGatherAddPage(
-  domain: IommuDomain,
-  gather: IommuIotlbGather | null,
-  iova: number,
-  size: number,
-): void {
+/** For messages of checks on IOTLB gathers. */
+export function checkGather(where: string, gather: unknown): IotlbGather {
   if (!(gather instanceof IotlbGather)) {
-    throw new DevrefError(
-      "EINVAL",
-      "tlbAddPage got no core gather: pass the one unmapPages received",
+    throw argumentError(
+      where,
+      "gather",
+      "the core's IotlbGather (the one unmapPages received)",
+      gather,
     );
   }
-  if ((gather.pgsize !== 0 && gather.pgsize !== size) || gather.isDisjoint(iova, size)) {
-    iommuIotlbSync(domain, gather);
-  }
-  gather.pgsize = size;
-  gather.addRange(iova, size);
-}
-
-/** `iommu_iova_to_phys`: identity domains translate 1:1; others ask the driver (0 = none). */
-export function iommuIovaToPhys(domain: IommuDomain, iova: number): number {
-  if (domain.type === IOMMU_DOMAIN_IDENTITY) return iova;
-  if (domain.ops === null || domain.freed) return 0;
-  return domain.ops.iovaToPhys(iova);
-}
-
-// ---------------------------------------------------------------------------------------
-// Faults (§7.8).
-
-/** `iommu_set_fault_handler`: installs (or with null removes) the domain's fault handler. */
-export function iommuSetFaultHandler(
-  domain: IommuDomain,
-  handler: IommuFaultHandler | null,
-  token?: unknown,
-): void {
-  domain.setHandler(handler, token);
-}
-
-/**
- * `report_iommu_fault`: called by IOMMU drivers. Returns the handler's result, or `-ENOSYS`
- * when no handler is installed. The fault is logged either way (the `io_page_fault` trace
- * event).
- */
-export function reportIommuFault(
-  domain: IommuDomain,
-  dev: Device | null,
-  iova: number,
-  flags: number,
-): number {
-  const name = dev === null ? domain.iommu.name : dev.name;
-  emit(
-    "dbg",
-    name,
-    null,
-    `io_page_fault: iova=${formatAddr(iova, 1)} flags=${flags === IOMMU_FAULT_WRITE ? "write" : "read"}`,
-  );
-  const h = domain.handler;
-  if (h === null) return -ERRNO.ENOSYS;
-  return h(domain, dev, iova, flags, domain.handlerToken);
+  return gather;
 }

@@ -3,6 +3,14 @@
 
 import {
   BuddyAllocator,
+  checkAddress,
+  checkBoolean,
+  checkCallback,
+  checkCount,
+  checkInteger,
+  checkObject,
+  checkOneOf,
+  checkSize,
   DevrefError,
   formatAddr,
   type PhysAddr,
@@ -55,6 +63,28 @@ export interface DmaSystemOptions {
 }
 
 const GiB = 2 ** 30;
+/** The block size of the RAM allocators, and the alignment of every buffer. */
+const RAM_BLOCK = 4096;
+
+/**
+ * @internal What the system asks of each configured device when a buffer goes back to RAM:
+ * streaming mappings of that memory are torn down first, so the device can never reach
+ * memory that is no longer the driver's.
+ */
+export interface DmaMemoryUser {
+  /**
+   * Tears down (and reports as leaked) every streaming mapping of `[pa, pa + size)`.
+   * Throws, with nothing freed by the caller, if a mapping cannot be torn down.
+   */
+  dropMappingsOf(pa: number, size: number): void;
+}
+
+function checkRegion(where: string, param: string, r: DmaRegion): DmaRegion {
+  checkObject(where, param, r);
+  checkAddress(where, `${param}.base`, r.base);
+  checkSize(where, `${param}.size`, r.size);
+  return r;
+}
 
 /**
  * One machine's DMA world: physical memory, the RAM allocators, the default swiotlb pool
@@ -100,11 +130,43 @@ export class DmaSystem {
   readonly leakReports: import("./audit.js").DmaUnbindReport[] = [];
   /** @internal Group ids, unique per system. */
   nextGroupId = 0;
+  /** @internal Configured devices, asked to drop their mappings of memory being freed. */
+  readonly users: Set<DmaMemoryUser> = new Set();
+  /** Live buffers from allocBuffer: start → block size. */
+  private readonly buffers: Map<number, number> = new Map();
 
   constructor(options: DmaSystemOptions = {}) {
-    const memorySize = options.memorySize ?? 2 ** 40;
-    const low = options.lowRam ?? { base: 0x8000_0000, size: GiB };
-    const high = options.highRam ?? { base: 0x8_0000_0000, size: 4 * GiB };
+    const where = "new DmaSystem";
+    checkObject(where, "options", options);
+    const memorySize =
+      options.memorySize === undefined
+        ? 2 ** 40
+        : checkSize(where, "options.memorySize", options.memorySize, 1, 2 ** 52);
+    const low =
+      options.lowRam === undefined
+        ? { base: 0x8000_0000, size: GiB }
+        : checkRegion(where, "options.lowRam", options.lowRam);
+    const high =
+      options.highRam === undefined
+        ? { base: 0x8_0000_0000, size: 4 * GiB }
+        : checkRegion(where, "options.highRam", options.highRam);
+    if (options.swiotlb !== undefined) {
+      checkObject(where, "options.swiotlb", options.swiotlb);
+      checkAddress(where, "options.swiotlb.base", options.swiotlb.base);
+      checkCount(where, "options.swiotlb.nslabs", options.swiotlb.nslabs, 1, 2 ** 20);
+    }
+    if (options.swiotlbForce !== undefined)
+      checkBoolean(where, "options.swiotlbForce", options.swiotlbForce);
+    if (options.zoneDmaBits !== undefined)
+      checkInteger(where, "options.zoneDmaBits", options.zoneDmaBits, 1, 52);
+    if (options.iommuDefaultDomain !== undefined)
+      checkOneOf(where, "options.iommuDefaultDomain", options.iommuDefaultDomain, [
+        "strict",
+        "lazy",
+      ]);
+    if (options.iommuPassthrough !== undefined)
+      checkBoolean(where, "options.iommuPassthrough", options.iommuPassthrough);
+    if (options.warn !== undefined) checkCallback(where, "options.warn", options.warn);
     const tlb = options.swiotlb ?? { base: 0x4000_0000, nslabs: IO_TLB_DEFAULT_SIZE / IO_TLB_SIZE };
     const regions: [string, number, number][] = [
       ["lowRam", low.base, low.size],
@@ -136,8 +198,8 @@ export class DmaSystem {
       }
     }
     this.memory = new SparseMemory(memorySize);
-    this.lowRam = new BuddyAllocator(this.memory, low.base, low.size, 4096);
-    this.highRam = new BuddyAllocator(this.memory, high.base, high.size, 4096);
+    this.lowRam = new BuddyAllocator(this.memory, low.base, low.size, RAM_BLOCK);
+    this.highRam = new BuddyAllocator(this.memory, high.base, high.size, RAM_BLOCK);
     this.warn = options.warn;
     this.swiotlb = new SwiotlbPool(this.memory, {
       base: tlb.base,
@@ -146,9 +208,6 @@ export class DmaSystem {
     });
     this.swiotlbForce = options.swiotlbForce ?? false;
     const zoneBits = options.zoneDmaBits ?? 32;
-    if (!Number.isInteger(zoneBits) || zoneBits < 1 || zoneBits > 52) {
-      throw new DevrefError("EINVAL", `zoneDmaBits ${String(zoneBits)} must be 1 … 52`);
-    }
     this.zoneDmaLimit = 2 ** zoneBits - 1;
     this.iommuDefaultDomain = options.iommuDefaultDomain ?? "strict";
     this.iommuPassthrough = options.iommuPassthrough ?? false;
@@ -168,19 +227,59 @@ export class DmaSystem {
 
   /**
    * Allocates a zeroed, page-aligned buffer for tests and example drivers: `"high"` RAM
-   * (above 4 GiB, what a 32-bit device cannot reach) or `"low"` RAM.
+   * (above 4 GiB, what a 32-bit device cannot reach) or `"low"` RAM. The block is rounded up
+   * to a power of two of at least 4 KiB.
    *
-   * **Errors:** `ENOMEM` when the region is full; `EINVAL` for a bad size.
+   * **Errors:** `ENOMEM` when the region is full; `EINVAL` for a bad size or region name.
    */
   allocBuffer(size: number, where: "low" | "high" = "high"): PhysAddr {
-    return (where === "high" ? this.highRam : this.lowRam).alloc(size, 4096);
+    const fn = "DmaSystem.allocBuffer";
+    checkSize(fn, "size", size, 1, 2 ** 52);
+    checkOneOf(fn, "where", where, ["low", "high"]);
+    const block = blockOf(size);
+    const pa = (where === "high" ? this.highRam : this.lowRam).alloc(block, RAM_BLOCK);
+    this.buffers.set(pa, block);
+    return pa;
   }
 
-  /** Frees a buffer from {@link allocBuffer}. **Errors:** `EINVAL` for an unknown buffer. */
+  /**
+   * Frees a buffer from {@link allocBuffer}. A streaming mapping of it that some device still
+   * holds is torn down first and reported as that driver's leak (the kernel's dma-debug
+   * would warn; here the device simply can no longer reach memory that is given back).
+   *
+   * **Errors:** `EINVAL`, with nothing freed, for an address that is not a live buffer from
+   * {@link allocBuffer} or a size that is not the one it was allocated with; whatever
+   * tearing down a mapping of it throws (the buffer then stays allocated).
+   */
   freeBuffer(pa: PhysAddr, size: number): void {
+    const fn = "DmaSystem.freeBuffer";
+    checkAddress(fn, "pa", pa);
+    checkSize(fn, "size", size, 1, 2 ** 52);
+    const block = this.buffers.get(pa);
+    if (block === undefined) {
+      throw new DevrefError(
+        "EINVAL",
+        `${fn}(${formatAddr(pa, 1)}): no buffer from allocBuffer starts there (never allocated, or freed already)`,
+      );
+    }
+    if (blockOf(size) !== block) {
+      throw new DevrefError(
+        "EINVAL",
+        `${fn}(${formatAddr(pa, 1)}, ${size}): the buffer there was allocated with a size that rounds to ${block} bytes; pass that size`,
+      );
+    }
+    for (const u of this.users) u.dropMappingsOf(pa, block);
+    this.buffers.delete(pa);
     (pa >= this.highRam.base && pa < this.highRam.base + this.highRam.length
       ? this.highRam
       : this.lowRam
-    ).free(pa, size);
+    ).free(pa, block);
   }
+}
+
+/** The allocator block behind a buffer of `size` bytes. */
+function blockOf(size: number): number {
+  let block = RAM_BLOCK;
+  while (block < size) block *= 2;
+  return block;
 }

@@ -15,8 +15,10 @@ import {
   type Bound,
   BuddyAllocator,
   type Core,
+  DevrefError,
+  type Iova,
   iova,
-  physAddr,
+  type PhysAddr,
 } from "@devref/raw-device";
 import {
   type DmaConfigureOptions,
@@ -129,13 +131,17 @@ export class TestDomain implements IommuDomainOps {
   readonly table: ArmLpaeIoPgtable;
   readonly events: IommuEvent[];
   domain: IommuDomain | null = null;
-  readonly apertureStart: number = 0;
-  readonly apertureEnd: number;
+  /** Fault injection: the next this-many unmapPages calls throw EIO. */
+  failUnmaps = 0;
+  /** Fault injection: the next this-many flushIotlbAll calls throw EIO. */
+  failFlushes = 0;
+  readonly apertureStart: Iova = iova(0);
+  readonly apertureEnd: Iova;
   readonly forceAperture: boolean;
 
   constructor(pages: BuddyAllocator, events: IommuEvent[], bitmap: number, aperture32: boolean) {
     this.events = events;
-    this.apertureEnd = aperture32 ? 0xffff_ffff : 2 ** 48 - 1;
+    this.apertureEnd = iova(aperture32 ? 0xffff_ffff : 2 ** 48 - 1);
     // ARM SMMU-style drivers always force the aperture to the table's input size.
     this.forceAperture = true;
     this.table = allocIoPgtable(
@@ -146,7 +152,7 @@ export class TestDomain implements IommuDomainOps {
         oas: 48,
         tlb: {
           tlbAddPage: (gather: IommuIotlbGather | null, at, granule) => {
-            iommuIotlbGatherAddPage(this.domain!, gather, Number(at), granule);
+            iommuIotlbGatherAddPage(this.domain!, gather, iova(Number(at)), granule);
           },
           tlbFlushWalk: () => {},
           tlbFlushAll: () => {},
@@ -161,11 +167,15 @@ export class TestDomain implements IommuDomainOps {
   attachDev(dev: Device): void {
     this.events.push(`attach ${dev.name}`);
   }
-  mapPages(at: number, paddr: number, pgsize: number, pgcount: number, prot: number): number {
-    return this.table.mapPages(iova(at), physAddr(paddr), pgsize, pgcount, prot);
+  mapPages(at: Iova, paddr: PhysAddr, pgsize: number, pgcount: number, prot: number): number {
+    return this.table.mapPages(at, paddr, pgsize, pgcount, prot);
   }
-  unmapPages(at: number, pgsize: number, pgcount: number, gather: IotlbGather): number {
-    return this.table.unmapPages(iova(at), pgsize, pgcount, gather);
+  unmapPages(at: Iova, pgsize: number, pgcount: number, gather: IotlbGather): number {
+    if (this.failUnmaps > 0) {
+      this.failUnmaps--;
+      throw new DevrefError("EIO", "test IOMMU: unmap_pages failed (injected)");
+    }
+    return this.table.unmapPages(at, pgsize, pgcount, gather);
   }
   iotlbSync(gather: IotlbGather): void {
     this.events.push(
@@ -173,10 +183,14 @@ export class TestDomain implements IommuDomainOps {
     );
   }
   flushIotlbAll(): void {
+    if (this.failFlushes > 0) {
+      this.failFlushes--;
+      throw new DevrefError("EIO", "test IOMMU: flush_iotlb_all failed (injected)");
+    }
     this.events.push("flush-all");
   }
-  iovaToPhys(at: number): number {
-    return this.table.iovaToPhys(iova(at));
+  iovaToPhys(at: Iova): PhysAddr {
+    return this.table.iovaToPhys(at);
   }
   free(): void {
     this.events.push("free");

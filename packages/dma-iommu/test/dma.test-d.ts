@@ -1,5 +1,6 @@
 import type { Device } from "@devref/device-core";
-import type { ARef, Borrowed, Bound, Core, DmaAddr, PhysAddr } from "@devref/raw-device";
+import { IOMMU_READ, type IotlbGather } from "@devref/io-pgtable";
+import type { ARef, Borrowed, Bound, Core, DmaAddr, Iova, PhysAddr } from "@devref/raw-device";
 import { describe, expectTypeOf, it } from "vitest";
 import {
   type CoherentAllocation,
@@ -11,9 +12,19 @@ import {
   dmaSetMask,
   dmaUnmapSingle,
   type IommuDevice,
+  type IommuDomain,
+  type IommuDomainOps,
+  type IommuFaultHandler,
   type IommuOps,
   iommuDeviceRegister,
+  iommuIotlbGatherAddPage,
+  iommuIovaToPhys,
+  iommuMap,
   iommuPagingDomainAlloc,
+  iommuPgsize,
+  iommuUnmap,
+  iommuUnmapFast,
+  reportIommuFault,
 } from "../src/index.js";
 
 declare const system: DmaSystem;
@@ -23,6 +34,9 @@ declare const core: Borrowed<Device<Core>, "probe">;
 declare const pa: PhysAddr;
 declare const addr: DmaAddr;
 declare const ops: IommuOps;
+declare const io: Iova;
+declare const domain: IommuDomain;
+declare const gather: IotlbGather;
 
 describe("dma-iommu ownership promises at compile time", () => {
   it("coherent allocations and streaming maps need a Bound borrow", () => {
@@ -54,8 +68,11 @@ describe("dma-iommu ownership promises at compile time", () => {
   });
 
   it("the IOMMU keeps owned references only; registration needs a bound IOMMU driver", () => {
-    expectTypeOf<IommuDevice["hwDevice"]>().toEqualTypeOf<ARef<Device> | null>();
-    expectTypeOf<IommuDevice["clientRefs"]>().toEqualTypeOf<readonly ARef<Device>[]>();
+    // What it hands out are names, or fresh references the caller owns (and must put).
+    expectTypeOf<IommuDevice["hwDeviceName"]>().toEqualTypeOf<string | null>();
+    expectTypeOf<IommuDevice["clientNames"]>().toEqualTypeOf<readonly string[]>();
+    expectTypeOf<ReturnType<IommuDevice["getHwDevice"]>>().toEqualTypeOf<ARef<Device> | null>();
+    expectTypeOf<ReturnType<IommuDevice["getClientRefs"]>>().toEqualTypeOf<ARef<Device>[]>();
     // @ts-expect-error a borrow is not an owned reference: it cannot be kept as one
     const kept: ARef<Device> = bound;
     void kept;
@@ -64,6 +81,59 @@ describe("dma-iommu ownership promises at compile time", () => {
     iommuDeviceRegister(system, bound, ops);
     // @ts-expect-error unmanaged domains are allocated by a bound driver
     iommuPagingDomainAlloc(owned);
+  });
+
+  it("item 7: IOVAs, physical addresses and DMA addresses do not swap", () => {
+    // @ts-expect-error iova and paddr swapped: a physical address is not an IOVA
+    iommuMap(domain, pa, io, 4096, IOMMU_READ);
+    // @ts-expect-error nor is an IOVA a physical address
+    iommuMap(domain, io, io, 4096, IOMMU_READ);
+    // @ts-expect-error a bare number is neither
+    iommuMap(domain, 0x1000, pa, 4096, IOMMU_READ);
+    iommuMap(domain, io, pa, 4096, IOMMU_READ);
+    // @ts-expect-error unmap takes the IOVA, not the physical address
+    iommuUnmap(domain, pa, 4096);
+    // @ts-expect-error as does the fast form
+    iommuUnmapFast(domain, pa, 4096, gather);
+    // @ts-expect-error a device's DMA address is no IOVA of a driver-managed domain either
+    iommuUnmap(domain, addr, 4096);
+    iommuUnmap(domain, io, 4096);
+    // @ts-expect-error translation starts from an IOVA, never from a physical address
+    iommuIovaToPhys(domain, pa);
+    expectTypeOf(iommuIovaToPhys(domain, io)).toEqualTypeOf<PhysAddr>();
+    // Like the kernel's dma_addr_t argument: a device's DMA address behind the domain is an IOVA.
+    expectTypeOf(iommuIovaToPhys(domain, addr)).toEqualTypeOf<PhysAddr>();
+    const out = new Float64Array(1);
+    // @ts-expect-error page-size selection takes (iova, paddr) in that order
+    iommuPgsize(domain, pa, io, 4096, out);
+    // @ts-expect-error a fault is reported at an IOVA
+    reportIommuFault(domain, null, pa, 0);
+    // @ts-expect-error the gather collects IOVAs
+    iommuIotlbGatherAddPage(domain, gather, pa, 4096);
+  });
+
+  it("item 7: an IOMMU driver's ops get the address kinds in the right places", () => {
+    const good: Pick<IommuDomainOps, "mapPages" | "unmapPages" | "iovaToPhys"> = {
+      mapPages: (at: Iova, p: PhysAddr) => (at === 0 || p === 0 ? 0 : 4096),
+      unmapPages: (at: Iova) => (at === 0 ? 0 : 4096),
+      iovaToPhys: (_at: Iova) => pa,
+    };
+    void good;
+    const swapped: Pick<IommuDomainOps, "mapPages"> = {
+      // @ts-expect-error the first argument is the IOVA, the second the physical address
+      mapPages: (at: PhysAddr, p: Iova) => (at === 0 || p === 0 ? 0 : 4096),
+    };
+    void swapped;
+    const wrongResult: Pick<IommuDomainOps, "iovaToPhys"> = {
+      // @ts-expect-error iova_to_phys answers with a physical address
+      iovaToPhys: (at: Iova) => at,
+    };
+    void wrongResult;
+    const handler: IommuFaultHandler = (_d, _dev, at) => {
+      expectTypeOf(at).toEqualTypeOf<Iova>();
+      return 0;
+    };
+    void handler;
   });
 
   it("IOMMU driver callbacks get borrows they cannot store", () => {

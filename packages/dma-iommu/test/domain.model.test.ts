@@ -3,7 +3,13 @@
 // reading the table memory directly — not through io-pgtable.
 
 import { IOMMU_READ, IOMMU_WRITE } from "@devref/io-pgtable";
-import type { DmaAddr, PhysAddr, PhysicalMemory } from "@devref/raw-device";
+import {
+  type DmaAddr,
+  iova as ioAddr,
+  type PhysAddr,
+  type PhysicalMemory,
+  physAddr,
+} from "@devref/raw-device";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
@@ -177,12 +183,12 @@ describe("map/unmap through a DMA domain against an independent table walk", () 
             let free = true;
             for (let p = 0; p < o.pages; p++) if (model.has(iova + p * 4096)) free = false;
             if (!free) continue;
-            iommuMap(un, iova, pa, size, IOMMU_READ | IOMMU_WRITE);
+            iommuMap(un, ioAddr(iova), physAddr(pa), size, IOMMU_READ | IOMMU_WRITE);
             for (let p = 0; p < o.pages; p++) model.set(iova + p * 4096, pa + p * 4096);
             runs.push({ iova, size });
           } else if (runs.length > 0) {
             const r = runs.splice(o.slot % runs.length, 1)[0]!;
-            expect(iommuUnmap(un, r.iova, r.size)).toBe(r.size);
+            expect(iommuUnmap(un, ioAddr(r.iova), r.size)).toBe(r.size);
             for (let p = 0; p < r.size; p += 4096) model.delete(r.iova + p);
           }
           for (let slot = 1; slot <= 24; slot++) {

@@ -1,6 +1,6 @@
 import { deferredDevices, waitForDeviceProbe } from "@devref/bus";
 import { IOMMU_READ, IOMMU_WRITE } from "@devref/io-pgtable";
-import { type PhysAddr, refcountOf } from "@devref/raw-device";
+import { dmaAddr, iova, type PhysAddr, physAddr, refcountOf } from "@devref/raw-device";
 import { describe, expect, it } from "vitest";
 import {
   DMA_BIDIRECTIONAL,
@@ -49,8 +49,8 @@ describe("devices behind an IOMMU", () => {
     expect(mmu.events).toContain("attach gpu");
     expect(iommuGroupGet(d.ref)?.deviceNames).toEqual(["gpu"]);
     // The IOMMU holds owned references: to its own device and to the device it serves.
-    expect(mmu.iommu().clientRefs.map((r) => r.name)).toEqual(["gpu"]);
-    expect(mmu.iommu().hwDevice?.name).toBe("smmu");
+    expect(mmu.iommu().clientNames).toEqual(["gpu"]);
+    expect(mmu.iommu().hwDeviceName).toBe("smmu");
     expect(deviceIommuCapable(d.ref, "cache-coherency")).toBe(true);
     expect(deviceIommuCapable(d.ref, "deferred-flush")).toBe(false);
   });
@@ -123,7 +123,7 @@ describe("devices behind an IOMMU", () => {
     expect(sg.dmaLength[0]).toBe(8192);
     expect(sg.dmaAddress[1]).toBe(sg.dmaAddress[0]! + 8192 + 0x100);
     const dom = iommuGetDomainForDev(d.ref)!;
-    expect(iommuIovaToPhys(dom, sg.dmaAddress[0]! + 4096)).toBe(p);
+    expect(iommuIovaToPhys(dom, dmaAddr(sg.dmaAddress[0]! + 4096))).toBe(p);
     d.run((dev) => dmaUnmapSg(dev, sg, 3, DMA_FROM_DEVICE));
     expect(dmaDeviceAudit(d.ref).iovaBytes).toBe(0);
   });
@@ -135,7 +135,7 @@ describe("devices behind an IOMMU", () => {
     const buf = d.run((dev) => dmaAllocCoherent(dev, 8192));
     const dom = iommuGetDomainForDev(d.ref)!;
     expect(buf.dmaAddr).toBeLessThanOrEqual(0xffff_ffff);
-    expect(iommuIovaToPhys(dom, buf.dmaAddr + 4100)).toBe(buf.phys + 4100);
+    expect(iommuIovaToPhys(dom, buf.dmaHandleWithOffset(4100))).toBe(buf.phys + 4100);
     buf.free();
     expect(iommuIovaToPhys(dom, buf.dmaAddr)).toBe(0);
   });
@@ -154,7 +154,7 @@ describe("devices behind an IOMMU", () => {
     expect(r.iovaBytes).toBe(4096);
     expect(iommuIovaToPhys(dom, a)).toBe(0);
     expect(mmu.events.at(-1)).toBe("free"); // last device gone: the default domain is freed
-    expect(mmu.iommu().clientRefs).toEqual([]);
+    expect(mmu.iommu().clientNames).toEqual([]);
     expect(refcountOf(d.ref)).toBe(before - 2); // the bus's and the IOMMU's references went
     d.ref.put();
   });
@@ -198,7 +198,7 @@ describe("groups and domain types", () => {
     d.run((dev) => iommuAttachDevice(un, dev));
     expect(iommuGetDomainForDev(d.ref)).toBe(un);
     expect(mmu.events.filter((e) => e === "attach vfio")).toHaveLength(2);
-    iommuMap(un, 0x20_0000, 0x4020_0000, 0x40_1000, IOMMU_READ | IOMMU_WRITE);
+    iommuMap(un, iova(0x20_0000), physAddr(0x4020_0000), 0x40_1000, IOMMU_READ | IOMMU_WRITE);
     const leaves = mmu.domains
       .at(-1)!
       .table.mappings()
@@ -208,11 +208,15 @@ describe("groups and domain types", () => {
       [0x40_0000, 0x20_0000],
       [0x60_0000, 0x1000],
     ]);
-    expect(() => iommuMap(un, 0x60_0000, 0x1000, 0x1000, IOMMU_READ)).toThrow(/EEXIST/);
-    expect(() => iommuMap(un, 0x1234, 0, 0x1000, IOMMU_READ)).toThrow(/unaligned: iova 0x1234/);
+    expect(() => iommuMap(un, iova(0x60_0000), physAddr(0x1000), 0x1000, IOMMU_READ)).toThrow(
+      /EEXIST/,
+    );
+    expect(() => iommuMap(un, iova(0x1234), physAddr(0), 0x1000, IOMMU_READ)).toThrow(
+      /unaligned: iova 0x1234/,
+    );
     const buf = env.system.allocBuffer(4096, "low");
     expect(d.run((dev) => dmaMapSingle(dev, buf, 8, DMA_TO_DEVICE))).toBe(DMA_MAPPING_ERROR);
-    expect(iommuUnmap(un, 0x20_0000, 0x40_1000)).toBe(0x40_1000);
+    expect(iommuUnmap(un, iova(0x20_0000), 0x40_1000)).toBe(0x40_1000);
     expect(() => iommuDomainFree(un)).toThrow(/still attached/);
     d.run((dev) => iommuDetachDevice(un, dev));
     expect(iommuGetDomainForDev(d.ref)?.type).toBe(IOMMU_DOMAIN_DMA);
@@ -225,12 +229,14 @@ describe("groups and domain types", () => {
     const d = addDevice(env, { name: "x", iommus: [{ iommu: "mmu", ids: [1] }] });
     const dom = iommuGetDomainForDev(d.ref)!;
     const count = new Float64Array(1);
-    expect(iommuPgsize(dom, 0x20_0000, 0x4020_0000, 0x40_1000, count)).toBe(0x20_0000);
+    expect(iommuPgsize(dom, iova(0x20_0000), physAddr(0x4020_0000), 0x40_1000, count)).toBe(
+      0x20_0000,
+    );
     expect(count[0]).toBe(2);
-    expect(iommuPgsize(dom, 0x60_0000, 0x4060_0000, 0x1000, count)).toBe(0x1000);
+    expect(iommuPgsize(dom, iova(0x60_0000), physAddr(0x4060_0000), 0x1000, count)).toBe(0x1000);
     expect(count[0]).toBe(1);
     // A run stops at the next larger page's boundary when a full larger page follows.
-    expect(iommuPgsize(dom, 0x1000, 0x1000, 0x40_0000, count)).toBe(0x1000);
+    expect(iommuPgsize(dom, iova(0x1000), physAddr(0x1000), 0x40_0000, count)).toBe(0x1000);
     expect(count[0]).toBe(0x1ff);
   });
 
@@ -270,19 +276,19 @@ describe("TLB gather and invalidation", () => {
     const d = addDevice(env, { name: "g", iommus: [{ iommu: "mmu", ids: [1] }] });
     const un = d.run((dev) => iommuPagingDomainAlloc(dev));
     d.run((dev) => iommuAttachDevice(un, dev));
-    iommuMap(un, 0x10_0000, 0x9000_0000, 0x8000, IOMMU_READ);
-    iommuMap(un, 0x40_0000, 0x9020_0000, 0x20_0000, IOMMU_READ);
+    iommuMap(un, iova(0x10_0000), physAddr(0x9000_0000), 0x8000, IOMMU_READ);
+    iommuMap(un, iova(0x40_0000), physAddr(0x9020_0000), 0x20_0000, IOMMU_READ);
     mmu.events.length = 0;
-    expect(iommuUnmap(un, 0x10_0000, 0x8000)).toBe(0x8000);
+    expect(iommuUnmap(un, iova(0x10_0000), 0x8000)).toBe(0x8000);
     expect(mmu.events).toEqual(["sync 100000-107fff pg 1000"]); // 8 pages, one invalidation
     mmu.events.length = 0;
     // Pages of two sizes in one gather: the 4K run is synced before the 2M block is added.
-    iommuMap(un, 0x20_0000, 0x9040_0000, 0x1000, IOMMU_READ);
+    iommuMap(un, iova(0x20_0000), physAddr(0x9040_0000), 0x1000, IOMMU_READ);
     const g = un.gather;
     g.queued = false;
     const ops = un.ops!;
-    ops.unmapPages(0x20_0000, 0x1000, 1, g);
-    ops.unmapPages(0x40_0000, 0x20_0000, 1, g);
+    ops.unmapPages(iova(0x20_0000), 0x1000, 1, g);
+    ops.unmapPages(iova(0x40_0000), 0x20_0000, 1, g);
     expect(mmu.events).toEqual(["sync 200000-200fff pg 1000"]);
     expect(g.pgsize).toBe(0x20_0000);
     d.run((dev) => iommuDetachDevice(un, dev));
@@ -328,17 +334,17 @@ describe("faults", () => {
     addTestIommu(env, { name: "mmu" });
     const d = addDevice(env, { name: "f", iommus: [{ iommu: "mmu", ids: [1] }] });
     const dom = iommuGetDomainForDev(d.ref)!;
-    expect(reportIommuFault(dom, d.ref, 0x1000, IOMMU_FAULT_WRITE)).toBe(-38);
+    expect(reportIommuFault(dom, d.ref, iova(0x1000), IOMMU_FAULT_WRITE)).toBe(-38);
     const seen: string[] = [];
     iommuSetFaultHandler(
       dom,
-      (domain, dev, iova, flags, token) => {
-        seen.push(`${domain.type} ${dev?.name} ${iova.toString(16)} ${flags} ${String(token)}`);
+      (domain, dev, at, flags, token) => {
+        seen.push(`${domain.type} ${dev?.name} ${at.toString(16)} ${flags} ${String(token)}`);
         return 0;
       },
       "tok",
     );
-    expect(reportIommuFault(dom, d.ref, 0xdead_0000, IOMMU_FAULT_WRITE)).toBe(0);
+    expect(reportIommuFault(dom, d.ref, iova(0xdead_0000), IOMMU_FAULT_WRITE)).toBe(0);
     expect(seen).toEqual([`${IOMMU_DOMAIN_DMA} f dead0000 1 tok`]);
   });
 });
