@@ -1,10 +1,8 @@
 //! C source: drivers/iommu/io-pgtable.c (alloc_io_pgtable_ops, free_io_pgtable_ops)
 
-import { DevrefError, type PhysAllocator } from "@devref/raw-device";
-import type { IoPgtableFormat } from "./constants.js";
+import { checkOneOf, type PhysAllocator } from "@devref/raw-device";
+import { IO_PGTABLE_FORMATS, type IoPgtableFormat } from "./constants.js";
 import { AppleDartIoPgtable } from "./dart.js";
-import { setupDart } from "./internal/dart-config.js";
-import { setupLpae } from "./internal/lpae-config.js";
 import { ArmLpaeIoPgtable } from "./lpae.js";
 import type { IoPgtableConfig } from "./types.js";
 
@@ -22,8 +20,11 @@ import type { IoPgtableConfig } from "./types.js";
  *
  * **Errors:** `EINVAL` with the reason wherever the kernel's allocation returns null (unknown
  * quirks, no usable granule, an unsupported `oas`, a stage-2 root that would need more than 16
- * concatenated tables, a DART configuration outside 4K/16K pages or oas 36/42, …) and for
- * malformed input; `ENOMEM` when the root cannot be allocated.
+ * concatenated tables, a DART configuration outside 4K/16K pages or oas 36/42, …), and
+ * `EINVAL` naming the argument (`details.parameter`) for malformed input: an unknown format,
+ * a `cfg` field of the wrong type (e.g. `cfg.tlb.tlbAddPage` not a function), an allocator
+ * or memory missing methods. Nothing is allocated when it fails. `ENOMEM` when the root cannot
+ * be allocated.
  *
  * //! C header: include/linux/io-pgtable.h
  *
@@ -54,30 +55,13 @@ export function allocIoPgtable(
   cfg: IoPgtableConfig,
   allocator: PhysAllocator,
 ): ArmLpaeIoPgtable | AppleDartIoPgtable {
-  if (
-    typeof allocator !== "object" ||
-    allocator === null ||
-    typeof allocator.alloc !== "function" ||
-    typeof allocator.memory !== "object"
-  ) {
-    throw new DevrefError(
-      "EINVAL",
-      "allocator must be a PhysAllocator (for example a BuddyAllocator over SparseMemory)",
-    );
-  }
-  switch (format) {
+  const f = checkOneOf("allocIoPgtable", "format", format, IO_PGTABLE_FORMATS);
+  switch (f) {
     case "arm-64-lpae-s1":
-      return new ArmLpaeIoPgtable(format, setupLpae(1, cfg), cfg, allocator);
     case "arm-64-lpae-s2":
-      return new ArmLpaeIoPgtable(format, setupLpae(2, cfg), cfg, allocator);
+      return new ArmLpaeIoPgtable(f, cfg, allocator);
     case "apple-dart":
-      return new AppleDartIoPgtable(setupDart(false, cfg), cfg, allocator);
     case "apple-dart2":
-      return new AppleDartIoPgtable(setupDart(true, cfg), cfg, allocator);
-    default:
-      throw new DevrefError(
-        "EINVAL",
-        `unknown io-pgtable format ${String(format)}: use arm-64-lpae-s1, arm-64-lpae-s2, apple-dart or apple-dart2`,
-      );
+      return new AppleDartIoPgtable(f, cfg, allocator);
   }
 }

@@ -37,9 +37,9 @@ export const IO_PGTABLE_QUIRK_NO_WARN = 512; // 1 << 9
 export type IoPgtableFormat = "arm-64-lpae-s1" | "arm-64-lpae-s2" | "apple-dart" | "apple-dart2";
 
 /** Every {@link IoPgtableFormat}, in the kernel's enum order. */
-export const IO_PGTABLE_FORMATS: readonly IoPgtableFormat[] = [
+export const IO_PGTABLE_FORMATS: readonly IoPgtableFormat[] = Object.freeze([
   "arm-64-lpae-s1",
   "arm-64-lpae-s2",
   "apple-dart",
   "apple-dart2",
-];
+] as const);

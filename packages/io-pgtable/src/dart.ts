@@ -2,6 +2,8 @@
 //! C source: drivers/iommu/io-pgtable-dart.c (APPLE_DART, APPLE_DART2)
 
 import {
+  checkInteger,
+  checkOneOf,
   DevrefError,
   type Iova,
   type PhysAddr,
@@ -9,20 +11,25 @@ import {
   type PhysicalMemory,
 } from "@devref/raw-device";
 import { IOMMU_CACHE, IOMMU_PROT_MASK, IOMMU_READ, IOMMU_WRITE } from "./constants.js";
-import { type DecodeOptions, decodeIoPgtable, dumpIoPgtable } from "./decode.js";
+import { type DecodeOptions, decodeAs, dumpAs } from "./decode.js";
 import {
-  checkPaddrAndProt,
+  argumentError,
+  checkAllocator,
+  checkGather,
+  checkIova,
+  checkPaddr,
   checkPgcount,
+  checkPgsize,
+  checkProt,
   DescriptorScratch,
   err,
-  splitIova,
+  TlbCallbacks,
 } from "./internal/args.js";
 import { hexAddr, TWO32 } from "./internal/bits.js";
-import type { DartSetup } from "./internal/dart-config.js";
+import { setupDart } from "./internal/dart-config.js";
 import type { IoPgtableOps } from "./lpae.js";
 import type {
   AppleDartCfg,
-  IommuFlushOps,
   IommuIotlbGather,
   IoPgtableConfig,
   IoPgtableMapping,
@@ -68,8 +75,7 @@ export class AppleDartIoPgtable implements IoPgtableOps {
   readonly cfg: AppleDartCfg;
   readonly #alloc: PhysAllocator;
   readonly #mem: PhysicalMemory;
-  readonly #tlb: IommuFlushOps | null;
-  readonly #cookie: unknown;
+  readonly #tlb: TlbCallbacks;
   readonly #dart2: boolean;
   readonly #pgsize: number;
   readonly #pgShift: number;
@@ -91,13 +97,25 @@ export class AppleDartIoPgtable implements IoPgtableOps {
   #bytesHeld = 0;
   #disposed = false;
 
-  /** @internal Use `allocIoPgtable`. */
-  constructor(setup: DartSetup, cfgIn: IoPgtableConfig, allocator: PhysAllocator) {
+  /**
+   * Builds the table as `allocIoPgtable(format, cfg, allocator)` does (which is the usual way).
+   *
+   * **Errors:** `EINVAL` naming the argument for a malformed one, or with the reason wherever
+   * the kernel's allocation returns null; `ENOMEM` when a TTBR table cannot be allocated.
+   */
+  constructor(
+    format: "apple-dart" | "apple-dart2",
+    cfgIn: IoPgtableConfig,
+    allocator: PhysAllocator,
+  ) {
+    const where = "AppleDartIoPgtable";
+    checkOneOf(where, "format", format, ["apple-dart", "apple-dart2"] as const);
+    checkAllocator(where, allocator);
+    const setup = setupDart(format === "apple-dart2", cfgIn, where);
     const geo = setup.geometry;
     this.#alloc = allocator;
     this.#mem = allocator.memory;
-    this.#tlb = cfgIn.tlb ?? null;
-    this.#cookie = cfgIn.cookie;
+    this.#tlb = new TlbCallbacks(cfgIn);
     this.#dart2 = setup.dart2;
     this.#pgsize = geo.pgsize;
     this.#pgShift = Math.log2(geo.pgsize);
@@ -198,11 +216,18 @@ export class AppleDartIoPgtable implements IoPgtableOps {
         },
       );
     }
-    if (pa % size !== 0) {
-      this.#alloc.free(pa, size);
+    if (
+      typeof pa !== "number" ||
+      !Number.isSafeInteger(pa) ||
+      pa < 0 ||
+      pa + size > this.#mem.size ||
+      pa % size !== 0
+    ) {
+      if (typeof pa === "number") this.#alloc.free(pa, size);
       throw err(
         "EINVAL",
-        `the allocator returned ${hexAddr(pa)}, not aligned to the ${size}-byte DART page`,
+        `the allocator returned ${String(pa)}, not an address inside memory aligned to the ${size}-byte DART page`,
+        { mapped: 0 },
       );
     }
     this.#bytesHeld += size;
@@ -266,38 +291,51 @@ export class AppleDartIoPgtable implements IoPgtableOps {
    */
   mapPages(iova: IovaArg, paddr: PhysAddr, pgsize: number, pgcount: number, prot: number): number {
     this.#live();
-    splitIova(iova, this.#split);
+    const where = "AppleDartIoPgtable.mapPages";
+    checkIova(where, iova, this.#split);
     const hi = this.#split[0]!;
     const lo = this.#split[1]!;
+    checkInteger(where, "paddr", paddr, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+    checkPgsize(where, pgsize);
+    checkPgcount(where, pgcount);
+    checkInteger(where, "prot", prot, 0, IOMMU_PROT_MASK);
     if (pgsize !== this.#pgsize) {
       throw err(
         "EINVAL",
-        `pgsize ${String(pgsize)} must equal the DART page size ${this.#pgsize}`,
-        { mapped: 0 },
+        `${where}: pgsize ${String(pgsize)} must equal the DART page size ${this.#pgsize}`,
+        { parameter: "pgsize", mapped: 0 },
       );
     }
-    checkPaddrAndProt(paddr, this.#paLimit, prot);
+    checkPaddr(where, paddr, this.#paLimit);
+    checkProt(where, prot);
     const pLo = paddr >>> 0;
     const mask = pgsize - 1;
     if ((lo & mask) !== 0 || (pLo & mask) !== 0) {
       throw err(
         "EINVAL",
-        `IOVA ${hexAddr(hi * TWO32 + lo)} and physical address ${hexAddr(paddr)} must be aligned to ${pgsize}`,
+        `${where}: iova ${hexAddr(hi * TWO32 + lo)} and paddr ${hexAddr(paddr)} must be aligned to ${pgsize}`,
         { mapped: 0 },
       );
     }
-    checkPgcount(pgcount);
-    const table = this.#leafTable(hi, lo, true);
-    if (table === -1) {
+    const t = this.#idx(hi, lo, this.#ttbrShift);
+    if (t >= this.#nTtbrs) {
       throw err(
         "ENOMEM",
-        `IOVA ${hexAddr(hi * TWO32 + lo)} selects TTBR ${this.#idx(hi, lo, this.#ttbrShift)}, but this table has ${this.#nTtbrs}`,
+        `${where}: iova ${hexAddr(hi * TWO32 + lo)} selects TTBR ${t}, but this table has ${this.#nTtbrs}`,
         { mapped: 0 },
       );
     }
+    // The whole run this call writes must stay below 2^oas, checked before any table is touched.
     const idx = this.#idx(hi, lo, this.#pgShift);
-    const room = this.#idxMask + 1 - idx;
-    const n = Math.min(pgcount, room);
+    const n = Math.min(pgcount, this.#idxMask + 1 - idx);
+    if (paddr + n * pgsize > this.#paLimit) {
+      throw err(
+        "ERANGE",
+        `${where}: a run of ${n} pages from paddr ${hexAddr(paddr)} passes the end of the output range (2^${Math.log2(this.#paLimit)}, oas)`,
+        { parameter: "pgcount", mapped: 0 },
+      );
+    }
+    const table = this.#leafTable(hi, lo, true);
     const slot = table + idx * 8;
     const mem = this.#mem;
     const attr = this.#attrLo[prot]!;
@@ -352,14 +390,16 @@ export class AppleDartIoPgtable implements IoPgtableOps {
     gather?: IommuIotlbGather | null,
   ): number {
     this.#live();
-    splitIova(iova, this.#split);
+    const where = "AppleDartIoPgtable.unmapPages";
+    checkIova(where, iova, this.#split);
     const hi = this.#split[0]!;
     const lo = this.#split[1]!;
-    if (!(pgcount >= 0 && Number.isSafeInteger(pgcount)))
-      throw err("EINVAL", `pgcount ${String(pgcount)} must be a whole number`);
+    checkPgsize(where, pgsize);
+    checkPgcount(where, pgcount);
+    checkGather(where, gather);
     if (pgsize !== this.#pgsize || pgcount === 0) return 0;
     if ((lo & (pgsize - 1)) !== 0)
-      throw err("EINVAL", `IOVA ${hexAddr(hi * TWO32 + lo)} must be aligned to ${pgsize}`);
+      throw argumentError(where, "iova", `aligned to the DART page size ${pgsize}`, iova);
     const table = this.#leafTable(hi, lo, false);
     if (table < 0) return 0;
     const idx = this.#idx(hi, lo, this.#pgShift);
@@ -381,15 +421,10 @@ export class AppleDartIoPgtable implements IoPgtableOps {
       if (i > 0) mem.writeBytes(slot, this.#scratch.zeroView(i));
     }
     const tlb = this.#tlb;
-    if (!(gather?.queued ?? false) && tlb?.tlbAddPage !== undefined) {
+    if (!(gather?.queued ?? false) && tlb.addPage !== null) {
       for (let j = 0; j < i; j++) {
         const off = lo + j * pgsize;
-        tlb.tlbAddPage(
-          gather ?? null,
-          cbIova((hi + Math.floor(off / TWO32)) >>> 0, off >>> 0),
-          pgsize,
-          this.#cookie,
-        );
+        tlb.page(gather ?? null, cbIova((hi + Math.floor(off / TWO32)) >>> 0, off >>> 0), pgsize);
       }
     }
     return i * pgsize;
@@ -403,7 +438,7 @@ export class AppleDartIoPgtable implements IoPgtableOps {
    */
   iovaToPhys(iova: IovaArg): PhysAddr {
     this.#live();
-    splitIova(iova, this.#split);
+    checkIova("AppleDartIoPgtable.iovaToPhys", iova, this.#split);
     const hi = this.#split[0]!;
     const lo = this.#split[1]!;
     const table = this.#leafTable(hi, lo, false);
@@ -422,12 +457,26 @@ export class AppleDartIoPgtable implements IoPgtableOps {
 
   mappings(options?: DecodeOptions): IoPgtableMapping[] {
     this.#live();
-    return decodeIoPgtable(this.#mem, this.cfg.format, this.cfg, this.#ttbr, options);
+    return decodeAs(
+      "AppleDartIoPgtable.mappings",
+      this.#mem,
+      this.cfg.format,
+      this.cfg,
+      this.#ttbr,
+      options,
+    );
   }
 
   dump(options?: DecodeOptions): string {
     this.#live();
-    return dumpIoPgtable(this.#mem, this.cfg.format, this.cfg, this.#ttbr, options);
+    return dumpAs(
+      "AppleDartIoPgtable.dump",
+      this.#mem,
+      this.cfg.format,
+      this.cfg,
+      this.#ttbr,
+      options,
+    );
   }
 
   /** Calls `tlbFlushAll` and frees every table page. A second call does nothing. */
@@ -435,8 +484,7 @@ export class AppleDartIoPgtable implements IoPgtableOps {
     if (this.#disposed) return;
     this.#disposed = true;
     this.#cValid = false;
-    const tlb = this.#tlb;
-    if (tlb?.tlbFlushAll !== undefined) tlb.tlbFlushAll(this.#cookie);
+    this.#tlb.all();
     for (const pa of this.#ttbr) this.#freeTable(pa, 1);
   }
 

@@ -1,6 +1,9 @@
 //! C header: include/linux/iommu.h (struct iommu_iotlb_gather and its helpers)
 
+import { checkAddress, checkBoolean, checkSize } from "@devref/raw-device";
 import type { IommuIotlbGather } from "./types.js";
+
+const LIMIT = Number.MAX_SAFE_INTEGER;
 
 /**
  * A driver-side TLB gather: the range and page size of invalidations queued by `tlbAddPage`,
@@ -8,7 +11,9 @@ import type { IommuIotlbGather } from "./types.js";
  *
  * **Invariants:** an empty gather has `start = +∞`, `end = 0`, `pgsize = 0`; `end` is inclusive.
  *
- * **Errors:** none.
+ * **Errors:** `EINVAL` naming the argument for a `queued` that is not a boolean, or an `iova`
+ * or `size` that is not a whole number (below 2^53; a TTBR1 driver passes offsets, not the
+ * bigint addresses).
  *
  * @example
  * ```ts
@@ -23,11 +28,13 @@ export class IotlbGather implements IommuIotlbGather {
   queued: boolean;
 
   constructor(queued = false) {
-    this.queued = queued;
+    this.queued = checkBoolean("IotlbGather", "queued", queued);
   }
 
   /** Widens the range to cover `[iova, iova + size)` (`iommu_iotlb_gather_add_range`). */
   addRange(iova: number, size: number): void {
+    checkAddress("IotlbGather.addRange", "iova", iova, LIMIT);
+    checkSize("IotlbGather.addRange", "size", size, 1, LIMIT);
     const last = iova + size - 1;
     if (iova < this.start) this.start = iova;
     if (last > this.end) this.end = last;
@@ -35,6 +42,8 @@ export class IotlbGather implements IommuIotlbGather {
 
   /** Whether `[iova, iova + size)` neither overlaps nor touches the range (`..._is_disjoint`). */
   isDisjoint(iova: number, size: number): boolean {
+    checkAddress("IotlbGather.isDisjoint", "iova", iova, LIMIT);
+    checkSize("IotlbGather.isDisjoint", "size", size, 1, LIMIT);
     const last = iova + size - 1;
     return this.end !== 0 && (last + 1 < this.start || iova > this.end + 1);
   }

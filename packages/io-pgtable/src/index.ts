@@ -4,7 +4,13 @@
 export * from "./alloc.js";
 export * from "./constants.js";
 export { AppleDartIoPgtable } from "./dart.js";
-export { type DecodeOptions, decodeIoPgtable, dumpIoPgtable, formatProt } from "./decode.js";
+export {
+  type DecodeOptions,
+  decodeIoPgtable,
+  dumpIoPgtable,
+  formatProt,
+  type IoPgtableProblem,
+} from "./decode.js";
 export * from "./gather.js";
 export { ArmLpaeIoPgtable, type IoPgtableOps } from "./lpae.js";
 export * from "./types.js";

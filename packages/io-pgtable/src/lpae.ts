@@ -2,6 +2,8 @@
 //! C source: drivers/iommu/io-pgtable-arm.c (ARM_64_LPAE_S1, ARM_64_LPAE_S2)
 
 import {
+  checkInteger,
+  checkOneOf,
   DevrefError,
   type Iova,
   type PhysAddr,
@@ -21,20 +23,25 @@ import {
   IOMMU_READ,
   IOMMU_WRITE,
 } from "./constants.js";
-import { type DecodeOptions, decodeIoPgtable, dumpIoPgtable } from "./decode.js";
+import { type DecodeOptions, decodeAs, dumpAs } from "./decode.js";
 import {
-  checkPaddrAndProt,
+  argumentError,
+  checkAllocator,
+  checkGather,
+  checkIova,
+  checkPaddr,
   checkPgcount,
+  checkPgsize,
+  checkProt,
   DescriptorScratch,
   err,
-  splitIova,
+  TlbCallbacks,
 } from "./internal/args.js";
 import { hexAddr, TWO32 } from "./internal/bits.js";
-import { LPAE_MAIR, type LpaeSetup } from "./internal/lpae-config.js";
+import { LPAE_MAIR, type LpaeSetup, setupLpae } from "./internal/lpae-config.js";
 import type {
   ArmLpaeS1Cfg,
   ArmLpaeS2Cfg,
-  IommuFlushOps,
   IommuIotlbGather,
   IoPgtableConfig,
   IoPgtableMapping,
@@ -103,8 +110,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
   readonly cfg: ArmLpaeS1Cfg | ArmLpaeS2Cfg;
   readonly #alloc: PhysAllocator;
   readonly #mem: PhysicalMemory;
-  readonly #tlb: IommuFlushOps | null;
-  readonly #cookie: unknown;
+  readonly #tlb: TlbCallbacks;
   readonly #clean: ((pa: PhysAddr, bytes: number) => void) | null;
   readonly #coherent: boolean;
   readonly #ttbr1: boolean;
@@ -153,18 +159,25 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
   #bytesHeld = 0;
   #disposed = false;
 
-  /** @internal Use `allocIoPgtable`. */
+  /**
+   * Builds the table as `allocIoPgtable(format, cfg, allocator)` does (which is the usual way).
+   *
+   * **Errors:** `EINVAL` naming the argument for a malformed one, or with the reason wherever
+   * the kernel's allocation returns null; `ENOMEM` when the root cannot be allocated.
+   */
   constructor(
     format: "arm-64-lpae-s1" | "arm-64-lpae-s2",
-    setup: LpaeSetup,
     cfgIn: IoPgtableConfig,
     allocator: PhysAllocator,
   ) {
+    const where = "ArmLpaeIoPgtable";
+    checkOneOf(where, "format", format, ["arm-64-lpae-s1", "arm-64-lpae-s2"] as const);
+    checkAllocator(where, allocator);
+    const setup = setupLpae(format === "arm-64-lpae-s1" ? 1 : 2, cfgIn, where);
     const g = setup.geometry;
     this.#alloc = allocator;
     this.#mem = allocator.memory;
-    this.#tlb = cfgIn.tlb ?? null;
-    this.#cookie = cfgIn.cookie;
+    this.#tlb = new TlbCallbacks(cfgIn);
     this.#clean = cfgIn.cacheClean ?? null;
     this.#coherent = setup.coherentWalk;
     this.#ttbr1 = (setup.quirks & IO_PGTABLE_QUIRK_ARM_TTBR1) !== 0;
@@ -299,6 +312,26 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     return hi >= this.#hiMin && hi < this.#hiEnd && lo >= this.#loMin && lo < this.#loEnd;
   }
 
+  /**
+   * Records the table at level `l` reached for `hi:lo` in the walk cache. Only in-range
+   * addresses are recorded: the key covers every bit above the table's span, so a later key
+   * match implies the later address is in range too, and no fast path can skip the range check.
+   */
+  #remember(l: number, hi: number, lo: number, table: number): void {
+    if (l <= this.#start || !this.#inRange(hi, lo)) return;
+    this.#cLevel = l;
+    this.#cKeyHi = hi & this.#keyHi[l]!;
+    this.#cKeyLo = lo & this.#keyLo[l]!;
+    this.#cTable = table;
+  }
+
+  /** The level whose leaves are `pgsize` bytes, or -1 when the narrowed bitmap has none. */
+  #levelFor(pgsize: number): number {
+    const lg = pgsize <= 0x8000_0000 ? 31 - Math.clz32(pgsize) : 63 - Math.clz32(pgsize / TWO32);
+    const l = lg >= 0 ? this.#levelOf[lg]! : -1;
+    return l >= 0 && this.#block[l] === pgsize ? l : -1;
+  }
+
   /** The output address held in a descriptor (table or leaf), as a number. */
   #decode(dhi: number, dlo: number): number {
     const xlo = (dlo & 0xffff_f000) >>> 0;
@@ -338,11 +371,18 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
         },
       );
     }
-    if (pa % bytes !== 0) {
-      this.#alloc.free(pa, bytes);
+    if (
+      typeof pa !== "number" ||
+      !Number.isSafeInteger(pa) ||
+      pa < 0 ||
+      pa + bytes > this.#mem.size ||
+      pa % bytes !== 0
+    ) {
+      if (typeof pa === "number") this.#alloc.free(pa, bytes);
       throw err(
         "EINVAL",
-        `the allocator returned ${hexAddr(pa)} for ${bytes} bytes, not aligned to its size: table memory must be naturally aligned`,
+        `the allocator returned ${String(pa)} for ${bytes} bytes, not an address inside memory aligned to its size: table memory must be naturally aligned`,
+        { mapped: 0 },
       );
     }
     this.#bytesHeld += bytes;
@@ -376,10 +416,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
 
   /** Clears the table descriptor at `slot` (level `l`) and frees its subtree, as an unmap at `l` does. */
   #dropTable(slot: number, l: number, dhi: number, dlo: number, ihi: number, ilo: number): void {
-    const size = this.#block[l]!;
-    const tlb = this.#tlb;
-    if (tlb?.tlbFlushWalk !== undefined)
-      tlb.tlbFlushWalk(this.#cbIova(ihi, ilo), size, this.#granule, this.#cookie);
+    this.#tlb.walk(this.#cbIova(ihi, ilo), this.#block[l]!, this.#granule);
     this.#freeTable(this.#decode(dhi, dlo), l + 1, this.#granule);
     this.#mem.write64(slot, 0, 0);
     if (!this.#coherent) this.#cleanRange(slot, 8);
@@ -403,7 +440,13 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     // cache holds. It checks everything the general path checks and leaves every other case to it.
     const l = this.#cLevel;
     // With an empty cache l is -1 and fastSize[-1] is undefined, so the test fails.
-    if (pgcount === 1 && typeof iova === "number" && pgsize === this.#fastSize[l]) {
+    if (
+      pgcount === 1 &&
+      typeof iova === "number" &&
+      typeof paddr === "number" &&
+      typeof prot === "number" &&
+      pgsize === this.#fastSize[l]
+    ) {
       const hi = (iova / TWO32) >>> 0;
       const lo = iova >>> 0;
       const pHi = (paddr / TWO32) >>> 0;
@@ -438,28 +481,26 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
 
   #mapSlow(iova: IovaArg, paddr: PhysAddr, pgsize: number, pgcount: number, prot: number): number {
     this.#live();
-    let hi: number;
-    let lo: number;
-    if (typeof iova === "number") {
-      hi = (iova / TWO32) >>> 0;
-      lo = iova >>> 0;
-      if (hi * TWO32 + lo !== iova) throw this.#badIova(iova);
-    } else {
-      splitIova(iova, this.#split);
-      hi = this.#split[0]!;
-      lo = this.#split[1]!;
-    }
-    const lg = pgsize <= 0x8000_0000 ? 31 - Math.clz32(pgsize) : 63 - Math.clz32(pgsize / TWO32);
-    const l = lg >= 0 ? this.#levelOf[lg]! : -1;
-    if (l < 0 || this.#block[l] !== pgsize) throw this.#badPgsize(pgsize);
+    const where = "ArmLpaeIoPgtable.mapPages";
+    // Every argument's type first, then the kernel's checks in its order.
+    checkIova(where, iova, this.#split);
+    const hi = this.#split[0]!;
+    const lo = this.#split[1]!;
+    checkInteger(where, "paddr", paddr, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+    checkPgsize(where, pgsize);
+    checkPgcount(where, pgcount);
+    checkInteger(where, "prot", prot, 0, IOMMU_PROT_MASK);
+    const l = this.#levelFor(pgsize);
+    if (l < 0) throw this.#badPgsize(pgsize);
     if (!this.#inRange(hi, lo)) {
       throw err(
         "ERANGE",
-        `IOVA ${hexAddr(this.#cbIova(hi, lo))} is outside the ${this.#ttbr1 ? "upper (TTBR1) " : ""}${this.#ias}-bit input range`,
-        { mapped: 0 },
+        `${where}: iova ${hexAddr(this.#cbIova(hi, lo))} is outside the ${this.#ttbr1 ? "upper (TTBR1) " : ""}${this.#ias}-bit input range`,
+        { parameter: "iova", mapped: 0 },
       );
     }
-    checkPaddrAndProt(paddr, this.#paLimit, prot);
+    checkPaddr(where, paddr, this.#paLimit);
+    checkProt(where, prot);
     const pHi = (paddr / TWO32) >>> 0;
     const pLo = paddr >>> 0;
     if (
@@ -470,11 +511,31 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     ) {
       throw err(
         "EINVAL",
-        `IOVA ${hexAddr(this.#cbIova(hi, lo))} and physical address ${hexAddr(paddr)} must both be aligned to pgsize ${hexAddr(pgsize, 1)}`,
+        `${where}: iova ${hexAddr(this.#cbIova(hi, lo))} and paddr ${hexAddr(paddr)} must both be aligned to pgsize ${hexAddr(pgsize, 1)}`,
         { mapped: 0 },
       );
     }
-    checkPgcount(pgcount);
+
+    // The whole run this call writes is checked before any table is touched: it must stay
+    // inside a small root (2^ias) and below 2^oas, so no leaf wraps to physical address 0.
+    const idx = this.#idx(hi, lo, l);
+    const ept = this.#ept;
+    const room = ept - (idx & (ept - 1));
+    const n = Math.min(pgcount, room);
+    if (l === this.#start && idx + n > this.#rootEntries) {
+      throw err(
+        "ERANGE",
+        `${where}: a run of ${n} leaves from index ${idx} passes the end of the ${this.#rootEntries}-entry root (2^ias)`,
+        { parameter: "pgcount", mapped: 0 },
+      );
+    }
+    if (paddr + n * pgsize > this.#paLimit) {
+      throw err(
+        "ERANGE",
+        `${where}: a run of ${n} leaves of ${hexAddr(pgsize, 1)} from paddr ${hexAddr(paddr)} passes the end of the output range (2^${Math.log2(this.#paLimit)}, oas)`,
+        { parameter: "pgcount", mapped: 0 },
+      );
+    }
 
     // Walk to the table at level l, allocating what is missing.
     let table: number;
@@ -486,17 +547,6 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       table = this.#cTable;
     } else {
       table = this.#walkAlloc(hi, lo, l);
-    }
-    const idx = this.#idx(hi, lo, l);
-    const ept = this.#ept;
-    const room = ept - (idx & (ept - 1));
-    const n = Math.min(pgcount, room);
-    if (l === this.#start && idx + n > this.#rootEntries) {
-      throw err(
-        "ERANGE",
-        `a run of ${n} leaves from index ${idx} passes the end of the ${this.#rootEntries}-entry root (2^ias)`,
-        { mapped: 0 },
-      );
     }
     const slot = table + idx * 8;
     const attrLo = this.#attrLo[prot]! | (l === 3 ? 3 : 1);
@@ -624,12 +674,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
         table = this.#decode(dhi, dlo);
       }
     }
-    if (target > this.#start) {
-      this.#cLevel = target;
-      this.#cKeyHi = hi & this.#keyHi[target]!;
-      this.#cKeyLo = lo & this.#keyLo[target]!;
-      this.#cTable = table;
-    }
+    this.#remember(target, hi, lo, table);
     return table;
   }
 
@@ -690,29 +735,17 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     gather?: IommuIotlbGather | null,
   ): number {
     this.#live();
-    let hi: number;
-    let lo: number;
-    if (typeof iova === "number") {
-      hi = (iova / TWO32) >>> 0;
-      lo = iova >>> 0;
-      if (hi * TWO32 + lo !== iova) throw this.#badIova(iova);
-    } else {
-      splitIova(iova, this.#split);
-      hi = this.#split[0]!;
-      lo = this.#split[1]!;
-    }
-    if (!(pgcount >= 0 && Number.isSafeInteger(pgcount)))
-      throw err("EINVAL", `pgcount ${String(pgcount)} must be a whole number`);
-    if (!(pgsize > 0 && Number.isSafeInteger(pgsize)))
-      throw err("EINVAL", `pgsize ${String(pgsize)} must be a positive whole number`);
-    const lg = pgsize <= 0x8000_0000 ? 31 - Math.clz32(pgsize) : 63 - Math.clz32(pgsize / TWO32);
-    const l = this.#levelOf[lg]!;
-    if (l < 0 || this.#block[l] !== pgsize || pgcount === 0 || !this.#inRange(hi, lo)) return 0;
+    const where = "ArmLpaeIoPgtable.unmapPages";
+    checkIova(where, iova, this.#split);
+    const hi = this.#split[0]!;
+    const lo = this.#split[1]!;
+    checkPgsize(where, pgsize);
+    checkPgcount(where, pgcount);
+    checkGather(where, gather);
+    const l = this.#levelFor(pgsize);
+    if (l < 0 || pgcount === 0 || !this.#inRange(hi, lo)) return 0;
     if ((lo & this.#alignLo[l]!) !== 0 || (hi & this.#alignHi[l]!) !== 0) {
-      throw err(
-        "EINVAL",
-        `IOVA ${hexAddr(this.#cbIova(hi, lo))} must be aligned to pgsize ${hexAddr(pgsize, 1)}`,
-      );
+      throw argumentError(where, "iova", `aligned to pgsize ${hexAddr(pgsize, 1)}`, iova);
     }
     const mem = this.#mem;
     let table: number;
@@ -732,12 +765,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
         if ((dlo & 3) === 1) return 0; // a larger block: no splitting in current kernels
         table = this.#decode(dhi, dlo);
       }
-      if (l > this.#start) {
-        this.#cLevel = l;
-        this.#cKeyHi = hi & this.#keyHi[l]!;
-        this.#cKeyLo = lo & this.#keyLo[l]!;
-        this.#cTable = table;
-      }
+      this.#remember(l, hi, lo, table);
     }
     const idx = this.#idx(hi, lo, l);
     const ept = this.#ept;
@@ -788,15 +816,10 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     }
     if (i > 0 && !this.#coherent) this.#cleanRange(slot, i * 8);
     const tlb = this.#tlb;
-    if (gather != null && !gather.queued && tlb?.tlbAddPage !== undefined) {
+    if (gather != null && !gather.queued && tlb.addPage !== null) {
       for (let j = 0; j < i; j++) {
         const off = lo + j * pgsize;
-        tlb.tlbAddPage(
-          gather,
-          this.#cbIova((hi + Math.floor(off / TWO32)) >>> 0, off >>> 0),
-          pgsize,
-          this.#cookie,
-        );
+        tlb.page(gather, this.#cbIova((hi + Math.floor(off / TWO32)) >>> 0, off >>> 0), pgsize);
       }
     }
     return i * pgsize;
@@ -838,17 +861,9 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
 
   #physSlow(iova: IovaArg): PhysAddr {
     this.#live();
-    let hi: number;
-    let lo: number;
-    if (typeof iova === "number") {
-      hi = (iova / TWO32) >>> 0;
-      lo = iova >>> 0;
-      if (hi * TWO32 + lo !== iova) throw this.#badIova(iova);
-    } else {
-      splitIova(iova, this.#split);
-      hi = this.#split[0]!;
-      lo = this.#split[1]!;
-    }
+    checkIova("ArmLpaeIoPgtable.iovaToPhys", iova, this.#split);
+    const hi = this.#split[0]!;
+    const lo = this.#split[1]!;
     const mem = this.#mem;
     let l: number;
     let table: number;
@@ -882,12 +897,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       if (l === 3 || t !== 3) return 0 as PhysAddr;
       table = this.#decode(dhi, dlo);
       l++;
-      if (l > this.#start) {
-        this.#cLevel = l;
-        this.#cKeyHi = hi & this.#keyHi[l]!;
-        this.#cKeyLo = lo & this.#keyLo[l]!;
-        this.#cTable = table;
-      }
+      this.#remember(l, hi, lo, table);
     }
   }
 
@@ -895,12 +905,26 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
 
   mappings(options?: DecodeOptions): IoPgtableMapping[] {
     this.#live();
-    return decodeIoPgtable(this.#mem, this.cfg.format, this.cfg, this.#root, options);
+    return decodeAs(
+      "ArmLpaeIoPgtable.mappings",
+      this.#mem,
+      this.cfg.format,
+      this.cfg,
+      this.#root,
+      options,
+    );
   }
 
   dump(options?: DecodeOptions): string {
     this.#live();
-    return dumpIoPgtable(this.#mem, this.cfg.format, this.cfg, this.#root, options);
+    return dumpAs(
+      "ArmLpaeIoPgtable.dump",
+      this.#mem,
+      this.cfg.format,
+      this.cfg,
+      this.#root,
+      options,
+    );
   }
 
   /**
@@ -911,27 +935,18 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     if (this.#disposed) return;
     this.#disposed = true;
     this.#cLevel = -1;
-    const tlb = this.#tlb;
-    if (tlb?.tlbFlushAll !== undefined) tlb.tlbFlushAll(this.#cookie);
+    this.#tlb.all();
     this.#freeTable(this.#root, this.#start, this.#rootBytes);
   }
 
   // ---- errors ----------------------------------------------------------------------------
 
-  #badIova(iova: number): DevrefError {
-    return err(
-      "EINVAL",
-      `IOVA ${String(iova)} is not a whole number in [0, 2^64): pass an Iova, or a bigint for TTBR1 addresses`,
-      { mapped: 0 },
-    );
-  }
-
   #badPgsize(pgsize: number): DevrefError {
     return err(
       "EINVAL",
-      `pgsize ${String(pgsize)} is not one of the sizes this table maps (narrowed pgsizeBitmap ` +
+      `ArmLpaeIoPgtable.mapPages: pgsize ${String(pgsize)} is not one of the sizes this table maps (narrowed pgsizeBitmap ` +
         `0x${this.cfg.pgsizeBitmap.toString(16)}, levels ${this.#start}–3): pick one size from the bitmap`,
-      { mapped: 0 },
+      { parameter: "pgsize", mapped: 0 },
     );
   }
 

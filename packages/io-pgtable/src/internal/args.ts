@@ -1,8 +1,23 @@
-//! What both table formats check and keep the same way: argument validation, the errors it
-//! raises, and the scratch buffers used for batched descriptor runs.
+//! What both table formats check and keep the same way: argument validation (built on the
+//! shared checkers of @devref/raw-device), the errors it raises, and the scratch buffers used
+//! for batched descriptor runs.
 
-import { DevrefError } from "@devref/raw-device";
+import {
+  argumentError,
+  checkBigintOrNumber,
+  checkBoolean,
+  checkCallback,
+  checkCount,
+  checkInteger,
+  checkObject,
+  checkOneOf,
+  checkSize,
+  DevrefError,
+  type PhysAllocator,
+  type PhysicalMemory,
+} from "@devref/raw-device";
 import { IOMMU_PROT_MASK, IOMMU_READ, IOMMU_WRITE } from "../constants.js";
+import type { IommuFlushOps, IommuIotlbGather, IoPgtableConfig, IovaArg } from "../types.js";
 import { TWO32 } from "./bits.js";
 
 /** The errno codes a page table raises. */
@@ -17,77 +32,179 @@ export function err(
   return new DevrefError(code, message, details === undefined ? {} : { details });
 }
 
+const TWO63 = 2n ** 63n;
+
 /**
- * Splits an address given as a number (below 2^53) or a bigint (taken modulo 2^64) into its
- * high and low 32-bit halves in `out`.
+ * Checks an input address given as a number (a whole number below 2^53) or a bigint (in
+ * [-2^63, 2^64), taken modulo 2^64 so that `-0x1000n` is the last page) and splits it into
+ * its high and low 32-bit halves in `out`.
  *
- * **Errors:** `EINVAL` for a number that is not a whole number below 2^53, or a bigint
- * outside [-2^63, 2^64).
+ * **Errors:** `EINVAL` naming `iova` for anything else.
  */
-export function splitIova(iova: number | bigint, out: Uint32Array): void {
-  if (typeof iova === "number") {
-    const hi = (iova / TWO32) >>> 0;
-    const lo = iova >>> 0;
-    if (hi * TWO32 + lo !== iova) {
-      throw err(
-        "EINVAL",
-        `IOVA ${String(iova)} is not a whole number in [0, 2^64): pass an Iova, or a bigint for addresses above 2^53`,
-        { mapped: 0 },
-      );
-    }
-    out[0] = hi;
-    out[1] = lo;
+export function checkIova(where: string, iova: unknown, out: Uint32Array): void {
+  if (typeof iova === "bigint") {
+    const u = iova < 0n && iova >= -TWO63 ? BigInt.asUintN(64, iova) : iova;
+    checkBigintOrNumber(where, "iova", u, 64);
+    // SAFETY: checkBigintOrNumber returned, so u is a bigint in [0, 2^64).
+    const v = u as bigint;
+    out[0] = Number(v >> 32n);
+    out[1] = Number(v & 0xffff_ffffn);
     return;
   }
-  if (iova < -(2n ** 63n) || iova >= 2n ** 64n) {
-    throw err(
-      "EINVAL",
-      `IOVA ${iova.toString(16)} does not fit 64 bits: pass a value in [-2^63, 2^64)`,
-      {
-        mapped: 0,
-      },
-    );
-  }
-  const u = BigInt.asUintN(64, iova);
-  out[0] = Number(u >> 32n);
-  out[1] = Number(u & 0xffff_ffffn);
+  checkBigintOrNumber(where, "iova", iova, 64);
+  // SAFETY: a number that passed is a whole number in [0, 2^53).
+  const n = iova as number;
+  out[0] = (n / TWO32) >>> 0;
+  out[1] = n >>> 0;
 }
 
 /**
- * Checks a map call's output address and protection: `paddr` a whole number below
- * `paLimit` (2^oas), `prot` only `IOMMU_*` bits and at least READ or WRITE.
- *
- * **Errors:** `ERANGE` for the address, `EINVAL` for the protection.
+ * Checks a map call's output address: a whole number (EINVAL otherwise), in `[0, paLimit)`
+ * (ERANGE otherwise, as the kernel's `paddr >> oas` test).
  */
-export function checkPaddrAndProt(paddr: number, paLimit: number, prot: number): void {
-  const pHi = (paddr / TWO32) >>> 0;
-  if (!(pHi * TWO32 + (paddr >>> 0) === paddr && paddr < paLimit)) {
+export function checkPaddr(where: string, paddr: unknown, paLimit: number): number {
+  const pa = checkInteger(where, "paddr", paddr, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+  if (pa < 0 || pa >= paLimit) {
     throw err(
       "ERANGE",
-      `physical address ${String(paddr)} is not a whole number below 2^${Math.log2(paLimit)} (oas)`,
-      { mapped: 0 },
+      `${where}: paddr ${String(pa)} is outside the output range [0, 2^${Math.log2(paLimit)}) (oas)`,
+      { parameter: "paddr", mapped: 0 },
     );
   }
-  if (prot !== (prot | 0) || (prot & ~IOMMU_PROT_MASK) !== 0) {
-    throw err(
-      "EINVAL",
-      `prot ${String(prot)} has bits outside the IOMMU_* flags (0x${IOMMU_PROT_MASK.toString(16)})`,
-      { mapped: 0 },
-    );
-  }
-  if ((prot & (IOMMU_READ | IOMMU_WRITE)) === 0) {
-    throw err(
-      "EINVAL",
-      `prot 0x${prot.toString(16)} grants neither IOMMU_READ nor IOMMU_WRITE: a mapping needs at least one`,
-      { mapped: 0 },
-    );
-  }
+  return pa;
 }
 
-/** **Errors:** `EINVAL` unless `pgcount` is a whole number ≥ 0. */
-export function checkPgcount(pgcount: number): void {
-  if (!(pgcount >= 0 && Number.isSafeInteger(pgcount))) {
-    throw err("EINVAL", `pgcount ${String(pgcount)} must be a whole number`, { mapped: 0 });
+/**
+ * Checks a map call's protection: only `IOMMU_*` bits, and at least READ or WRITE.
+ *
+ * **Errors:** `EINVAL` naming `prot`.
+ */
+export function checkProt(where: string, prot: unknown): number {
+  const p = checkInteger(where, "prot", prot, 0, IOMMU_PROT_MASK);
+  if ((p & (IOMMU_READ | IOMMU_WRITE)) === 0) {
+    throw err(
+      "EINVAL",
+      `${where}: prot 0x${p.toString(16)} grants neither IOMMU_READ nor IOMMU_WRITE: a mapping needs at least one`,
+      { parameter: "prot", mapped: 0 },
+    );
+  }
+  return p;
+}
+
+/** `pgsize` as a number a table may support: a whole number in [1, 2^52]. */
+export function checkPgsize(where: string, pgsize: unknown): number {
+  return checkSize(where, "pgsize", pgsize);
+}
+
+/**
+ * `pgcount` as a whole number in [0, 2^53): 0 is accepted (the kernel maps nothing and, for
+ * unmap, returns 0); anything larger than a table is clamped to the table, as in the kernel.
+ */
+export function checkPgcount(where: string, pgcount: unknown): number {
+  return checkCount(where, "pgcount", pgcount, 0, Number.MAX_SAFE_INTEGER);
+}
+
+/** A gather is absent (`null`/`undefined`) or an object with a boolean `queued`. */
+export function checkGather(
+  where: string,
+  gather: IommuIotlbGather | null | undefined,
+): IommuIotlbGather | null {
+  if (gather === undefined || gather === null) return null;
+  checkObject(where, "gather", gather);
+  checkBoolean(where, "gather.queued", gather.queued);
+  return gather;
+}
+
+const MEMORY_METHODS = [
+  "read8",
+  "write8",
+  "read32",
+  "write32",
+  "read64Lo",
+  "read64Hi",
+  "write64",
+  "readBytes",
+  "writeBytes",
+  "zero",
+] as const;
+
+/** A {@link PhysicalMemory}: a size and every method of the interface. */
+export function checkMemory(where: string, param: string, memory: PhysicalMemory): PhysicalMemory {
+  checkObject(where, param, memory);
+  checkSize(where, `${param}.size`, memory.size);
+  for (const m of MEMORY_METHODS) checkCallback(where, `${param}.${m}`, memory[m]);
+  return memory;
+}
+
+/** A {@link PhysAllocator}: `alloc`, `free` and a valid `memory`. */
+export function checkAllocator(where: string, allocator: PhysAllocator): PhysAllocator {
+  checkObject(where, "allocator", allocator);
+  checkCallback(where, "allocator.alloc", allocator.alloc);
+  checkCallback(where, "allocator.free", allocator.free);
+  checkMemory(where, "allocator.memory", allocator.memory);
+  return allocator;
+}
+
+const TLB_CALLBACKS = ["tlbFlushAll", "tlbFlushWalk", "tlbAddPage"] as const;
+
+/**
+ * Checks the shape of a caller's configuration before any format looks at it: whole numbers
+ * where numbers are wanted, booleans, callbacks that are functions, a known host page size.
+ *
+ * **Errors:** `EINVAL` naming the field, e.g. `cfg.tlb.tlbAddPage`.
+ */
+export function checkConfig(where: string, cfg: IoPgtableConfig): IoPgtableConfig {
+  checkObject(where, "cfg", cfg);
+  checkInteger(where, "cfg.pgsizeBitmap", cfg.pgsizeBitmap, 1, Number.MAX_SAFE_INTEGER);
+  checkInteger(where, "cfg.ias", cfg.ias, 0, 64);
+  checkInteger(where, "cfg.oas", cfg.oas, 0, 64);
+  if (cfg.quirks !== undefined) checkInteger(where, "cfg.quirks", cfg.quirks, 0, 0x7fff_ffff);
+  if (cfg.coherentWalk !== undefined) checkBoolean(where, "cfg.coherentWalk", cfg.coherentWalk);
+  if (cfg.hostPageSize !== undefined)
+    checkOneOf(where, "cfg.hostPageSize", cfg.hostPageSize, [0x1000, 0x4000, 0x1_0000]);
+  if (cfg.cacheClean !== undefined && cfg.cacheClean !== null)
+    checkCallback(where, "cfg.cacheClean", cfg.cacheClean);
+  const tlb = cfg.tlb;
+  if (tlb !== undefined && tlb !== null) {
+    checkObject(where, "cfg.tlb", tlb);
+    for (const name of TLB_CALLBACKS) {
+      const fn = tlb[name];
+      if (fn !== undefined) checkCallback(where, `cfg.tlb.${name}`, fn);
+    }
+  }
+  return cfg;
+}
+
+/**
+ * The TLB callbacks of a checked configuration, captured once so that a later change to the
+ * caller's object cannot turn a call into a `TypeError`.
+ */
+export class TlbCallbacks {
+  readonly flushAll: ((cookie: unknown) => void) | null;
+  readonly flushWalk: NonNullable<IommuFlushOps["tlbFlushWalk"]> | null;
+  readonly addPage: NonNullable<IommuFlushOps["tlbAddPage"]> | null;
+  private readonly ops: IommuFlushOps | null;
+  private readonly cookie: unknown;
+
+  constructor(cfg: IoPgtableConfig) {
+    const tlb = cfg.tlb ?? null;
+    this.ops = tlb;
+    this.cookie = cfg.cookie;
+    this.flushAll = tlb?.tlbFlushAll ?? null;
+    this.flushWalk = tlb?.tlbFlushWalk ?? null;
+    this.addPage = tlb?.tlbAddPage ?? null;
+  }
+
+  all(): void {
+    if (this.flushAll !== null) this.flushAll.call(this.ops, this.cookie);
+  }
+
+  walk(iova: IovaArg, size: number, granule: number): void {
+    if (this.flushWalk !== null) this.flushWalk.call(this.ops, iova, size, granule, this.cookie);
+  }
+
+  page(gather: IommuIotlbGather | null, iova: IovaArg, granule: number): void {
+    if (this.addPage !== null) this.addPage.call(this.ops, gather, iova, granule, this.cookie);
   }
 }
 
@@ -131,3 +248,6 @@ export class DescriptorScratch {
     return v;
   }
 }
+
+/** `argumentError` re-exported for the package's own checks of the same shape. */
+export { argumentError };

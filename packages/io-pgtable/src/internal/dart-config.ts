@@ -2,7 +2,7 @@
 
 import { DevrefError } from "@devref/raw-device";
 import type { DartGeometry, IoPgtableConfig } from "../types.js";
-import { checkConfigShape } from "./lpae-config.js";
+import { checkConfig } from "./args.js";
 
 /** A DART table shape plus the values written back to the caller. */
 export interface DartSetup {
@@ -24,8 +24,8 @@ function fail(message: string): never {
  * Checks a DART configuration as the kernel's allocation does and derives the shape; throws
  * `EINVAL` wherever the kernel returns null (and for DART2 with 4K pages, see below).
  */
-export function setupDart(dart2: boolean, cfg: IoPgtableConfig): DartSetup {
-  checkConfigShape(cfg);
+export function setupDart(dart2: boolean, cfg: IoPgtableConfig, where: string): DartSetup {
+  checkConfig(where, cfg);
   if (cfg.coherentWalk === false)
     fail("DART tables need coherentWalk true: the format does no cache maintenance");
   if (cfg.oas !== 36 && cfg.oas !== 42)

@@ -11,7 +11,8 @@ import {
   IO_PGTABLE_QUIRK_NO_WARN,
 } from "../constants.js";
 import type { ArmLpaeTcr, ArmLpaeVtcr, IoPgtableConfig, LpaeGeometry } from "../types.js";
-import { and53, bitmapHas, highestBit, isWhole, lowestBit } from "./bits.js";
+import { checkConfig } from "./args.js";
+import { and53, bitmapHas, highestBit, lowestBit } from "./bits.js";
 
 const SZ_4K = 0x1000;
 const SZ_16K = 0x4000;
@@ -58,37 +59,12 @@ function fail(message: string): never {
   throw new DevrefError("EINVAL", message);
 }
 
-/** Checks the shape of a caller's configuration before any format looks at it. */
-export function checkConfigShape(cfg: IoPgtableConfig): void {
-  if (typeof cfg !== "object" || cfg === null) fail("the configuration must be an object");
-  if (!isWhole(cfg.pgsizeBitmap) || cfg.pgsizeBitmap === 0) {
-    fail(
-      `pgsizeBitmap ${String(cfg.pgsizeBitmap)} must be a non-zero whole number below 2^53 ` +
-        "(a set of page sizes, for example 0x40201000 for 4K|2M|1G)",
-    );
-  }
-  if (!isWhole(cfg.ias) || cfg.ias > 64)
-    fail(`ias ${String(cfg.ias)} must be a whole number of bits ≤ 64`);
-  if (!isWhole(cfg.oas) || cfg.oas > 64)
-    fail(`oas ${String(cfg.oas)} must be a whole number of bits ≤ 64`);
-  if (cfg.quirks !== undefined && !(isWhole(cfg.quirks) && cfg.quirks < 2 ** 31)) {
-    fail(`quirks ${String(cfg.quirks)} must be a set of IO_PGTABLE_QUIRK_* bits`);
-  }
-  if (cfg.coherentWalk !== undefined && typeof cfg.coherentWalk !== "boolean") {
-    fail("coherentWalk must be a boolean");
-  }
-  const host = cfg.hostPageSize;
-  if (host !== undefined && host !== SZ_4K && host !== SZ_16K && host !== SZ_64K) {
-    fail(`hostPageSize ${String(host)} must be 4096, 16384 or 65536`);
-  }
-}
-
 /**
  * Normalises an LPAE configuration as the kernel's allocation does and derives the table
  * shape; throws `EINVAL` wherever the kernel's allocation returns null.
  */
-export function setupLpae(stage: 1 | 2, cfg: IoPgtableConfig): LpaeSetup {
-  checkConfigShape(cfg);
+export function setupLpae(stage: 1 | 2, cfg: IoPgtableConfig, where: string): LpaeSetup {
+  checkConfig(where, cfg);
   const quirks = cfg.quirks ?? 0;
   const coherentWalk = cfg.coherentWalk ?? true;
   const allowed = stage === 1 ? S1_QUIRKS : S2_QUIRKS;
@@ -214,4 +190,7 @@ export function setupLpae(stage: 1 | 2, cfg: IoPgtableConfig): LpaeSetup {
 }
 
 /** The S1 MAIR value, sign-extended as the kernel's int arithmetic leaves it. */
-export const LPAE_MAIR = { lo: 0xf404ff44, hi: 0xffffffff } as const;
+export const LPAE_MAIR: { readonly lo: number; readonly hi: number } = Object.freeze({
+  lo: 0xf404ff44,
+  hi: 0xffffffff,
+});
