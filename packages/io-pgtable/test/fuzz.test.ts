@@ -244,7 +244,7 @@ describe("fuzz (a): valid and invalid operations on every format and granule, ag
         { weight: 2, arbitrary: badCommand(sh).map((b) => ({ ok: false as const, b })) },
       );
       fc.assert(
-        fc.property(fc.array(step, { minLength: 1, maxLength: FUZZ_LEN }), (steps) => {
+        fc.property(fc.array(step, { minLength: 15, maxLength: FUZZ_LEN }), (steps) => {
           const m = new ModelTable(sh);
           for (const s of steps) {
             if (s.ok) m.run(s.c);
