@@ -1,0 +1,31 @@
+//! The Apple ASC mailbox, an RTKit firmware framework and the Apple SMC.
+
+export type { CrashlogCorruption } from "./crashlog.js";
+export type { RtkitGarbageMode, SmcFaultMode } from "./faults.js";
+export {
+  CRASHLOG_CORRUPTIONS,
+  type RtkitEndpoint,
+  RtkitFirmware,
+  type RtkitFirmwareState,
+} from "./firmware.js";
+export type {
+  RtkitBufferOption,
+  RtkitFirmwareOptions,
+  RtkitOslogOption,
+} from "./firmware-options.js";
+export {
+  type AscCoprocessor,
+  type AscIrqLines,
+  AscMailbox,
+  type AscMailboxOptions,
+  type AscVariant,
+} from "./mailbox.js";
+export { type AppleSmcParts, type AppleSmcSetup, createAppleSmc } from "./setup.js";
+export { AppleSmc, type AppleSmcOptions } from "./smc.js";
+export {
+  defaultSmcKeys,
+  type SmcKeyDef,
+  smcChargePercent,
+  smcRtcTicks,
+  smcTemperature,
+} from "./smc-keys.js";
