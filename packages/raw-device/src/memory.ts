@@ -33,6 +33,15 @@ export interface PhysicalMemory {
   writeBytes(pa: number, src: Uint8Array): void;
   /** Sets `length` bytes starting at `pa` to zero. */
   zero(pa: number, length: number): void;
+  /**
+   * Optional: the live 32-bit words (1024, little-endian 64-bit values as lo/hi pairs) of the
+   * 4 KiB page holding `pa`, allocating the page if needed. Writes through the view are writes
+   * to memory and every later write to the page shows in it, for as long as the memory lives:
+   * an implementation must never replace or drop the storage of a page it has handed out
+   * (zeroing clears it in place). Page-table code walks and edits tables through these views
+   * instead of calling the methods above; memories without it are used through the methods.
+   */
+  pageWords?(pa: number): Uint32Array;
 }
 
 const PAGE_SHIFT = 12;
@@ -53,6 +62,8 @@ const ZERO_PAGE = new Uint32Array(PAGE_SIZE / 4);
 interface Page {
   readonly words: Uint32Array;
   readonly bytes: Uint8Array;
+  /** Handed out by `pageWords`: zeroed in place, never dropped. */
+  pinned: boolean;
 }
 
 /**
@@ -60,9 +71,12 @@ interface Page {
  * first time it is written, and never-written memory reads as zero without allocating.
  *
  * A small direct-mapped cache of recently used pages keeps repeated accesses to a few
- * pages (a page-table walk, a descriptor ring) off the page map.
+ * pages (a page-table walk, a descriptor ring) off the page map. {@link SparseMemory.pageWords}
+ * hands out a page's storage itself, for code that keeps its own references (page tables).
  *
- * **Invariants:** `pagesAllocated * 4096` bytes are held; zeroing whole pages gives them back.
+ * **Invariants:** `pagesAllocated * 4096` bytes are held; zeroing a whole page gives it back,
+ * unless the page was handed out by `pageWords` (pinned): then it is cleared in place, so
+ * every view stays the page's live storage for the life of the memory.
  *
  * **Errors:** `EFAULT` for addresses that are not whole numbers in `[0, size)`.
  *
@@ -141,7 +155,7 @@ export class SparseMemory implements PhysicalMemory {
     let page = this.#pages.get(base);
     if (page === undefined) {
       const words = new Uint32Array(PAGE_SIZE / 4);
-      page = { words, bytes: new Uint8Array(words.buffer) };
+      page = { words, bytes: new Uint8Array(words.buffer), pinned: false };
       this.#pages.set(base, page);
       // A read may have cached the zero page for this address: point the slot at the new page.
       const slot = (base >>> PAGE_SHIFT) & CACHE_MASK;
@@ -250,7 +264,28 @@ export class SparseMemory implements PhysicalMemory {
     }
   }
 
-  /** Zeroes `length` bytes; whole pages are given back rather than cleared. */
+  /**
+   * The live words of the 4 KiB page holding `pa` (see {@link PhysicalMemory.pageWords}),
+   * allocating it if it was never written. The page is pinned: it stays allocated and keeps
+   * this storage, and zeroing it clears the words in place.
+   *
+   * **Errors:** `EFAULT` for an address outside the memory.
+   *
+   * @example
+   * ```ts
+   * const w = mem.pageWords(0x8000_1000);
+   * w[2] = 0x1234; // the same as mem.write32(0x8000_1008, 0x1234)
+   * ```
+   */
+  pageWords(pa: number): Uint32Array {
+    this.#check(pa, 1);
+    const base = pa - (pa & PAGE_MASK);
+    const page = this.#pageForWrite(base);
+    page.pinned = true;
+    return page.words;
+  }
+
+  /** Zeroes `length` bytes; whole pages are given back rather than cleared, unless pinned. */
   zero(pa: number, length: number): void {
     if (!Number.isSafeInteger(length) || length < 0) {
       throw new DevrefError("EINVAL", `zero length ${String(length)} must be a whole number ≥ 0`);
@@ -264,7 +299,7 @@ export class SparseMemory implements PhysicalMemory {
       const base = at - offset;
       const page = this.#pages.get(base);
       if (page !== undefined) {
-        if (n === PAGE_SIZE) {
+        if (n === PAGE_SIZE && !page.pinned) {
           this.#pages.delete(base);
           const slot = (at >>> PAGE_SHIFT) & CACHE_MASK;
           if (this.#tags[slot] === base) this.#slots[slot] = ZERO_PAGE;
