@@ -3,7 +3,6 @@
 //! The MMIO fabric: device register windows as MmioBackend ports, and the routing of
 //! absolute physical addresses to them (and to memory).
 
-import type { MmioBackend } from "@devref/bus";
 import {
   argumentError,
   DevrefError,
@@ -13,6 +12,16 @@ import {
 } from "@devref/raw-device";
 import type { StepCounter } from "./steps.js";
 import type { Tracer } from "./trace.js";
+
+/**
+ * The hardware side of an MMIO region as the driver-model packages see it (the
+ * `MmioBackend` of `@devref/device-core`): 32-bit accesses by byte offset. Declared here by
+ * shape, so the simulator needs none of those packages and its ports plug straight in.
+ */
+export interface MmioBackend {
+  read32(offset: number): number;
+  write32(offset: number, value: number): void;
+}
 
 /** An access width in bytes. */
 export type MmioWidth = 1 | 2 | 4;
@@ -31,7 +40,7 @@ const MAX_PORT_SIZE = 0x4000_0000;
 const ONES = [0, 0xff, 0xffff, 0, 0xffff_ffff] as const;
 
 /**
- * One MMIO register window of a device model, as the bus package's `MmioBackend`: every
+ * One MMIO register window of a device model, as an {@link MmioBackend}: every
  * access counts one step, is traced, and reads all-ones (writes dropped) once the device
  * is gone.
  *

@@ -15,6 +15,7 @@ export {
 } from "./dma.js";
 export {
   type MemoryMapEntry,
+  type MmioBackend,
   MmioFabric,
   type MmioHandler,
   MmioPort,
@@ -34,6 +35,15 @@ export {
 } from "./faults.js";
 export { InterruptController, type IrqHandler, IrqSource } from "./irq.js";
 export { DeviceModel } from "./model.js";
+export {
+  type ConfigHook,
+  type PciBarDef,
+  PciFunction,
+  type PciFunctionOptions,
+  type PciMsixDef,
+} from "./pci/function.js";
+export { PCI_HOTPLUG, PciHost, type PciHostOptions, type PciSlot } from "./pci/host.js";
+export { ecamOffset, PCI } from "./pci/regs.js";
 export { Prng } from "./random.js";
 export { type RunOptions, Soc, type SocOptions } from "./soc.js";
 export { StepCounter } from "./steps.js";

@@ -1,6 +1,13 @@
-import type { MmioBackend } from "@devref/bus";
 import { describe, expectTypeOf, it } from "vitest";
-import type { EventQueue, FaultSpec, MmioPort, Scheduler, Soc, TraceRecord } from "../src/index.js";
+import type {
+  EventQueue,
+  FaultSpec,
+  MmioBackend,
+  MmioPort,
+  Scheduler,
+  Soc,
+  TraceRecord,
+} from "../src/index.js";
 
 describe("sim type promises", () => {
   it("the event queue is a Scheduler and a port is an MmioBackend", () => {
@@ -10,6 +17,11 @@ describe("sim type promises", () => {
       queue(job: () => void): void;
       setTimeout(fn: () => void, ms: number): unknown;
       clearTimeout(handle: unknown): void;
+    }>();
+    // The driver-model packages' MmioBackend, written out by shape.
+    expectTypeOf<MmioPort>().toMatchTypeOf<{
+      read32(offset: number): number;
+      write32(offset: number, value: number): void;
     }>();
     expectTypeOf<MmioPort>().toMatchTypeOf<MmioBackend>();
   });

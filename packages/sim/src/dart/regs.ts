@@ -6,7 +6,7 @@
 export const DART_PARAMS1 = 0x00;
 export const DART_PARAMS1_PAGE_SHIFT = 24;
 export const DART_PARAMS2 = 0x04;
-export const DART_PARAMS2_BYPASS_SUPPORT = 1 << 0;
+export const DART_PARAMS2_BYPASS_SUPPORT = 0x1;
 
 /** `ERROR.FLAG`: an error is latched (both families). */
 export const DART_ERROR_FLAG = 0x8000_0000;
@@ -14,8 +14,8 @@ export const DART_ERROR_FLAG = 0x8000_0000;
 /** T8020 / T6000 register map. */
 export const DART_T8020 = {
   STREAM_COMMAND: 0x20,
-  STREAM_COMMAND_BUSY: 1 << 2,
-  STREAM_COMMAND_INVALIDATE: 1 << 20,
+  STREAM_COMMAND_BUSY: 0x4,
+  STREAM_COMMAND_INVALIDATE: 0x100000,
   STREAM_SELECT: 0x34,
   ERROR: 0x40,
   ERROR_STREAM_SHIFT: 24,
@@ -24,24 +24,24 @@ export const DART_T8020 = {
   ERROR_ADDR_LO: 0x50,
   ERROR_ADDR_HI: 0x54,
   CONFIG: 0x60,
-  CONFIG_LOCK: 1 << 15,
+  CONFIG_LOCK: 0x8000,
   STREAMS_ENABLE: 0xfc,
   TCR: 0x100,
-  TCR_TRANSLATE_ENABLE: 1 << 7,
-  TCR_BYPASS_DART: 1 << 8,
-  TCR_BYPASS_DAPF: 1 << 12,
+  TCR_TRANSLATE_ENABLE: 0x80,
+  TCR_BYPASS_DART: 0x100,
+  TCR_BYPASS_DAPF: 0x1000,
   TTBR: 0x200,
   TTBR_VALID: 0x8000_0000,
   TTBR_ADDR_MASK: 0x7fff_ffff,
   TTBR_SHIFT: 12,
   /** Error code bits. */
-  ERR_NO_TTBR: 1 << 0,
-  ERR_NO_PMD: 1 << 1,
-  ERR_NO_PTE: 1 << 2,
-  ERR_WRITE_FAULT: 1 << 3,
-  ERR_READ_FAULT: 1 << 4,
+  ERR_NO_TTBR: 0x1,
+  ERR_NO_PMD: 0x2,
+  ERR_NO_PTE: 0x4,
+  ERR_WRITE_FAULT: 0x8,
+  ERR_READ_FAULT: 0x10,
   /** m1n1's name; set only in the model's strict subpage mode. */
-  ERR_SUBPAGE_PROT: 1 << 7,
+  ERR_SUBPAGE_PROT: 0x80,
 } as const;
 
 /** T8110 register map. */
@@ -63,43 +63,43 @@ export const DART_T8110 = {
   ERROR_STREAM_MASK: 0xff,
   ERROR_CODE_MASK: 0x7fff,
   /** m1n1's `SECONDARY`: another fault arrived while one was latched. */
-  ERROR_SECONDARY: 1 << 19,
+  ERROR_SECONDARY: 0x80000,
   ERROR_MASK: 0x104,
   ERROR_ADDR_LO: 0x170,
   ERROR_ADDR_HI: 0x174,
   PROTECT: 0x200,
   UNPROTECT: 0x204,
   PROTECT_LOCK: 0x208,
-  PROTECT_TTBR_TCR: 1 << 0,
+  PROTECT_TTBR_TCR: 0x1,
   ENABLE_STREAMS: 0xc00,
   DISABLE_STREAMS: 0xc20,
   TCR: 0x1000,
-  TCR_TRANSLATE_ENABLE: 1 << 0,
-  TCR_BYPASS_DART: 1 << 1,
-  TCR_BYPASS_DAPF: 1 << 2,
-  TCR_FOUR_LEVEL: 1 << 3,
-  TCR_REMAP_EN: 1 << 7,
+  TCR_TRANSLATE_ENABLE: 0x1,
+  TCR_BYPASS_DART: 0x2,
+  TCR_BYPASS_DAPF: 0x4,
+  TCR_FOUR_LEVEL: 0x8,
+  TCR_REMAP_EN: 0x80,
   TCR_REMAP_MASK: 0xf00,
   TTBR: 0x1400,
-  TTBR_VALID: 1 << 0,
+  TTBR_VALID: 0x1,
   TTBR_ADDR_SHIFT: 2,
   TTBR_ADDR_MASK: 0x0fff_ffff,
   TTBR_SHIFT: 14,
-  ERR_NO_TTBR: 1 << 0,
-  ERR_NO_PGD: 1 << 1,
-  ERR_NO_PMD: 1 << 2,
-  ERR_NO_PTE: 1 << 3,
-  ERR_WRITE_FAULT: 1 << 4,
-  ERR_READ_FAULT: 1 << 5,
+  ERR_NO_TTBR: 0x1,
+  ERR_NO_PGD: 0x2,
+  ERR_NO_PMD: 0x4,
+  ERR_NO_PTE: 0x8,
+  ERR_WRITE_FAULT: 0x10,
+  ERR_READ_FAULT: 0x20,
 } as const;
 
 /** PTE bits of the two formats (specs/io-pgtable.md §3.3). */
 export const DART_PTE = {
-  VALID: 1 << 0,
+  VALID: 0x1,
   /** DART1 */
-  DART1_NO_WRITE: 1 << 7,
-  DART1_NO_READ: 1 << 8,
+  DART1_NO_WRITE: 0x80,
+  DART1_NO_READ: 0x100,
   /** DART2 */
-  DART2_NO_WRITE: 1 << 2,
-  DART2_NO_READ: 1 << 3,
+  DART2_NO_WRITE: 0x4,
+  DART2_NO_READ: 0x8,
 } as const;
