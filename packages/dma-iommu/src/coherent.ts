@@ -19,7 +19,7 @@ import { DMA_BIDIRECTIONAL } from "./constants.js";
 import { iommuDmaMapRange, protOf } from "./dma-iommu.js";
 import { checkDevice } from "./internal/checks.js";
 import { IOMMU_DOMAIN_IDENTITY } from "./iommu.js";
-import { CoherentRegion, coherentRelease, type DeviceDma, dmaOf } from "./mapping.js";
+import { CoherentRegion, coherentRelease, type DmaState, dmaOf } from "./mapping.js";
 
 /** The largest coherent allocation: 1 GiB. */
 const MAX_COHERENT = 2 ** 30;
@@ -69,7 +69,7 @@ export class CoherentAllocation {
   private freedExplicitly = false;
 
   /** @internal Use {@link dmaAllocCoherent}. */
-  constructor(dev: Device<Bound>, d: DeviceDma, region: CoherentRegion) {
+  constructor(dev: Device<Bound>, d: DmaState, region: CoherentRegion) {
     this.dmaAddr = region.dmaAddr;
     this.size = region.size;
     this.device = d.device;
@@ -244,7 +244,7 @@ export function dmaAllocCoherent(dev: Device<Bound>, size: number): CoherentAllo
   if (translated) {
     const cookie = domain.cookie!;
     iovaSize = Math.ceil(block / cookie.granule) * cookie.granule;
-    const iova: Iova = cookie.iovad.tryAllocForDevice(iovaSize, limit, d.policy);
+    const iova: Iova = cookie.iovad.allocForDev(iovaSize, limit, d.policy);
     if (iova === 0) {
       ram.free(phys, block);
       throw new DevrefError(

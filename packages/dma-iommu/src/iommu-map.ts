@@ -30,6 +30,7 @@ import {
   type IommuDomain,
   type IommuDomainOps,
   type IommuFaultHandler,
+  installFaultHandler,
   iommuDomainTypeName,
 } from "./iommu.js";
 
@@ -367,7 +368,7 @@ export function iommuSetFaultHandler(
   const where = "iommu_set_fault_handler";
   checkDomain(where, domain);
   if (handler !== null) checkCallback(where, "handler", handler);
-  domain.setHandler(handler, token);
+  installFaultHandler(domain, handler, token);
 }
 
 /**

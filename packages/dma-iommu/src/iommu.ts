@@ -232,6 +232,7 @@ let clientInternals: {
   putRef(c: IommuClient): void;
 };
 let groupMembers: (g: IommuGroup) => Map<DeviceState, IommuClient>;
+let setDomainHandler: (d: IommuDomain, h: IommuFaultHandler | null, token: unknown) => void;
 let iommuInternals: {
   clients(i: IommuDevice): Map<DeviceState, IommuClient>;
   groups(i: IommuDevice): Map<string | number, IommuGroup>;
@@ -261,8 +262,8 @@ export class IommuDomain {
   cookie: import("./dma-iommu.js").DmaIommuCookie | null = null;
   /** @internal The gather reused by unmaps of this domain. */
   readonly gather: IotlbGather = new IotlbGather(false);
-  private faultHandler: IommuFaultHandler | null = null;
-  private faultToken: unknown = undefined;
+  #faultHandler: IommuFaultHandler | null = null;
+  #faultToken: unknown = undefined;
   /** @internal Groups attached. */
   users = 0;
   /** @internal */
@@ -300,19 +301,30 @@ export class IommuDomain {
   get isDma(): boolean {
     return (this.type & IOMMU_DOMAIN_DMA_API_BIT) !== 0;
   }
-  /** @internal */
+  /** The installed fault handler, or null (`iommuSetFaultHandler`). */
   get handler(): IommuFaultHandler | null {
-    return this.faultHandler;
+    return this.#faultHandler;
   }
-  /** @internal */
+  /** The token given with the handler. */
   get handlerToken(): unknown {
-    return this.faultToken;
+    return this.#faultToken;
   }
-  /** @internal */
-  setHandler(h: IommuFaultHandler | null, token: unknown): void {
-    this.faultHandler = h;
-    this.faultToken = token;
+
+  static {
+    setDomainHandler = (d, h, token) => {
+      d.#faultHandler = h;
+      d.#faultToken = token;
+    };
   }
+}
+
+/** @internal Installs a checked fault handler (see iommuSetFaultHandler). */
+export function installFaultHandler(
+  d: IommuDomain,
+  h: IommuFaultHandler | null,
+  token: unknown,
+): void {
+  setDomainHandler(d, h, token);
 }
 
 /**

@@ -1,7 +1,21 @@
 //! C header: include/linux/iova.h (drivers/iommu/iova.c; the policy of
 //! iommu_dma_alloc_iova in drivers/iommu/dma-iommu.c)
 
-import { DevrefError, formatAddr, type Iova } from "@devref/raw-device";
+import {
+  argumentError,
+  checkBoolean,
+  checkCallback,
+  checkCount,
+  checkInteger,
+  checkObject,
+  checkOneOf,
+  checkSize,
+  checkString,
+  DevrefError,
+  describeValue,
+  formatAddr,
+  type Iova,
+} from "@devref/raw-device";
 import { type DmaLogSink, IOVA_MAG_SIZE, IOVA_RANGE_CACHE_MAX_SIZE } from "./constants.js";
 import { FLAG_CACHED, FLAG_LIVE, FLAG_RESERVED, NIL, RangeList } from "./internal/range-list.js";
 
@@ -105,6 +119,17 @@ function bitsPer(x: number): number {
   return bits;
 }
 
+/** The checks of a caller's {@link IovaDevicePolicy}. */
+function checkPolicy(where: string, policy: IovaDevicePolicy): void {
+  checkObject(where, "policy", policy);
+  if (policy.prefer32 !== undefined) checkBoolean(where, "policy.prefer32", policy.prefer32);
+  if (policy.busDmaLimit !== undefined)
+    checkInteger(where, "policy.busDmaLimit", policy.busDmaLimit, 0, Number.MAX_SAFE_INTEGER);
+  if (policy.apertureEnd !== undefined)
+    checkInteger(where, "policy.apertureEnd", policy.apertureEnd, 0, Number.MAX_SAFE_INTEGER);
+  if (policy.device !== undefined) checkString(where, "policy.device", policy.device);
+}
+
 function hex(n: number): string {
   return `0x${n.toString(16)}`;
 }
@@ -186,24 +211,39 @@ export class IovaDomain {
    * or `startPfn` is not a whole number in 1 … {@link IOVA_MAX_PFN}.
    */
   constructor(granule: number, startPfn: number, options: IovaDomainOptions = {}) {
-    const pageSize = options.pageSize ?? 4096;
-    if (!SUPPORTED_PAGE_SIZES.includes(pageSize)) {
-      throw new DevrefError(
-        "EINVAL",
-        `page size ${String(pageSize)} is not one the kernel builds with: use 4096, 16384 or 65536`,
-      );
-    }
+    const where = "new IovaDomain";
+    checkObject(where, "options", options);
+    const pageSize =
+      options.pageSize === undefined
+        ? 4096
+        : checkOneOf(
+            where,
+            "options.pageSize (the CPU page size)",
+            options.pageSize,
+            SUPPORTED_PAGE_SIZES,
+          );
+    if (options.log !== undefined) checkCallback(where, "options.log", options.log);
     if (!isPowerOfTwo(granule) || granule > pageSize) {
-      throw new DevrefError(
-        "EINVAL",
-        `IOVA granule ${String(granule)} must be a power of two no larger than the page size ` +
-          `(${pageSize}): use the IOMMU's smallest page size`,
+      throw argumentError(
+        where,
+        "granule",
+        `a power of two no larger than the page size (${pageSize}): use the IOMMU's smallest page size`,
+        granule,
       );
     }
-    if (!Number.isSafeInteger(startPfn) || startPfn < 1 || startPfn > IOVA_MAX_PFN) {
-      throw new DevrefError(
-        "EINVAL",
-        `start pfn ${String(startPfn)} must be a whole number ≥ 1 (IOVA 0 is never handed out)`,
+    if (
+      !(
+        typeof startPfn === "number" &&
+        Number.isSafeInteger(startPfn) &&
+        startPfn >= 1 &&
+        startPfn <= IOVA_MAX_PFN
+      )
+    ) {
+      throw argumentError(
+        where,
+        "startPfn",
+        `a whole number ≥ 1 (IOVA 0 is never handed out) and ≤ ${hex(IOVA_MAX_PFN)}`,
+        startPfn,
       );
     }
     this.granule = granule;
@@ -252,6 +292,7 @@ export class IovaDomain {
    */
   allocIova(size: number, limitPfn: number, sizeAligned: boolean): number {
     this.checkAlloc(size, limitPfn, "alloc_iova");
+    checkBoolean("alloc_iova", "sizeAligned", sizeAligned);
     const node = this.allocRange(size, limitPfn + 1, sizeAligned);
     return node === NIL ? 0 : this.tree.lo[node]!;
   }
@@ -259,9 +300,13 @@ export class IovaDomain {
   /**
    * `find_iova`: the range containing `pfn`.
    *
+   * **Errors:** `EINVAL` if `pfn` is not a number; a number that is no pfn (negative,
+   * fractional, too large) is simply in no range.
+   *
    * @returns the range, or `undefined` if `pfn` is free.
    */
   findIova(pfn: number): IovaRange | undefined {
+    if (typeof pfn !== "number") throw argumentError("find_iova", "pfn", "a number", pfn);
     if (!Number.isSafeInteger(pfn) || pfn < 0 || pfn > IOVA_MAX_PFN) return undefined;
     const node = this.tree.findContaining(pfn);
     if (node === NIL) return undefined;
@@ -283,6 +328,7 @@ export class IovaDomain {
    * is reserved. Nothing changes then.
    */
   freeIova(pfn: number): void {
+    checkInteger("free_iova", "pfn", pfn, 0, IOVA_MAX_PFN);
     const node = this.lookup(pfn);
     this.checkFreeable(node, pfn, "free_iova");
     this.freeNode(node);
@@ -298,19 +344,8 @@ export class IovaDomain {
    * @returns the range that now covers `pfnHi`.
    */
   reserveIova(pfnLo: number, pfnHi: number): IovaRange {
-    if (
-      !Number.isSafeInteger(pfnLo) ||
-      !Number.isSafeInteger(pfnHi) ||
-      pfnLo < 0 ||
-      pfnLo > pfnHi ||
-      pfnHi > IOVA_MAX_PFN
-    ) {
-      throw new DevrefError(
-        "EINVAL",
-        `reserve_iova [${String(pfnLo)}, ${String(pfnHi)}]: pfns must be whole numbers with ` +
-          `lo ≤ hi ≤ ${hex(IOVA_MAX_PFN)}`,
-      );
-    }
+    checkInteger("reserve_iova", "pfnLo", pfnLo, 0, IOVA_MAX_PFN);
+    checkInteger("reserve_iova", "pfnHi", pfnHi, pfnLo, IOVA_MAX_PFN);
     const t = this.tree;
     // The kernel scans from rb_first; ranges that end below pfnLo cannot overlap, so
     // starting at the first one that might gives the same result in O(log n).
@@ -363,6 +398,7 @@ export class IovaDomain {
    */
   allocIovaFast(size: number, limitPfn: number, flushRcache: boolean): number {
     this.checkAlloc(size, limitPfn, "alloc_iova_fast");
+    checkBoolean("alloc_iova_fast", "flushRcache", flushRcache);
     if (size < RCACHE_ROUND_LIMIT) size = roundupPow2(size);
     const cls = orderBase2(size);
     if (cls < IOVA_RANGE_CACHE_MAX_SIZE) {
@@ -388,6 +424,10 @@ export class IovaDomain {
    * is already freed (cached) or reserved, or if `size` does not match the range.
    */
   freeIovaFast(pfn: number, size: number): void {
+    if (!(Number.isSafeInteger(pfn) && pfn >= 0 && Number.isSafeInteger(size) && size >= 1)) {
+      checkInteger("free_iova_fast", "pfn", pfn, 0, IOVA_MAX_PFN);
+      checkCount("free_iova_fast", "size", size, 1, IOVA_MAX_PFN);
+    }
     const t = this.tree;
     const node = this.lookup(pfn);
     this.checkFreeable(node, pfn, "free_iova_fast");
@@ -395,7 +435,7 @@ export class IovaDomain {
     if (t.lo[node] !== pfn || !this.sizeMatches(size, rangeSize)) {
       throw new DevrefError(
         "EINVAL",
-        `free_iova_fast(${hex(pfn)}, ${String(size)}): the range there is ` +
+        `free_iova_fast(${hex(pfn)}, ${describeValue(size)}): the range there is ` +
           `[${hex(t.lo[node]!)}, ${hex(t.hi[node]!)}] (${rangeSize} pfns): pass the start pfn ` +
           "and the size that was allocated",
       );
@@ -481,7 +521,11 @@ export class IovaDomain {
    * ```
    */
   allocForDevice(size: number, dmaLimit: number, policy: IovaDevicePolicy = {}): Iova {
-    const iova = this.tryAllocForDevice(size, dmaLimit, policy);
+    const where = "IovaDomain.allocForDevice";
+    checkSize(where, "size", size, 1, Number.MAX_SAFE_INTEGER);
+    checkInteger(where, "dmaLimit", dmaLimit, 1, Number.MAX_SAFE_INTEGER);
+    checkPolicy(where, policy);
+    const iova = this.allocForDev(size, dmaLimit, policy);
     if (iova === 0) {
       const granules = Math.ceil(size / this.granule);
       const limit = this.effectiveLimit(dmaLimit, policy);
@@ -514,9 +558,18 @@ export class IovaDomain {
    * **Errors:** `EINVAL` for a size or limit that is not a positive whole number.
    */
   tryAllocForDevice(size: number, dmaLimit: number, policy: IovaDevicePolicy = {}): Iova {
-    if (!Number.isSafeInteger(size) || size < 1) {
-      throw new DevrefError("EINVAL", `IOVA size ${String(size)} must be a whole number ≥ 1`);
-    }
+    const where = "IovaDomain.tryAllocForDevice";
+    checkSize(where, "size", size, 1, Number.MAX_SAFE_INTEGER);
+    checkInteger(where, "dmaLimit", dmaLimit, 1, Number.MAX_SAFE_INTEGER);
+    checkPolicy(where, policy);
+    return this.allocForDev(size, dmaLimit, policy);
+  }
+
+  /**
+   * @internal {@link tryAllocForDevice} for dma-iommu's map paths, whose size, limit and
+   * policy object are built by the package itself (no checks on the hot path).
+   */
+  allocForDev(size: number, dmaLimit: number, policy: IovaDevicePolicy): Iova {
     const limit = this.effectiveLimit(dmaLimit, policy);
     const len = Math.ceil(size / this.granule);
     let pfn = 0;
@@ -565,26 +618,11 @@ export class IovaDomain {
   // Internals
 
   private checkAlloc(size: number, limitPfn: number, what: string): void {
-    if (
-      !(size >= 1 && size <= IOVA_MAX_PFN && Math.floor(size) === size) ||
-      !(limitPfn >= 0 && limitPfn <= IOVA_MAX_PFN && Math.floor(limitPfn) === limitPfn)
-    ) {
-      throw new DevrefError(
-        "EINVAL",
-        `${what}(size ${String(size)}, limit pfn ${String(limitPfn)}): both must be whole ` +
-          `numbers, size ≥ 1, limit ≤ ${hex(IOVA_MAX_PFN)}`,
-      );
-    }
+    checkCount(what, "size", size, 1, IOVA_MAX_PFN);
+    checkInteger(what, "limitPfn", limitPfn, 0, IOVA_MAX_PFN);
   }
 
   private effectiveLimit(dmaLimit: number, policy: IovaDevicePolicy): number {
-    if (!Number.isSafeInteger(dmaLimit) || dmaLimit < 1) {
-      throw new DevrefError(
-        "EINVAL",
-        `DMA limit ${String(dmaLimit)} must be a whole number ≥ 1 (an inclusive mask such as ` +
-          "dmaBitMask(32))",
-      );
-    }
     let limit = dmaLimit;
     const bus = policy.busDmaLimit;
     if (bus !== undefined && bus !== 0 && bus < limit) limit = bus;
@@ -603,7 +641,7 @@ export class IovaDomain {
     if (node === NIL || node === this.anchor) {
       throw new DevrefError(
         "EINVAL",
-        `${what}: pfn ${Number.isSafeInteger(pfn) ? hex(pfn) : String(pfn)} is not in any ` +
+        `${what}: pfn ${Number.isSafeInteger(pfn) ? hex(pfn) : describeValue(pfn)} is not in any ` +
           "allocated IOVA range: it was never allocated, or it was already freed",
       );
     }

@@ -37,7 +37,7 @@ import {
   setClientGoneHook,
 } from "./iommu.js";
 import type { IovaDevicePolicy } from "./iova.js";
-import { type DmaMemoryUser, DmaSystem } from "./system.js";
+import { type DmaMemoryUser, DmaSystem, dmaMemoryUsers } from "./system.js";
 
 /**
  * `DMA_MAPPING_ERROR`: what a failed map returns. The kernel uses all ones (`~0`), which a
@@ -117,31 +117,27 @@ export class CoherentRegion {
   }
 }
 
-let dmaInternals: {
-  state(d: DeviceDma): DeviceState;
-  setClient(d: DeviceDma, c: IommuClient | null): void;
-};
-
 /** @internal The device object behind a DMA state (the package's business only). */
-export function dmaDeviceState(d: DeviceDma): DeviceState {
-  return dmaInternals.state(d);
+export function dmaDeviceState(d: DmaState): DeviceState {
+  return d.st;
 }
 
 /**
- * The per-device DMA state: which implementation serves the device (dma-direct or
- * iommu-dma), the live mappings and allocations of the current binding, and the last
- * mapping error. Stored in the device's `dmaOps` slot, so `dev.dmaOps.name` says which. Only
- * {@link dmaConfigure} creates it; it holds no reference a caller could put.
+ * @internal The per-device DMA state behind a {@link DeviceDma}: the live mappings and
+ * allocations of the current binding, and the bookkeeping the map paths use. Never handed
+ * out: callers see the {@link DeviceDma} facade.
  *
  * **Invariants:** exists from `dmaConfigure` (in probe) to the end of that binding;
  * `liveCount` is the number of tracked streaming mappings plus coherent buffers.
  */
-export class DeviceDma implements DmaMemoryUser {
+export class DmaState implements DmaMemoryUser {
   readonly system: DmaSystem;
   /** The device's name. */
   readonly device: string;
-  readonly #st: DeviceState;
-  #client: IommuClient | null;
+  readonly st: DeviceState;
+  client: IommuClient | null;
+  /** What callers see. */
+  readonly facade: DeviceDma;
   /** @internal dma-iommu's IOVA policy for this device (`prefer32` is cleared on a miss). */
   policy: IovaDevicePolicy;
   /** Bounce every dma-direct mapping (`is_swiotlb_force_bounce`). */
@@ -172,8 +168,8 @@ export class DeviceDma implements DmaMemoryUser {
   constructor(system: DmaSystem, st: DeviceState, forceBounce: boolean) {
     this.system = system;
     this.device = st.name;
-    this.#st = st;
-    this.#client = null;
+    this.st = st;
+    this.client = null;
     this.policy = {
       device: st.name,
       prefer32: false,
@@ -181,22 +177,23 @@ export class DeviceDma implements DmaMemoryUser {
       apertureEnd: Number.MAX_SAFE_INTEGER,
     };
     this.forceBounce = forceBounce;
+    this.facade = new DeviceDma(this);
   }
 
   /** The IOMMU data when the device sits behind one. */
   get iommuClient(): IommuClient | null {
-    return this.#client;
+    return this.client;
   }
 
   /** `"iommu-dma"` behind an IOMMU with a DMA domain, else `"dma-direct"`. */
   get name(): string {
-    const dom = this.#client?.group.domain ?? null;
+    const dom = this.client?.group.domain ?? null;
     return dom !== null && dom.cookie !== null ? "iommu-dma" : "dma-direct";
   }
 
   /** @internal The streaming mask's inclusive limit, cached per mask width. */
   streamingLimit(): number {
-    const bits = this.#st.dmaMaskBits ?? 32;
+    const bits = this.st.dmaMaskBits ?? 32;
     if (bits !== this.limitBits) {
       this.limitBits = bits;
       this.limitValue = maskLimit(bits);
@@ -361,23 +358,13 @@ export class DeviceDma implements DmaMemoryUser {
     return out.sort((a, b) => a.seq - b.seq);
   }
 
-  /**
-   * The kernel's `dma_cleanup` step of unbinding, for the bus to call after `remove()` (or
-   * a failed or aborted probe) and **before** the driver's devres actions run: streaming
-   * mappings the driver leaked are torn down now, so that no devres action can free a
-   * buffer the device can still reach. They are reported when the binding's DMA state goes
-   * (see {@link DmaSystem.leakReports}). Coherent buffers stay: they are devres resources
-   * and go in their own order. Calling it again, or after the binding ended, does nothing.
-   *
-   * **Errors:** none; a teardown the IOMMU driver fails is logged, and the mapping stays
-   * listed so the end of the binding tries again.
-   */
+  /** See {@link DeviceDma.cleanup}. */
   cleanup(): void {
     if (this.dead || this.liveCount === this.coherent.size) return;
     for (const e of this.allEntries()) releaseLeaked(this, e, "a leaked mapping");
   }
 
-  /** @internal See {@link DmaMemoryUser}. */
+  /** See {@link DmaMemoryUser}. */
   dropMappingsOf(pa: number, size: number): void {
     if (this.dead || this.liveCount === this.coherent.size) return;
     const hit: MapEntry[] = [];
@@ -386,7 +373,7 @@ export class DeviceDma implements DmaMemoryUser {
       emit(
         "err",
         this.device,
-        this.#st.driverString(),
+        this.st.driverString(),
         `DMA-API: device driver frees memory [${formatAddr(pa, 1)}+${size}] that is still mapped for DMA ` +
           `[device address=${formatAddr(e.addr, 1)}] [size=${e.size} bytes] [${dmaDirectionName(e.dir)}]: ` +
           "the mapping is torn down first; unmap before freeing",
@@ -401,15 +388,94 @@ export class DeviceDma implements DmaMemoryUser {
       }
     }
   }
+}
+
+let facadeState: (f: DeviceDma) => DmaState;
+
+/**
+ * A device's DMA configuration as callers see it (stored in the device's `dmaOps` slot, so
+ * `dev.dmaOps.name` says which implementation serves it): dma-direct or iommu-dma, what is
+ * live, the last mapping error, and the `dma_cleanup` step for buses. Only
+ * {@link dmaConfigure} creates one; it holds no reference and no method that could change
+ * the DMA state behind the API's back.
+ *
+ * **Invariants:** describes one binding; after the binding ends it reads as empty.
+ *
+ * **Errors:** none.
+ *
+ * @example
+ * ```ts
+ * const d = dmaConfigure(system, dev);
+ * d.name; // "iommu-dma" behind an IOMMU with a DMA domain
+ * ```
+ */
+export class DeviceDma {
+  readonly #s: DmaState;
+
+  /** @internal Made with its {@link DmaState}. */
+  constructor(s: DmaState) {
+    this.#s = s;
+  }
+
+  /** `"iommu-dma"` behind an IOMMU with a DMA domain, else `"dma-direct"`. */
+  get name(): string {
+    return this.#s.name;
+  }
+  /** The DMA system the device joined. */
+  get system(): DmaSystem {
+    return this.#s.system;
+  }
+  /** The device's name. */
+  get device(): string {
+    return this.#s.device;
+  }
+  /** The IOMMU data when the device sits behind one. */
+  get iommuClient(): IommuClient | null {
+    return this.#s.client;
+  }
+  /** Streaming mappings plus coherent buffers that are live. */
+  get liveCount(): number {
+    return this.#s.liveCount;
+  }
+  /** The error behind the last `DMA_MAPPING_ERROR`, with the kernel's message and the fix. */
+  get lastError(): DevrefError | null {
+    return this.#s.lastError;
+  }
+  /** Whether every dma-direct mapping bounces (`is_swiotlb_force_bounce`). */
+  get forceBounce(): boolean {
+    return this.#s.forceBounce;
+  }
+  /** Coherent buffers freed by devres at the end of the binding. */
+  get coherentFreedAtUnbind(): number {
+    return this.#s.coherentFreedAtUnbind;
+  }
+
+  /**
+   * The kernel's `dma_cleanup` step of unbinding, for the bus to call after `remove()` (or
+   * a failed or aborted probe) and **before** the driver's devres actions run: streaming
+   * mappings the driver leaked are torn down now, so that no devres action can free a
+   * buffer the device can still reach. They are reported when the binding's DMA state goes
+   * (see {@link DmaSystem.leakReports}). Coherent buffers stay: they are devres resources
+   * and go in their own order. Calling it again, or after the binding ended, does nothing.
+   *
+   * **Errors:** none; a teardown the IOMMU driver fails is logged, and the mapping stays
+   * listed so the end of the binding tries again.
+   */
+  cleanup(): void {
+    this.#s.cleanup();
+  }
 
   static {
-    dmaInternals = {
-      state: (d) => d.#st,
-      setClient: (d, c) => {
-        d.#client = c;
-      },
-    };
+    facadeState = (f) => f.#s;
   }
+}
+
+/** @internal The live DMA state of a device object, or null. */
+export function liveDmaState(st: DeviceState): DmaState | null {
+  const f = st.dmaOps;
+  if (!(f instanceof DeviceDma)) return null;
+  const s = facadeState(f);
+  return s.dead ? null : s;
 }
 
 function entryOverlaps(e: MapEntry, pa: number, size: number): boolean {
@@ -427,7 +493,7 @@ function entryOverlaps(e: MapEntry, pa: number, size: number): boolean {
  * records it for the unbind report and unlinks it. Returns false, with the mapping still
  * listed, if the IOMMU driver failed.
  */
-function releaseLeaked(d: DeviceDma, e: MapEntry, what: string): boolean {
+function releaseLeaked(d: DmaState, e: MapEntry, what: string): boolean {
   try {
     unmapEntry(d, e, DMA_ATTR_SKIP_CPU_SYNC);
   } catch (err) {
@@ -447,7 +513,7 @@ function releaseLeaked(d: DeviceDma, e: MapEntry, what: string): boolean {
  * IOVA freed or queued. Throws, having changed nothing the entry tracks, if the IOMMU
  * driver fails.
  */
-export function unmapEntry(d: DeviceDma, e: MapEntry, attrs: number): void {
+export function unmapEntry(d: DmaState, e: MapEntry, attrs: number): void {
   if (e.via === VIA_BOUNCE) {
     // SAFETY: the bounce address and parameters were recorded at map time.
     d.system.swiotlb.unmap(e.addr as PhysAddr, e.size, e.dir as DmaDirection, attrs);
@@ -459,14 +525,14 @@ export function unmapEntry(d: DeviceDma, e: MapEntry, attrs: number): void {
 
 setClientGoneHook((client) => {
   const st = clientStateOf(client);
-  const d = st.dmaOps;
-  if (d instanceof DeviceDma && d.iommuClient === client) {
+  const d = liveDmaState(st);
+  if (d !== null && d.client === client) {
     // The domain is about to be freed with the IOMMU: mappings through it are gone too.
     for (const e of d.allEntries()) {
       if (e.via === VIA_IOMMU) e.domain = null;
     }
     d.iommuLost = true;
-    dmaInternals.setClient(d, null);
+    d.client = null;
     st.iommu = null;
   }
 });
@@ -549,15 +615,15 @@ export function dmaConfigure(
   checkInstance(where, "system", system, DmaSystem);
   const st = deviceStateOf(checkDevice(where, dev));
   checkConfigureOptions(where, options);
-  const cur = st.dmaOps;
-  if (cur instanceof DeviceDma && !cur.dead) {
+  const cur = liveDmaState(st);
+  if (cur !== null) {
     if (cur.system !== system) {
       throw new DevrefError(
         "EINVAL",
         `device '${st.name}' is already configured for another DMA system`,
       );
     }
-    return cur;
+    return cur.facade;
   }
   const ref = iommuRefOf(st);
   let iommu = null;
@@ -571,10 +637,10 @@ export function dmaConfigure(
       );
     }
   }
-  const d = new DeviceDma(system, st, options.forceBounce ?? system.swiotlbForce);
+  const d = new DmaState(system, st, options.forceBounce ?? system.swiotlbForce);
   if (iommu !== null && ref !== null) {
     const client = iommuProbeClient(iommu, st, ref.ids);
-    dmaInternals.setClient(d, client);
+    d.client = client;
     const dom = client?.group.defaultDomain ?? null;
     // One object shape for every device (an unforced aperture is "no limit"), so the IOVA
     // allocator's reads of it stay monomorphic.
@@ -588,16 +654,15 @@ export function dmaConfigure(
   try {
     dev.devmAddAction(() => dmaUnbind(d), "dma");
   } catch (e) {
-    if (d.iommuClient !== null) iommuReleaseClient(d.iommuClient);
+    if (d.client !== null) iommuReleaseClient(d.client);
     throw e;
   }
   if (st.dmaMaskBits === null) st.dmaMaskBits = 32;
   if (st.coherentDmaMaskBits === null) st.coherentDmaMaskBits = 32;
-  st.dmaOps = d;
-  system.users.add(d);
-  if (d.iommuClient !== null)
-    st.iommu = { iommu: d.iommuClient.iommu.name, ids: d.iommuClient.ids };
-  return d;
+  st.dmaOps = d.facade;
+  dmaMemoryUsers(system).add(d);
+  if (d.client !== null) st.iommu = { iommu: d.client.iommu.name, ids: d.client.ids };
+  return d.facade;
 }
 
 /**
@@ -640,10 +705,10 @@ export function dmaConfigureDevice(
  * @internal The device's DMA state; throws when `dmaConfigure` was not called in this
  * binding. `dev` must have been checked to be a device.
  */
-export function dmaOf(dev: Device): DeviceDma {
+export function dmaOf(dev: Device): DmaState {
   const st = deviceStateOf(dev);
-  const d = st.dmaOps;
-  if (d instanceof DeviceDma && !d.dead) return d;
+  const d = liveDmaState(st);
+  if (d !== null) return d;
   throw new DevrefError(
     "EINVAL",
     `device '${st.name}' has no DMA configuration: call dmaConfigure(system, dev) at the start ` +
@@ -657,8 +722,7 @@ export function dmaOf(dev: Device): DeviceDma {
  * **Errors:** `EINVAL` for a non-device; `ENODEV` for a revoked handle.
  */
 export function dmaStateOf(dev: Device): DeviceDma | null {
-  const d = deviceStateOf(checkDevice("dmaStateOf", dev)).dmaOps;
-  return d instanceof DeviceDma && !d.dead ? d : null;
+  return liveDmaState(deviceStateOf(checkDevice("dmaStateOf", dev)))?.facade ?? null;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -669,7 +733,7 @@ export function maskLimit(bits: number): number {
   return bits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** bits - 1;
 }
 
-function checkMaskChange(dev: Device<Core>, bits: number, what: string): DeviceDma {
+function checkMaskChange(dev: Device<Core>, bits: number, what: string): DmaState {
   const d = dmaOf(checkDevice(what, dev));
   checkInteger(what, "bits", bits, 1, 64);
   if (d.liveCount > 0) {
@@ -749,11 +813,10 @@ function entryOf(e: MapEntry): DmaAuditEntry {
  */
 export function dmaDeviceAudit(dev: Device): DmaDeviceAudit {
   const st = deviceStateOf(checkDevice("dmaDeviceAudit", dev));
-  const d = st.dmaOps instanceof DeviceDma && !st.dmaOps.dead ? st.dmaOps : null;
-  return auditOf(st, d);
+  return auditOf(st, liveDmaState(st));
 }
 
-function auditOf(st: DeviceState, d: DeviceDma | null): DmaDeviceAudit {
+function auditOf(st: DeviceState, d: DmaState | null): DmaDeviceAudit {
   if (d === null) {
     return {
       device: st.name,
@@ -804,7 +867,7 @@ function auditOf(st: DeviceState, d: DeviceDma | null): DmaDeviceAudit {
  * unmap fails, nothing changes (the region stays listed, its memory allocated, and the end
  * of the binding tries again) and the error is rethrown.
  */
-export function coherentRelease(d: DeviceDma, c: CoherentRegion): void {
+export function coherentRelease(d: DmaState, c: CoherentRegion): void {
   if (!d.coherent.has(c)) return;
   // SAFETY: the IOVA this region was mapped at.
   if (c.domain !== null && !c.domain.freed)
@@ -831,16 +894,16 @@ function step(st: DeviceState, what: string, fn: () => void): void {
  * before it fails; memory still mapped through an IOMMU that refused to unmap it is freed
  * only once the domain that mapped it is gone.
  */
-function dmaUnbind(d: DeviceDma): void {
+function dmaUnbind(d: DmaState): void {
   if (d.dead) return;
   const st = dmaDeviceState(d);
   const audit = auditOf(st, d);
   d.cleanup();
   for (const c of [...d.coherent])
     step(st, "freeing a coherent buffer", () => coherentRelease(d, c));
-  const client = d.iommuClient;
+  const client = d.client;
   d.dead = true;
-  d.system.users.delete(d);
+  dmaMemoryUsers(d.system).delete(d);
   if (client !== null) {
     step(st, "flushing the IOTLB", () => client.group.domain?.cookie?.fq?.flush());
     step(st, "releasing the device from its IOMMU", () => iommuReleaseClient(client));
@@ -860,7 +923,7 @@ function dmaUnbind(d: DeviceDma): void {
       );
     }
   }
-  if (st.dmaOps === d) st.dmaOps = null;
+  if (st.dmaOps === d.facade) st.dmaOps = null;
   st.iommu = null;
   const leaked = d.pendingLeaks.slice();
   d.pendingLeaks.length = 0;

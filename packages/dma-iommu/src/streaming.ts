@@ -28,9 +28,9 @@ import { checkAttrs, checkDevice, checkDmaHandle, checkMapDirection } from "./in
 import { IOMMU_DOMAIN_IDENTITY, type IommuDomain } from "./iommu.js";
 import { checkPaging, mapRange, unmapAndSync } from "./iommu-map.js";
 import {
-  type DeviceDma,
   DMA_DEFAULT_MAX_SEG_SIZE,
   DMA_MAPPING_ERROR,
+  type DmaState,
   dmaDeviceState,
   dmaOf,
   KIND_SG,
@@ -46,7 +46,7 @@ import {
 // Streaming maps (§4, §5).
 
 /** Checks a buffer against physical memory (EFAULT: the kernel would fault on it). */
-function checkBuffer(d: DeviceDma, pa: number, size: number, what: string): void {
+function checkBuffer(d: DmaState, pa: number, size: number, what: string): void {
   if (pa + size > d.system.memory.size) {
     throw new DevrefError(
       "EFAULT",
@@ -55,7 +55,7 @@ function checkBuffer(d: DeviceDma, pa: number, size: number, what: string): void
   }
 }
 
-function mapError(d: DeviceDma, err: DevrefError, attrs: number): DmaAddr {
+function mapError(d: DmaState, err: DevrefError, attrs: number): DmaAddr {
   d.lastError = err;
   if ((attrs & DMA_ATTR_NO_WARN) === 0) {
     emit("warn", d.device, dmaDeviceState(d).driverString(), err.message);
@@ -65,7 +65,7 @@ function mapError(d: DeviceDma, err: DevrefError, attrs: number): DmaAddr {
 
 /** dma_direct_map_phys: direct if the device can reach the buffer, else bounce. */
 function directMap(
-  d: DeviceDma,
+  d: DmaState,
   pa: number,
   size: number,
   dir: number,
@@ -120,7 +120,7 @@ function directMap(
 
 /** iommu_dma_map_page: allocate an IOVA under the mask and map the granules. */
 function iommuDmaMap(
-  d: DeviceDma,
+  d: DmaState,
   domain: IommuDomain,
   pa: number,
   size: number,
@@ -133,7 +133,7 @@ function iommuDmaMap(
   const off = (pa >>> 0) & (granule - 1);
   const len = Math.ceil((off + size) / granule) * granule;
   const limit = d.streamingLimit();
-  const iova = cookie.iovad.tryAllocForDevice(len, limit, d.policy);
+  const iova = cookie.iovad.allocForDev(len, limit, d.policy);
   if (iova === 0) {
     return mapError(d, iovaExhausted(d, len, limit), attrs);
   }
@@ -151,7 +151,7 @@ function iommuDmaMap(
   return iova + off;
 }
 
-function iovaExhausted(d: DeviceDma, len: number, limit: number): DevrefError {
+function iovaExhausted(d: DmaState, len: number, limit: number): DevrefError {
   const s = d.iommuClient!.group.domain!.cookie!.iovad.stats();
   return new DevrefError(
     "ENOMEM",
@@ -161,7 +161,7 @@ function iovaExhausted(d: DeviceDma, len: number, limit: number): DevrefError {
   );
 }
 
-function noTranslation(d: DeviceDma, attrs: number): DmaAddr {
+function noTranslation(d: DmaState, attrs: number): DmaAddr {
   const dom = d.iommuClient?.group.domain ?? null;
   return mapError(
     d,
@@ -178,7 +178,7 @@ function noTranslation(d: DeviceDma, attrs: number): DmaAddr {
 
 /** Dispatches one buffer to dma-direct or iommu-dma; returns the address or -1. */
 function mapOne(
-  d: DeviceDma,
+  d: DmaState,
   pa: number,
   size: number,
   dir: number,
@@ -294,7 +294,7 @@ export function dmaUnmapSingle(
   d.recycle(e);
 }
 
-function usesBounce(d: DeviceDma, addr: number): boolean {
+function usesBounce(d: DmaState, addr: number): boolean {
   // dma-direct's is_swiotlb_buffer; iommu-dma bounces nothing here (no untrusted devices).
   // SAFETY: for dma-direct a DMA address is the physical address (no dma_range_map).
   return d.name === "dma-direct" && d.system.swiotlb.isBounceAddress(addr as PhysAddr);
@@ -470,7 +470,7 @@ export function dmaMapSg(
 }
 
 function iommuMapSg(
-  d: DeviceDma,
+  d: DmaState,
   domain: IommuDomain,
   sg: ScatterList,
   dir: number,
@@ -485,7 +485,7 @@ function iommuMapSg(
     total += Math.ceil((off + sg.length[i]!) / granule) * granule;
   }
   const limit = d.streamingLimit();
-  const iova = cookie.iovad.tryAllocForDevice(total, limit, d.policy);
+  const iova = cookie.iovad.allocForDev(total, limit, d.policy);
   if (iova === 0) {
     mapError(d, iovaExhausted(d, total, limit), attrs);
     return 0;
@@ -549,7 +549,7 @@ function iommuMapSg(
 }
 
 /** The entry of a list mapped through an IOMMU (keyed by its first DMA address). */
-function sgEntry(d: DeviceDma, sg: ScatterList, dir: number, what: string): MapEntry {
+function sgEntry(d: DmaState, sg: ScatterList, dir: number, what: string): MapEntry {
   for (let e = d.chainAt(sg.dmaAddress[0]!); e !== null; e = e.next) {
     if (e.sg !== sg) continue;
     if (e.dir !== dir) {
@@ -568,7 +568,7 @@ function sgEntry(d: DeviceDma, sg: ScatterList, dir: number, what: string): MapE
 }
 
 function checkSgCall(
-  d: DeviceDma,
+  d: DmaState,
   where: string,
   sg: ScatterList,
   nents: number,

@@ -1,8 +1,22 @@
 //! C header: include/linux/swiotlb.h (kernel/dma/swiotlb.c)
 
-import { DevrefError, formatAddr, type PhysAddr, type PhysicalMemory } from "@devref/raw-device";
 import {
-  DMA_ATTR_KNOWN,
+  argumentError,
+  checkAddress,
+  checkCallback,
+  checkInteger,
+  checkObject,
+  checkOneOf,
+  checkSize,
+  checkString,
+  DevrefError,
+  type DmaAddr,
+  describeValue,
+  formatAddr,
+  type PhysAddr,
+  type PhysicalMemory,
+} from "@devref/raw-device";
+import {
   DMA_ATTR_MMIO,
   DMA_ATTR_NO_WARN,
   DMA_ATTR_SKIP_CPU_SYNC,
@@ -15,8 +29,8 @@ import {
   IO_TLB_SEGSIZE,
   IO_TLB_SHIFT,
   IO_TLB_SIZE,
-  isValidDmaDirection,
 } from "./constants.js";
+import { checkAttrs, checkMapDirection } from "./internal/checks.js";
 
 /** Slot-offset bits of an address. */
 const SLOT_MASK = IO_TLB_SIZE - 1;
@@ -83,15 +97,16 @@ export interface SwiotlbMapping {
 
 const EMPTY_MAP_OPTIONS: SwiotlbMapOptions = {};
 
-function checkMask(name: string, mask: number, min: number): void {
-  if (!(Number.isInteger(mask) && mask >= 0 && mask <= MAX_MASK && (mask & (mask + 1)) === 0)) {
-    throw new DevrefError(
-      "EINVAL",
-      `${name} ${String(mask)} must be of the form 2^k − 1 below 2^31 (for example 0xfff)`,
-    );
+function checkMask(where: string, name: string, mask: number, min: number): void {
+  checkInteger(where, name, mask, 0, MAX_MASK);
+  if ((mask & (mask + 1)) !== 0) {
+    throw argumentError(where, name, "of the form 2^k − 1 below 2^31 (for example 0xfff)", mask);
   }
   if (mask !== 0 && mask < min) {
-    throw new DevrefError("EINVAL", `${name} ${formatAddr(mask, 1)} must be at least ${min}`);
+    throw new DevrefError(
+      "EINVAL",
+      `${where}: ${name} ${formatAddr(mask, 1)} must be at least ${min}`,
+    );
   }
 }
 
@@ -174,30 +189,39 @@ export class SwiotlbPool {
    * positive multiple of 128 (at most 2^20); `EFAULT` if the pool does not fit in memory.
    */
   constructor(memory: PhysicalMemory, options: SwiotlbPoolOptions) {
-    const pageSize = options.pageSize ?? 4096;
+    const where = "new SwiotlbPool";
+    checkObject(where, "memory", memory);
+    if (typeof memory.size !== "number" || typeof memory.readBytes !== "function") {
+      throw argumentError(
+        where,
+        "memory",
+        "a PhysicalMemory (size, readBytes, writeBytes, zero)",
+        memory,
+      );
+    }
+    checkObject(where, "options", options);
+    const pageSize =
+      options.pageSize === undefined
+        ? 4096
+        : checkOneOf(
+            where,
+            "options.pageSize (the CPU page size)",
+            options.pageSize,
+            SUPPORTED_PAGE_SIZES,
+          );
+    if (options.warn !== undefined) checkCallback(where, "options.warn", options.warn);
     const { base, nslabs } = options;
-    if (!SUPPORTED_PAGE_SIZES.includes(pageSize)) {
-      throw new DevrefError(
-        "EINVAL",
-        `page size ${String(pageSize)} is not one the kernel builds with: use 4096, 16384 or 65536`,
-      );
+    const b = checkAddress(where, "options.base", base);
+    if (b % pageSize !== 0) {
+      throw argumentError(where, "options.base", `a page-aligned (${pageSize}) address`, base);
     }
-    if (!Number.isSafeInteger(base) || base < 0 || base % pageSize !== 0) {
-      throw new DevrefError(
-        "EINVAL",
-        `swiotlb base ${String(base)} must be a whole, page-aligned (${pageSize}) address`,
-      );
-    }
-    if (
-      !Number.isSafeInteger(nslabs) ||
-      nslabs <= 0 ||
-      nslabs > MAX_SLABS ||
-      nslabs % IO_TLB_SEGSIZE !== 0
-    ) {
-      throw new DevrefError(
-        "EINVAL",
-        `swiotlb slot count ${String(nslabs)} must be a positive multiple of ${IO_TLB_SEGSIZE} ` +
-          `no larger than ${MAX_SLABS} (the kernel aligns swiotlb=<nslabs> the same way)`,
+    const n = checkInteger(where, "options.nslabs", nslabs, 1, MAX_SLABS);
+    if (n % IO_TLB_SEGSIZE !== 0) {
+      throw argumentError(
+        where,
+        "options.nslabs",
+        `a positive multiple of ${IO_TLB_SEGSIZE} no larger than ${MAX_SLABS} (the kernel aligns swiotlb=<nslabs> the same way)`,
+        nslabs,
       );
     }
     const bytes = nslabs * IO_TLB_SIZE;
@@ -254,39 +278,30 @@ export class SwiotlbPool {
     attrs = 0,
     options: SwiotlbMapOptions = EMPTY_MAP_OPTIONS,
   ): PhysAddr {
-    if (!Number.isSafeInteger(size) || size < 1) {
-      throw new DevrefError(
-        "EINVAL",
-        `swiotlb map size ${String(size)} must be a whole number ≥ 1`,
-      );
-    }
-    if (!isValidDmaDirection(dir)) {
-      throw new DevrefError(
-        "EINVAL",
-        `swiotlb map with ${dmaDirectionName(dir)}: use DMA_TO_DEVICE, DMA_FROM_DEVICE or ` +
-          "DMA_BIDIRECTIONAL",
-      );
-    }
-    if (!Number.isInteger(attrs) || attrs < 0 || (attrs & ~DMA_ATTR_KNOWN) !== 0) {
-      throw new DevrefError("EINVAL", `unknown DMA attributes ${String(attrs)}`);
-    }
+    const where = "swiotlb_map";
+    checkAddress(where, "orig", orig);
+    checkSize(where, "size", size);
+    checkMapDirection(where, dir);
+    checkAttrs(where, attrs);
     if ((attrs & DMA_ATTR_MMIO) !== 0) {
       throw new DevrefError(
         "EINVAL",
         "DMA_ATTR_MMIO mappings are never bounced: map the MMIO address directly",
       );
     }
+    checkObject(where, "options", options);
     const minAlign = options.minAlignMask ?? 0;
     const allocAlign = options.allocAlignMask ?? 0;
     const boundary = options.segmentBoundaryMask;
-    checkMask("min_align_mask", minAlign, 0);
-    checkMask("alloc_align_mask", allocAlign, 0);
-    if (boundary !== undefined && boundary < 2 ** 53 - 1) {
-      if (!Number.isSafeInteger(boundary) || !Number.isInteger(Math.log2(boundary + 1))) {
-        throw new DevrefError(
-          "EINVAL",
-          `segment boundary mask ${String(boundary)} must be of the form 2^k − 1`,
-        );
+    checkMask(where, "minAlignMask", minAlign, 0);
+    checkMask(where, "allocAlignMask", allocAlign, 0);
+    if (options.device !== undefined) checkString(where, "options.device", options.device);
+    if (options.dmaMask !== undefined)
+      checkInteger(where, "options.dmaMask", options.dmaMask, 0, Number.MAX_SAFE_INTEGER);
+    if (boundary !== undefined && boundary !== Number.MAX_SAFE_INTEGER) {
+      checkInteger(where, "options.segmentBoundaryMask", boundary, 0, Number.MAX_SAFE_INTEGER);
+      if (!Number.isInteger(Math.log2(boundary + 1))) {
+        throw argumentError(where, "options.segmentBoundaryMask", "of the form 2^k − 1", boundary);
       }
       if (boundary < SLOT_MASK) {
         throw new DevrefError(
@@ -295,10 +310,10 @@ export class SwiotlbPool {
         );
       }
     }
-    if (!(orig >= 0 && Number.isSafeInteger(orig) && orig + size <= this.memory.size)) {
+    if (orig + size > this.memory.size) {
       throw new DevrefError(
         "EFAULT",
-        `buffer [${String(orig)}, +${size}) is outside physical memory ` +
+        `buffer [${formatAddr(orig, 1)}, +${size}) is outside physical memory ` +
           `[0, ${formatAddr(this.memory.size)})`,
       );
     }
@@ -370,12 +385,16 @@ export class SwiotlbPool {
    * mapping, or `size` or `dir` differ from the map call.
    */
   unmap(bounce: PhysAddr, size: number, dir: DmaDirection, attrs = 0): void {
+    const where = "swiotlb_unmap";
+    checkSize(where, "size", size);
+    checkMapDirection(where, dir);
+    checkAttrs(where, attrs);
     const first = this.mappingAt(bounce, "unmap");
     if (this.mapOffset[first] !== bounce - this.slotAddr(first)) {
       this.mismatch("unmap", bounce, first, "is inside a mapping, not its start");
     }
     if (size !== this.mapSize[first]) {
-      this.mismatch("unmap", bounce, first, `has size ${this.mapSize[first]}, not ${String(size)}`);
+      this.mismatch("unmap", bounce, first, `has size ${this.mapSize[first]}, not ${size}`);
     }
     if (dir !== this.mapDir[first]) {
       this.mismatch(
@@ -403,6 +422,8 @@ export class SwiotlbPool {
    * mapping's direction.
    */
   syncForCpu(bounce: PhysAddr, size: number, dir: DmaDirection): void {
+    checkSize("swiotlb_sync_for_cpu", "size", size);
+    checkMapDirection("swiotlb_sync_for_cpu", dir);
     const origin = this.syncTarget(bounce, size, dir, "sync_for_cpu");
     if (dir === DMA_FROM_DEVICE || dir === DMA_BIDIRECTIONAL) this.copy(bounce, origin, size);
   }
@@ -414,12 +435,20 @@ export class SwiotlbPool {
    * **Errors:** as {@link syncForCpu}.
    */
   syncForDevice(bounce: PhysAddr, size: number, dir: DmaDirection): void {
+    checkSize("swiotlb_sync_for_device", "size", size);
+    checkMapDirection("swiotlb_sync_for_device", dir);
     const origin = this.syncTarget(bounce, size, dir, "sync_for_device");
     if (dir === DMA_TO_DEVICE || dir === DMA_BIDIRECTIONAL) this.copy(origin, bounce, size);
   }
 
-  /** `is_swiotlb_buffer`: whether `addr` lies in the pool. */
-  isBounceAddress(addr: number): boolean {
+  /**
+   * `is_swiotlb_buffer`: whether `addr` lies in the pool. A dma-direct DMA address of a
+   * bounce slot is its physical address, so either may be asked about.
+   *
+   * **Errors:** `EINVAL` if `addr` is not a whole address.
+   */
+  isBounceAddress(addr: PhysAddr | DmaAddr): boolean {
+    checkInteger("is_swiotlb_buffer", "addr", addr, 0, Number.MAX_SAFE_INTEGER);
     return addr >= this.base && addr < this.end;
   }
 
@@ -428,6 +457,7 @@ export class SwiotlbPool {
    * `min_align_mask`: one segment (256 KiB) less the mask rounded up to a slot.
    */
   maxMappingSize(minAlignMask = 0): number {
+    checkMask("swiotlb_max_mapping_size", "minAlignMask", minAlignMask, 0);
     const minAlign = minAlignMask === 0 ? 0 : Math.ceil(minAlignMask / IO_TLB_SIZE) * IO_TLB_SIZE;
     return IO_TLB_SIZE * IO_TLB_SEGSIZE - minAlign;
   }
@@ -486,7 +516,7 @@ export class SwiotlbPool {
     if (!(addr >= this.base && addr < this.end && Number.isSafeInteger(addr))) {
       throw new DevrefError(
         "EINVAL",
-        `swiotlb ${what} of ${Number.isSafeInteger(addr) ? formatAddr(addr) : String(addr)}: ` +
+        `swiotlb ${what} of ${Number.isSafeInteger(addr) ? formatAddr(addr) : describeValue(addr)}: ` +
           `not a bounce address (the pool is [${formatAddr(this.base)}, ${formatAddr(this.end)})); ` +
           "pass the address map() returned",
       );
@@ -522,7 +552,7 @@ export class SwiotlbPool {
         what,
         bounce,
         first,
-        `covers [${formatAddr(start)}, ${formatAddr(mapEnd)}); ${String(size)} byte(s) from ` +
+        `covers [${formatAddr(start)}, ${formatAddr(mapEnd)}); ${size} byte(s) from ` +
           `${formatAddr(bounce)} do not fit`,
       );
     }

@@ -79,6 +79,8 @@ export interface DmaMemoryUser {
   dropMappingsOf(pa: number, size: number): void;
 }
 
+let usersOf: (s: DmaSystem) => Set<DmaMemoryUser>;
+
 function checkRegion(where: string, param: string, r: DmaRegion): DmaRegion {
   checkObject(where, param, r);
   checkAddress(where, `${param}.base`, r.base);
@@ -130,8 +132,8 @@ export class DmaSystem {
   readonly leakReports: import("./audit.js").DmaUnbindReport[] = [];
   /** @internal Group ids, unique per system. */
   nextGroupId = 0;
-  /** @internal Configured devices, asked to drop their mappings of memory being freed. */
-  readonly users: Set<DmaMemoryUser> = new Set();
+  /** Configured devices, asked to drop their mappings of memory being freed. */
+  readonly #users: Set<DmaMemoryUser> = new Set();
   /** Live buffers from allocBuffer: start → block size. */
   private readonly buffers: Map<number, number> = new Map();
 
@@ -268,13 +270,22 @@ export class DmaSystem {
         `${fn}(${formatAddr(pa, 1)}, ${size}): the buffer there was allocated with a size that rounds to ${block} bytes; pass that size`,
       );
     }
-    for (const u of this.users) u.dropMappingsOf(pa, block);
+    for (const u of this.#users) u.dropMappingsOf(pa, block);
     this.buffers.delete(pa);
     (pa >= this.highRam.base && pa < this.highRam.base + this.highRam.length
       ? this.highRam
       : this.lowRam
     ).free(pa, block);
   }
+
+  static {
+    usersOf = (s) => s.#users;
+  }
+}
+
+/** @internal The devices configured on `system` (the package's business only). */
+export function dmaMemoryUsers(system: DmaSystem): Set<DmaMemoryUser> {
+  return usersOf(system);
 }
 
 /** The allocator block behind a buffer of `size` bytes. */

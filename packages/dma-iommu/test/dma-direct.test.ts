@@ -1,6 +1,6 @@
 import { definePlatformDriver } from "@devref/bus";
 import { type LogRecord, setLogSink } from "@devref/device-core";
-import { DevrefError, type PhysAddr } from "@devref/raw-device";
+import { DevrefError, dmaAddr, type PhysAddr } from "@devref/raw-device";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   DMA_ATTR_NO_WARN,
@@ -270,7 +270,7 @@ describe("scatter-gather through dma-direct", () => {
     const n = d.run((dev) => dmaMapSg(dev, sg, DMA_FROM_DEVICE));
     expect(n).toBe(2);
     expect(sg.dmaAddress[0]).toBe(low);
-    expect(env.system.swiotlb.isBounceAddress(sg.dmaAddress[1]!)).toBe(true);
+    expect(env.system.swiotlb.isBounceAddress(dmaAddr(sg.dmaAddress[1]!))).toBe(true);
     const written = fill(env, sg.dmaAddress[1]!, 3000, 9);
     d.run((dev) => dmaSyncSgForCpu(dev, sg, 2, DMA_FROM_DEVICE));
     expect(read(env, high, 3000)).toEqual(written);
