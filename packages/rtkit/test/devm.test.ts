@@ -10,7 +10,7 @@ const labels = (dev: Parameters<typeof holders>[0]) => holders(dev).map((h) => h
 
 describe("devmRtkit", () => {
   it("frees the instance when the driver unbinds, buffers and reference included", async () => {
-    const bus = new PlatformBus("rtkit-test");
+    const bus = new PlatformBus({ name: "rtkit-test" });
     const dma = new TestDma();
     const fw = new ScriptedFirmware();
     let rtk: Rtkit | null = null;
@@ -18,7 +18,12 @@ describe("devmRtkit", () => {
       name: "apple-smc",
       ofMatchTable: [{ compatible: "apple,smc" }],
       probe: async (dev) => {
-        const r = devmRtkit(dev, { transport: fw.transport, dma, timers: new ManualTimers() });
+        const r = devmRtkit(dev, {
+          transport: fw.transport,
+          dma,
+          timers: new ManualTimers(),
+          log: () => {},
+        });
         fw.attach(r);
         rtk = r;
         fw.start();
@@ -43,7 +48,7 @@ describe("devmRtkit", () => {
   });
 
   it("frees the instance at once and throws ENODEV when the borrow has ended", async () => {
-    const bus = new PlatformBus("rtkit-test2");
+    const bus = new PlatformBus({ name: "rtkit-test2" });
     let leaked: unknown = null;
     const drv = definePlatformDriver({
       name: "apple-ans",

@@ -94,6 +94,8 @@ export class ScriptedFirmware {
   iopState = 0;
   version = 0;
   private started = new Set<number>();
+  /** A one-shot answer for the next power request, instead of the configured one. */
+  nextAnswer: Answer | null = null;
   /** App messages the AP sent. */
   readonly appMessages: Sent[] = [];
 
@@ -189,19 +191,26 @@ export class ScriptedFirmware {
         return;
       case MGMT_SET_IOP_PWR_STATE: {
         const requested = lo & 0xffff;
+        const once = this.nextAnswer;
+        this.nextAnswer = null;
         if (requested === PWR_STATE_INIT && this.iopState !== PWR_STATE_IDLE) {
-          // Woken from sleep: the handshake starts over.
-          this.start();
-          return;
+          if (once === "silent") return;
+          if (once === null || once === "echo") {
+            // Woken from sleep: the handshake starts over.
+            this.start();
+            return;
+          }
         }
-        const state = this.answer(this.cfg.iopAnswer, requested);
+        const state = this.answer(once ?? this.cfg.iopAnswer, requested);
         if (state === null) return;
         this.iopState = state;
         this.emit(EP_MGMT, encodeIopPowerStateAck({ state }));
         return;
       }
       case MGMT_SET_AP_PWR_STATE: {
-        const state = this.answer(this.cfg.apAnswer, lo & 0xffff);
+        const once = this.nextAnswer;
+        this.nextAnswer = null;
+        const state = this.answer(once ?? this.cfg.apAnswer, lo & 0xffff);
         if (state !== null) this.emit(EP_MGMT, encodeSetApPowerState({ state }));
         return;
       }
