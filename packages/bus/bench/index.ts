@@ -2,18 +2,21 @@
 // the same number of plain objects created, indexed in Maps, linked and dropped.
 // Prints figures; asserts nothing about time.
 import { definePlatformDriver, PlatformBus, type PlatformDevice } from "@devref/bus";
-import { auditDevices, setLogSink } from "@devref/device-core";
+import { auditDevices, Machine } from "@devref/device-core";
 import type { ARef } from "@devref/raw-device";
 
 const N = 100_000;
-setLogSink(() => {});
 
 const ms = (t0: number): number => performance.now() - t0;
 const fmt = (t: number): string => `${t.toFixed(1).padStart(8)} ms`;
 const per = (t: number): string => `${((t * 1e6) / N).toFixed(0).padStart(6)} ns/device`;
 
-function runDriverModel(n: number, label: string): { phases: [string, number][] } {
-  const bus = new PlatformBus(`bench-${label}`);
+function runDriverModel(
+  n: number,
+  label: string,
+): { phases: [string, number][]; machine: Machine } {
+  const machine = new Machine({ name: `bench-${label}`, logSink: () => {} });
+  const bus = new PlatformBus({ machine });
   const drv = definePlatformDriver({
     name: `bench-${label}`,
     ofMatchTable: [{ compatible: "bench,dev" }],
@@ -39,7 +42,7 @@ function runDriverModel(n: number, label: string): { phases: [string, number][] 
   t0 = performance.now();
   for (let i = 0; i < n; i++) bus.unregister(devs[i]!);
   phases.push(["release (device_del + last put)", ms(t0)]);
-  return { phases };
+  return { phases, machine };
 }
 
 interface PlainDevice {
@@ -81,7 +84,7 @@ function runBaseline(n: number): number {
 runDriverModel(10_000, "warmup");
 runBaseline(10_000);
 
-const { phases } = runDriverModel(N, "run");
+const { phases, machine } = runDriverModel(N, "run");
 const baseline = runBaseline(N);
 const total = phases.reduce((s, [, t]) => s + t, 0);
 
@@ -92,5 +95,5 @@ console.log(
   `  ${"baseline: plain objects in Maps, same steps".padEnd(42)} ${fmt(baseline)}  ${per(baseline)}`,
 );
 console.log(`  ratio to baseline: ${(total / baseline).toFixed(1)}×`);
-const left = auditDevices().length;
+const left = auditDevices(machine).length;
 console.log(`  devices left after the run: ${left}`);

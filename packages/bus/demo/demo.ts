@@ -7,10 +7,9 @@
 //   node --conditions=@devref/source --import tsx packages/bus/demo/demo.ts
 // Output is deterministic: no timers, no wall time.
 
-import { deferredDevices, definePlatformDriver, type MmioRegion, PlatformBus } from "@devref/bus";
+import { definePlatformDriver, PlatformBus } from "@devref/bus";
 import {
   auditDevices,
-  configureDevresDebug,
   createDevice,
   type Device,
   type Devres,
@@ -20,20 +19,26 @@ import {
   deviceTree,
   deviceUnregister,
   formatHolders,
-  setLogSink,
+  IrqDomain,
+  Machine,
+  type MmioRegion,
 } from "@devref/device-core";
 import { type ARef, DevrefError, type RawDevice } from "@devref/raw-device";
 
 const out = (line = ""): void => console.log(line);
 const section = (title: string): void => out(`\n== ${title}`);
 
-// Kernel-style log lines, indented so they stand apart from the narration.
-setLogSink((r) => {
-  if (r.level !== "dbg") out(`  [${r.level}] ${r.text}`);
+// One machine for the whole scenario: its devices, log, interrupt controller and bus.
+// Kernel-style log lines are indented so they stand apart from the narration.
+const machine = new Machine({
+  name: "demo",
+  logSink: (r) => {
+    if (r.level !== "dbg") out(`  [${r.level}] ${r.text}`);
+  },
 });
-configureDevresDebug({ debug: true });
-
-const bus = new PlatformBus("platform");
+machine.configureDevresDebug({ debug: true });
+const aic = new IrqDomain({ machine, name: "aic", size: 1024 });
+const bus = new PlatformBus({ machine });
 bus.registerNotifier((event, dev) => {
   out(
     `  notify ${event.padEnd(16)} ${dev.name}${dev.driverName === null ? "" : ` (${dev.driverName})`}`,
@@ -117,7 +122,7 @@ const ansDriver = definePlatformDriver({
 // --- the machine -------------------------------------------------------------------------
 
 section("boot: a soc device and three platform devices; the mailbox driver comes first");
-const soc = createDevice({ name: "soc", release: () => out("  release soc") });
+const soc = createDevice({ name: "soc", machine, release: () => out("  release soc") });
 deviceAdd(soc);
 bus.registerDriver(mboxDriver);
 const dart = bus.register({
@@ -133,17 +138,17 @@ const mbox = bus.register({
   parent: soc,
   compatible: ["apple,asc-mailbox-v4"],
   mem: [{ start: 0x2_3140_8000, size: 0x4000 }],
-  irqs: [645],
+  interrupts: [{ domain: "aic", hwirq: 645, trigger: "edge" }],
   iommus: [{ iommu: "dart0", ids: [1] }],
   release: () => out("  release mbox0"),
 });
-out(`deferred: ${JSON.stringify(deferredDevices())}`);
+out(`deferred: ${JSON.stringify(machine.deferredDevices())}`);
 
 section("the IOMMU driver registers: dart0 binds, which retries the deferred mailbox");
 bus.registerDriver(dartDriver);
 await bus.settle();
 out(
-  `mbox0 is ${mbox.lifecycle} with ${mbox.driverName}; deferred: ${JSON.stringify(deferredDevices())}`,
+  `mbox0 is ${mbox.lifecycle} with ${mbox.driverName}; deferred: ${JSON.stringify(machine.deferredDevices())}`,
 );
 
 section("the storage controller starts an asynchronous probe");
@@ -177,7 +182,7 @@ try {
 out(`after the block:        ${formatHolders(dart)}`);
 
 section("the mailbox raises its interrupt");
-out(`handled: ${bus.raiseIrq(645)}; ${bus.interrupts().join("; ")}`);
+out(`handled: ${aic.raise(645)}; ${aic.interrupts().join("; ")}`);
 
 section("before the unplug");
 out(deviceTree(soc));
@@ -185,7 +190,7 @@ for (const d of [dart, mbox, ans]) out(formatHolders(d));
 
 section("surprise unplug of mbox0 while the RTKit client holds it");
 bus.unplug(mbox);
-out(`raise IRQ 645 again: handled=${bus.raiseIrq(645)} (the handler went with the binding)`);
+out(`raise IRQ 645 again: handled=${aic.raise(645)} (the handler went with the binding)`);
 out(
   `rtkit's reference: ${rtkit.mbox?.name} is ${rtkit.mbox?.lifecycle}, disconnected=${rtkit.mbox?.isDisconnected}`,
 );
@@ -218,7 +223,7 @@ bus.unregister(dart);
 deviceUnregister(soc);
 
 section("audit");
-const left = auditDevices();
+const left = auditDevices(machine);
 out(
   left.length === 0
     ? "nothing left behind: every device released, no holders, no devres"

@@ -2,7 +2,7 @@
 //! C source: drivers/base/bus.c, drivers/base/dd.c (really_probe, __device_attach,
 //! __driver_attach, __device_release_driver)
 
-import type { BusEvent, Device } from "@devref/device-core";
+import { type BusEvent, Device, defaultMachine, Machine } from "@devref/device-core";
 import {
   Binding,
   type BusHooks,
@@ -11,20 +11,17 @@ import {
   deleteTree,
   deviceStateOf,
   devresReleaseAll,
-  emit,
 } from "@devref/device-core/unsafe";
 import type { ARef, Borrowed } from "@devref/raw-device";
-import { DevrefError } from "@devref/raw-device";
-import { adoptRef, CONTEXT_CORE, type HandleConstructor } from "@devref/raw-device/unsafe";
-import { type Driver, type DriverRecord, type DriverRegistration, recordOf } from "./driver.js";
 import {
-  currentTriggerCount,
-  deferredAdd,
-  deferredDel,
-  track,
-  triggerDeferred,
-  waitForDeviceProbe,
-} from "./internal/core.js";
+  checkCallback,
+  checkInstance,
+  checkString,
+  DevrefError,
+  isThenable,
+} from "@devref/raw-device";
+import { adoptRef, CONTEXT_CORE, type HandleConstructor } from "@devref/raw-device/unsafe";
+import { Driver, type DriverRecord, type DriverRegistration, recordOf } from "./driver.js";
 
 /** What a bus's match says about a device and a driver (the kernel's `bus->match` result). */
 export type MatchResult =
@@ -53,17 +50,12 @@ const BOUND = 1;
 const FAILED = 0;
 type ProbeOutcome = typeof BOUND | typeof FAILED;
 
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    typeof value === "object" &&
-    value !== null &&
-    // SAFETY: reading a property of a non-null object; its type is checked right here.
-    typeof (value as { then?: unknown }).then === "function"
-  );
-}
-
-function dropScope(b: Binding, scope: DeviceScope): void {
-  if (b.probeScope === scope) b.probeScope = null;
+/** What a bus is created on: its name (unique per machine) and its machine. */
+export interface BusOptions {
+  /** The bus name (`/sys/bus/<name>`); each bus kind has a default. */
+  readonly name?: string;
+  /** The machine; the default machine when omitted. */
+  readonly machine?: Machine;
 }
 
 function errnoText(e: unknown): string {
@@ -80,7 +72,7 @@ function disposeData(st: DeviceState, driver: string, data: unknown): void {
   try {
     dispose.call(data);
   } catch (e) {
-    emit("err", st.name, driver, `disposing driver data failed: ${String(e)}`);
+    st.machine.log("err", st.name, driver, `disposing driver data failed: ${String(e)}`);
   }
 }
 
@@ -89,10 +81,12 @@ class Hooks implements BusHooks {
   readonly bus: BusType;
   readonly name: string;
   readonly devName: string | undefined;
-  constructor(bus: BusType, name: string, devName: string | undefined) {
+  readonly machine: Machine;
+  constructor(bus: BusType, name: string, devName: string | undefined, machine: Machine) {
     this.bus = bus;
     this.name = name;
     this.devName = devName;
+    this.machine = machine;
   }
   addDevice(st: DeviceState): void {
     hookAdd(this.bus, st);
@@ -137,6 +131,8 @@ let hookNotify: (bus: BusType, event: BusEvent, st: DeviceState) => void;
 export abstract class BusType<H extends Device = Device> {
   /** The bus name (`/sys/bus/<name>`). */
   readonly name: string;
+  /** The machine the bus was created on: its devices and drivers live there. */
+  readonly machine: Machine;
   /** The prefix for devices added without a name. */
   readonly devName: string | undefined;
   /** Whether new devices and drivers are matched at once (`drivers_autoprobe`). */
@@ -151,12 +147,38 @@ export abstract class BusType<H extends Device = Device> {
   #notifiers: BusNotifier<H>[] = [];
   readonly #holderLabel: string;
 
-  protected constructor(name: string, devName: string | undefined, Handle: HandleConstructor<H>) {
+  /**
+   * **Errors:** `EINVAL` for a bad name or machine; `EEXIST` if the machine has a bus of
+   * that name.
+   */
+  protected constructor(
+    options: BusOptions,
+    defaultName: string,
+    devName: string | undefined,
+    Handle: HandleConstructor<H>,
+  ) {
+    if (typeof options !== "object" || options === null) {
+      throw new DevrefError(
+        "EINVAL",
+        `a bus is created from options { name?, machine? }, not ${String(options)}`,
+      );
+    }
+    const name = options.name ?? defaultName;
+    if (typeof name !== "string" || !/^[A-Za-z0-9_.-]+$/.test(name)) {
+      throw new DevrefError(
+        "EINVAL",
+        `bus name '${String(name)}' is not valid; use letters, digits and _ . -`,
+      );
+    }
+    const machine = options.machine ?? defaultMachine();
+    checkInstance("new bus", "options.machine", machine, Machine);
     this.name = name;
+    this.machine = machine;
+    machine.claimName("bus", this);
     this.devName = devName;
     this.#Handle = Handle;
     // SAFETY: the hooks use only members whose meaning does not depend on H.
-    this.#hooks = new Hooks(this as unknown as BusType, name, devName);
+    this.#hooks = new Hooks(this as unknown as BusType, name, devName, machine);
     this.#holderLabel = `${name} bus`;
   }
 
@@ -184,6 +206,7 @@ export abstract class BusType<H extends Device = Device> {
    * that name is registered on this bus, or the driver is registered on a bus already.
    */
   registerDriver(drv: Driver<unknown>): DriverRegistration {
+    checkInstance("registerDriver", "drv", drv, Driver);
     if (!this.acceptsDriver(drv)) {
       throw new DevrefError(
         "EINVAL",
@@ -223,6 +246,7 @@ export abstract class BusType<H extends Device = Device> {
    * **Errors:** `EINVAL` if the driver is not registered on this bus.
    */
   unregisterDriver(drv: Driver<unknown>): void {
+    checkInstance("unregisterDriver", "drv", drv, Driver);
     const rec = recordOf(drv);
     if (rec.bus !== this) {
       throw new DevrefError(
@@ -265,6 +289,8 @@ export abstract class BusType<H extends Device = Device> {
    * or returns null.
    */
   findDevice(name: string, label = "anonymous"): ARef<H> | null {
+    checkString("findDevice", "name", name);
+    checkString("findDevice", "label", label);
     const st = this.#byName.get(name);
     if (st === undefined) return null;
     st.refcount.inc();
@@ -273,6 +299,7 @@ export abstract class BusType<H extends Device = Device> {
 
   /** Calls `fn` with a borrow of each device on the bus, in order (bus_for_each_dev). */
   forEachDevice(fn: <S>(dev: Borrowed<H, S>) => void): void {
+    checkCallback("forEachDevice", "fn", fn);
     const scope = new DeviceScope();
     try {
       for (const st of [...this.#byName.values()]) {
@@ -285,7 +312,7 @@ export abstract class BusType<H extends Device = Device> {
   }
 
   #own(dev: Device): DeviceState {
-    const st = deviceStateOf(dev);
+    const st = deviceStateOf(checkInstance(`bus '${this.name}'`, "dev", dev, Device));
     if (st.bus !== this.#hooks) {
       throw new DevrefError(
         "EINVAL",
@@ -309,6 +336,7 @@ export abstract class BusType<H extends Device = Device> {
    */
   setDriverOverride(dev: Device, name: string | null): void {
     const st = this.#own(dev);
+    if (name !== null) checkString("setDriverOverride", "name", name);
     const value = name === null || name === "" || name === "\n" ? null : name.replace(/\n$/, "");
     if (value !== null && !/^\S+$/.test(value)) {
       throw new DevrefError(
@@ -328,6 +356,7 @@ export abstract class BusType<H extends Device = Device> {
    */
   async bind(dev: Device, drv: Driver<unknown>): Promise<void> {
     const st = this.#own(dev);
+    checkInstance("bind", "drv", drv, Driver);
     const rec = recordOf(drv);
     if (rec.bus !== this) {
       throw new DevrefError(
@@ -349,7 +378,7 @@ export abstract class BusType<H extends Device = Device> {
       throw new DevrefError("ENODEV", `device '${st.name}' does not match driver '${drv.name}'`);
     }
     if (m === "defer") {
-      deferredAdd(st);
+      this.machine.deferredAdd(st);
       throw new DevrefError("EPROBE_DEFER", `bus '${this.name}' cannot match '${st.name}' yet`);
     }
     const outcome = await this.#reallyProbe(st, rec, m.info);
@@ -409,9 +438,12 @@ export abstract class BusType<H extends Device = Device> {
     deleteTree(this.#own(dev), true);
   }
 
-  /** Waits for every probe in flight and the deferred-probe work (wait_for_device_probe). */
+  /**
+   * Waits for every probe in flight and the deferred-probe work of the machine
+   * (wait_for_device_probe).
+   */
   settle(): Promise<void> {
-    return waitForDeviceProbe();
+    return this.machine.waitForDeviceProbe();
   }
 
   // --- notifiers --------------------------------------------------------------------------
@@ -421,6 +453,7 @@ export abstract class BusType<H extends Device = Device> {
    * registration order; one that throws is logged and the others still run.
    */
   registerNotifier(fn: BusNotifier<H>): NotifierRegistration {
+    checkCallback("registerNotifier", "fn", fn);
     this.#notifiers = [...this.#notifiers, fn];
     const registration: NotifierRegistration = {
       unregister: () => {
@@ -442,7 +475,7 @@ export abstract class BusType<H extends Device = Device> {
         try {
           fn(event, dev);
         } catch (e) {
-          emit("err", st.name, st.driverString(), `bus notifier failed on ${event}: ${String(e)}`);
+          st.log("err", `bus notifier failed on ${event}: ${String(e)}`);
         }
       }
     } finally {
@@ -475,7 +508,7 @@ export abstract class BusType<H extends Device = Device> {
       const m = this.#match(st, rec);
       if (m === null) continue;
       if (m === "defer") {
-        deferredAdd(st);
+        this.machine.deferredAdd(st);
         return undefined;
       }
       const r = this.#reallyProbe(st, rec, m.info);
@@ -489,7 +522,7 @@ export abstract class BusType<H extends Device = Device> {
         // A failed asynchronous probe lets the next driver try its luck, as a failed
         // synchronous one does.
         const next = r.then((outcome) => (outcome === BOUND ? undefined : this.#attach(st, done)));
-        track(next);
+        this.machine.track(next);
         return next;
       }
     }
@@ -504,7 +537,7 @@ export abstract class BusType<H extends Device = Device> {
       const m = this.#match(st, rec);
       if (m === null) continue;
       if (m === "defer") {
-        deferredAdd(st);
+        this.machine.deferredAdd(st);
         continue;
       }
       this.#reallyProbe(st, rec, m.info);
@@ -519,18 +552,25 @@ export abstract class BusType<H extends Device = Device> {
   ): ProbeOutcome | Promise<ProbeOutcome> {
     if (st.dead) return FAILED;
     if (st.devres.length > 0) {
-      emit("warn", st.name, st.driverString(), "Resources present before probing");
+      st.log("warn", "Resources present before probing");
       st.probeError = new DevrefError("EBUSY", `device '${st.name}' has resources before probing`);
       return FAILED;
     }
+    const machine = this.machine;
     const b = new Binding(rec.name, rec);
     st.binding = b;
+    const trigger = machine.triggerCount;
     this.dmaConfigure(st);
+    try {
+      machine.dma?.configure(st);
+    } catch (e) {
+      // dma_configure failing fails the probe (an IOMMU not yet there defers it).
+      return this.#probeFailed(st, b, rec, null, e, trigger);
+    }
     this.#notify("BIND_DRIVER", st);
     if (st.binding !== b || b.phase !== "probing") return FAILED;
     const scope = new DeviceScope(CONTEXT_CORE);
     b.probeScope = scope;
-    const trigger = currentTriggerCount();
     let result: unknown;
     try {
       result = rec.probe(scope.borrow(st, this.#Handle), info);
@@ -542,7 +582,7 @@ export abstract class BusType<H extends Device = Device> {
         (data) => this.#probeDone(st, b, rec, scope, data),
         (e: unknown) => this.#probeFailed(st, b, rec, scope, e, trigger),
       );
-      track(p);
+      machine.track(p);
       return p;
     }
     return this.#probeDone(st, b, rec, scope, result);
@@ -556,10 +596,10 @@ export abstract class BusType<H extends Device = Device> {
     data: unknown,
   ): ProbeOutcome {
     scope.close();
-    dropScope(b, scope);
+    b.dropScope(scope);
     if (st.binding !== b || b.phase !== "probing") {
       // Aborted while in flight: the binding is gone, so is the data.
-      emit(
+      st.machine.log(
         "dbg",
         st.name,
         rec.name,
@@ -575,8 +615,8 @@ export abstract class BusType<H extends Device = Device> {
     rec.devices.add(st);
     st.probeError = undefined;
     // driver_bound: off the deferred list, retry the others, then BOUND_DRIVER.
-    deferredDel(st);
-    triggerDeferred();
+    this.machine.deferredDel(st);
+    this.machine.triggerDeferred();
     this.#notify("BOUND_DRIVER", st);
     return BOUND;
   }
@@ -585,40 +625,54 @@ export abstract class BusType<H extends Device = Device> {
     st: DeviceState,
     b: Binding,
     rec: DriverRecord,
-    scope: DeviceScope,
+    scope: DeviceScope | null,
     e: unknown,
     trigger: number,
   ): ProbeOutcome {
-    scope.close();
-    dropScope(b, scope);
+    if (scope !== null) {
+      scope.close();
+      b.dropScope(scope);
+    }
     if (st.binding !== b || b.phase !== "probing") {
-      emit("dbg", st.name, rec.name, `probe failed after the binding was aborted: ${errnoText(e)}`);
+      st.machine.log(
+        "dbg",
+        st.name,
+        rec.name,
+        `probe failed after the binding was aborted: ${errnoText(e)}`,
+      );
       return FAILED;
     }
+    const machine = this.machine;
     st.probeError = e;
     this.#notify("DRIVER_NOT_BOUND", st);
+    this.#endBinding(st, b);
+    const err = DevrefError.is(e) ? e : null;
+    if (err?.code === "EPROBE_DEFER") {
+      if (st.deferredReason === null) st.deferredReason = err.message;
+      st.log("dbg", `Driver ${rec.name} requests probe deferral`);
+      if (!st.dead) machine.deferredAdd(st);
+      // A bind that happened while this probe ran would be missed: retry now.
+      if (trigger !== machine.triggerCount) machine.triggerDeferred();
+    } else if (err !== null && (err.code === "ENODEV" || err.code === "ENXIO")) {
+      st.log("dbg", `probe of ${st.name} rejects match ${-err.errno}: ${err.message}`);
+    } else {
+      st.log("warn", `probe with driver ${rec.name} failed with ${errnoText(e)}`);
+    }
+    return FAILED;
+  }
+
+  /**
+   * The end of every binding: DMA the driver left running stops, devres is released
+   * newest first, every borrow lent for the binding is revoked, DMA is torn down.
+   */
+  #endBinding(st: DeviceState, b: Binding): void {
+    const dma = this.machine.dma;
+    dma?.quiesce(st);
     devresReleaseAll(st);
     b.closeScopes();
     b.phase = "ended";
     st.binding = null;
-    const err = DevrefError.is(e) ? e : null;
-    if (err?.code === "EPROBE_DEFER") {
-      if (st.deferredReason === null) st.deferredReason = err.message;
-      emit("dbg", st.name, st.driverString(), `Driver ${rec.name} requests probe deferral`);
-      if (!st.dead) deferredAdd(st);
-      // A bind that happened while this probe ran would be missed: retry now.
-      if (trigger !== currentTriggerCount()) triggerDeferred();
-    } else if (err !== null && (err.code === "ENODEV" || err.code === "ENXIO")) {
-      emit("dbg", st.name, st.driverString(), `probe of ${st.name} rejects match ${-err.errno}`);
-    } else {
-      emit(
-        "warn",
-        st.name,
-        st.driverString(),
-        `probe with driver ${rec.name} failed with ${errnoText(e)}`,
-      );
-    }
-    return FAILED;
+    dma?.deconfigure(st);
   }
 
   /** __device_release_driver; aborts a probe in flight. */
@@ -628,12 +682,11 @@ export abstract class BusType<H extends Device = Device> {
     // SAFETY: as in unbind(): bindings on this bus are owned by driver records.
     const rec = b.owner as DriverRecord;
     if (b.phase === "probing") {
-      b.phase = "ended";
+      b.phase = "ended"; // the probe's continuation sees it was aborted
       b.closeScopes(); // the probe's Core borrow dies now
       this.#notify("DRIVER_NOT_BOUND", st);
-      devresReleaseAll(st);
-      st.binding = null;
-      emit(
+      this.#endBinding(st, b);
+      st.machine.log(
         "dbg",
         st.name,
         rec.name,
@@ -656,7 +709,7 @@ export abstract class BusType<H extends Device = Device> {
         remove(scope.borrow(st, this.#Handle), b.data);
       } catch (e) {
         // remove() returns void in the kernel: the unbind goes on.
-        emit("err", st.name, rec.name, `remove() failed: ${errnoText(e)}`);
+        st.machine.log("err", st.name, rec.name, `remove() failed: ${errnoText(e)}`);
       } finally {
         scope.close();
       }
@@ -664,10 +717,7 @@ export abstract class BusType<H extends Device = Device> {
     const data = b.data;
     b.data = undefined;
     disposeData(st, rec.name, data);
-    devresReleaseAll(st);
-    b.closeScopes();
-    b.phase = "ended";
-    st.binding = null;
+    this.#endBinding(st, b);
     rec.devices.delete(st);
     this.#notify("UNBOUND_DRIVER", st);
   }
@@ -690,7 +740,7 @@ export abstract class BusType<H extends Device = Device> {
     };
     hookRemove = (bus, st) => {
       bus.#releaseDriver(st);
-      deferredDel(st);
+      bus.machine.deferredDel(st);
       if (bus.#byName.get(st.name) === st) bus.#byName.delete(st.name);
       const holder = st.busRef;
       if (holder !== null) {

@@ -1,22 +1,24 @@
 //! @devref/bus: bus types, drivers, matching, probe/remove, deferred probe, notifiers and
-//! surprise removal; a platform bus and a PCI-like bus with hot-plug slots.
+//! surprise removal; a platform bus and a PCI-like bus with hot-plug slots and MSI-X.
 //!
 //! C source: drivers/base/bus.c, drivers/base/dd.c, drivers/base/platform.c,
-//! drivers/pci/pci-driver.c, drivers/pci/hotplug/
+//! drivers/pci/pci-driver.c, drivers/pci/msi/, drivers/pci/hotplug/
 //! Rust: rust/kernel/driver.rs, rust/kernel/platform.rs, rust/kernel/pci.rs
 
-export { type BusNotifier, BusType, type MatchResult, type NotifierRegistration } from "./bus.js";
-export { Driver, type DriverRegistration } from "./driver.js";
 export {
-  type DeferredDevice,
-  deferredDevices,
-  deferredProbeTrigger,
-  waitForDeviceProbe,
-} from "./internal/core.js";
-export { type MemResource, type MmioBackend, MmioRegion, RegisterFile } from "./mmio.js";
+  type BusNotifier,
+  type BusOptions,
+  BusType,
+  type MatchResult,
+  type NotifierRegistration,
+} from "./bus.js";
+export { Driver, type DriverRegistration } from "./driver.js";
 export {
   definePciDriver,
   HotplugSlot,
+  MSI_IRQ_DOMAIN,
+  type MsiTarget,
+  msiDomainOf,
   type PciBarSpec,
   PciBus,
   PciDevice,
@@ -24,14 +26,12 @@ export {
   type PciDeviceSpec,
   PciDriver,
   type PciDriverSpec,
-  pciBus,
 } from "./pci.js";
 export {
+  DEFAULT_IRQ_DOMAIN,
+  defaultIrqDomain,
   definePlatformDriver,
-  type IommuRef,
-  type IrqHandler,
-  type IrqLine,
-  type IrqReturn,
+  type IommuRefSpec,
   type MemResourceSpec,
   type OfDeviceId,
   PlatformBus,
@@ -40,5 +40,4 @@ export {
   type PlatformDeviceSpec,
   PlatformDriver,
   type PlatformDriverSpec,
-  platformBus,
 } from "./platform.js";

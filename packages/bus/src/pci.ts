@@ -3,14 +3,34 @@
 //! (pci_stop_and_remove_bus_device), drivers/pci/hotplug/pciehp_pci.c
 //! Rust: rust/kernel/pci.rs (pci::Device<Ctx>, pci::Driver)
 
-import { Device, Devres } from "@devref/device-core";
+import {
+  type BoundCallback,
+  Device,
+  Devres,
+  type FirmwareNode,
+  IrqDomain,
+  type IrqHandler,
+  type IrqLine,
+  type IrqSpec,
+  type MemResource,
+  type MmioBackend,
+  MmioRegion,
+  RegisterFile,
+} from "@devref/device-core";
 import {
   addState,
   type BusHooks,
+  boundState,
+  checkFirmwareNode,
+  checkRelease,
   type DeviceState,
   deleteTree,
   deviceStateOf,
+  machineFor,
+  makeBoundCallback,
+  requestIrqOf,
   DeviceState as State,
+  unmapRegion,
 } from "@devref/device-core/unsafe";
 import type {
   ARef,
@@ -21,19 +41,19 @@ import type {
   Normal,
   Static,
 } from "@devref/raw-device";
-import { DevrefError, defineStatic } from "@devref/raw-device";
-import { adoptRef, liveObject } from "@devref/raw-device/unsafe";
-import { BusType, type MatchResult } from "./bus.js";
-import { Driver, type DriverRegistration } from "./driver.js";
 import {
-  checkMemResource,
-  type MemResource,
-  type MmioBackend,
-  MmioRegion,
-  noRelease,
-  RegisterFile,
-  unmapRegion,
-} from "./mmio.js";
+  argumentError,
+  checkInstance,
+  checkInteger,
+  checkObject,
+  checkString,
+  DevrefError,
+  defineStatic,
+} from "@devref/raw-device";
+import { adoptRef, CONTEXT_CORE, liveObject, requireContext } from "@devref/raw-device/unsafe";
+import { type BusOptions, BusType, type MatchResult } from "./bus.js";
+import { Driver, type DriverRegistration } from "./driver.js";
+import type { IommuRefSpec } from "./platform.js";
 
 /** One BAR (base address register) of a PCI function. */
 export interface PciBarSpec {
@@ -59,10 +79,34 @@ export interface PciDeviceSpec {
   readonly func?: number;
   /** The parent device (e.g. a host bridge), any live handle. */
   readonly parent?: Device | null;
+  /** The INTx line (the interrupt pin routed to an interrupt domain), if any. */
+  readonly interrupt?: IrqSpec;
+  /** MSI-X vectors the function supports (0: none). */
+  readonly msiVectors?: number;
+  /**
+   * The function's MSI-X table, as the PCI core programs it: told which line of the
+   * machine's `"msi"` domain each vector raises (null when the vector is freed). A
+   * simulator's function model implements it.
+   */
+  readonly msiTarget?: MsiTarget;
+  /** The IOMMU that translates for the function (the root complex's `iommu-map`). */
+  readonly iommus?: readonly IommuRefSpec[];
   readonly driverOverride?: string;
   /** Runs once, after the bus's own release, when the last reference goes. */
   readonly release?: () => void;
 }
+
+/** What the PCI core writes into a function's MSI-X table. */
+export interface MsiTarget {
+  /** Vector `index` now raises line `hwirq` of the machine's `"msi"` domain, or nothing (null). */
+  setVector(index: number, hwirq: number | null): void;
+}
+
+/** The name and size of the machine's MSI domain (created on first use). */
+export const MSI_IRQ_DOMAIN = "msi";
+const MSI_LINES = 2048;
+
+function noRelease(): void {}
 
 /** @internal The PCI function object. */
 export class PciDeviceState extends State {
@@ -71,25 +115,34 @@ export class PciDeviceState extends State {
   readonly subsystemVendor: number;
   readonly subsystemDevice: number;
   readonly classCode: number;
-  readonly bars: readonly MemResource[];
+  readonly msiVectors: number;
+  readonly msiTarget: MsiTarget | null;
   enabled = false;
   busMaster = false;
   requested = 0;
+  /** The first MSI line and the count while vectors are allocated. */
+  msiFirst = -1;
+  msiCount = 0;
 
   constructor(
     name: string,
     spec: PciDeviceSpec,
-    bars: readonly MemResource[],
+    fwnode: FirmwareNode,
     hooks: BusHooks,
     parent: DeviceState | null,
   ) {
-    super({ name, parent, bus: hooks, release: spec.release ?? noRelease }, PciDevice);
+    super(
+      { name, parent, bus: hooks, fwnode, release: spec.release ?? noRelease },
+      PciDevice,
+      hooks.machine,
+    );
     this.vendor = spec.vendor;
     this.device = spec.device;
     this.subsystemVendor = spec.subsystemVendor ?? 0;
     this.subsystemDevice = spec.subsystemDevice ?? 0;
     this.classCode = spec.classCode;
-    this.bars = bars;
+    this.msiVectors = spec.msiVectors ?? 0;
+    this.msiTarget = spec.msiTarget ?? null;
     this.driverOverride = spec.driverOverride ?? null;
   }
 }
@@ -144,7 +197,7 @@ export class PciDevice<Ctx extends DeviceContext = Normal> extends Device<Ctx> {
   }
   /** The number of BARs. */
   get barCount(): number {
-    return liveObject<PciDeviceState>(this).bars.length;
+    return liveObject<PciDeviceState>(this).fwnode.mem.length;
   }
   /**
    * BAR `index`'s address and size (pci_resource_start/len).
@@ -152,9 +205,11 @@ export class PciDevice<Ctx extends DeviceContext = Normal> extends Device<Ctx> {
    * **Errors:** `ENXIO` if there is no such BAR.
    */
   bar(index: number): { readonly start: number; readonly size: number } {
-    const b = liveObject<PciDeviceState>(this).bars[index];
+    const st = liveObject<PciDeviceState>(this);
+    checkInteger("bar", "index", index, 0, 5);
+    const b = st.fwnode.mem[index];
     if (b === undefined)
-      throw new DevrefError("ENXIO", `device '${this.name}' has no BAR ${String(index)}`);
+      throw new DevrefError("ENXIO", `device '${st.name}' has no BAR ${String(index)}`);
     return { start: b.start, size: b.size };
   }
   /** Whether the device is enabled (memory decoding on). */
@@ -173,7 +228,9 @@ export class PciDevice<Ctx extends DeviceContext = Normal> extends Device<Ctx> {
    * **Errors:** `ENODEV` if the hardware is gone; `EBUSY` if already enabled.
    */
   enableDevice(this: PciDevice<Core>): void {
-    const st = liveObject<PciDeviceState>(this);
+    requireContext(this, CONTEXT_CORE, "pcim_enable_device");
+    // SAFETY: the object behind a PCI device handle is a PCI function's.
+    const st = boundState(this, "pcim_enable_device") as PciDeviceState;
     if (st.disconnected) {
       throw new DevrefError(
         "ENODEV",
@@ -194,7 +251,9 @@ export class PciDevice<Ctx extends DeviceContext = Normal> extends Device<Ctx> {
    * **Errors:** `EINVAL` if the device is not enabled.
    */
   setMaster(this: PciDevice<Core>): void {
-    const st = liveObject<PciDeviceState>(this);
+    requireContext(this, CONTEXT_CORE, "pci_set_master");
+    // SAFETY: the object behind a PCI device handle is a PCI function's.
+    const st = boundState(this, "pci_set_master") as PciDeviceState;
     if (!st.enabled) {
       throw new DevrefError(
         "EINVAL",
@@ -215,12 +274,16 @@ export class PciDevice<Ctx extends DeviceContext = Normal> extends Device<Ctx> {
     index: number,
     options: { readonly owner?: string } = {},
   ): Devres<MmioRegion> {
-    const st = liveObject<PciDeviceState>(this);
-    const b = st.bars[index];
+    // SAFETY: the object behind a PCI device handle is a PCI function's.
+    const st = boundState(this, "pcim_iomap") as PciDeviceState;
+    checkInteger("iomapBar", "index", index, 0, 5);
+    checkObject("iomapBar", "options", options);
+    if (options.owner !== undefined) checkString("iomapBar", "options.owner", options.owner);
+    const b = st.fwnode.mem[index];
     if (b === undefined) {
       throw new DevrefError(
         "ENXIO",
-        `PCI device '${st.name}' has no BAR ${String(index)} (it has ${st.bars.length})`,
+        `PCI device '${st.name}' has no BAR ${String(index)} (it has ${st.fwnode.mem.length})`,
       );
     }
     if ((st.requested & (1 << index)) !== 0) {
@@ -244,6 +307,84 @@ export class PciDevice<Ctx extends DeviceContext = Normal> extends Device<Ctx> {
     });
     st.requested |= 1 << index;
     return res;
+  }
+
+  /** The number of MSI-X vectors allocated for the current binding (0: INTx is used). */
+  get irqVectorCount(): number {
+    return liveObject<PciDeviceState>(this).msiCount;
+  }
+
+  /**
+   * Allocates between `min` and `max` MSI-X vectors for the current binding
+   * (pcim_alloc_irq_vectors with PCI_IRQ_MSIX): lines of the machine's `"msi"` domain,
+   * written into the function's MSI-X table; freed when the driver unbinds. Returns the
+   * count allocated; `requestIrq(i)` then requests vector `i`.
+   *
+   * **Errors:** `ENOSPC` if the function has fewer than `min` vectors or the domain is
+   * full; `EBUSY` if vectors are allocated already; `EINVAL` for bad counts.
+   */
+  allocIrqVectors(this: PciDevice<Core>, min: number, max: number): number {
+    requireContext(this, CONTEXT_CORE, "pci_alloc_irq_vectors");
+    // SAFETY: the object behind a PCI device handle is a PCI function's.
+    const st = boundState(this, "pci_alloc_irq_vectors") as PciDeviceState;
+    checkInteger("allocIrqVectors", "min", min, 1, MSI_LINES);
+    checkInteger("allocIrqVectors", "max", max, min, MSI_LINES);
+    if (st.msiCount > 0) {
+      throw new DevrefError("EBUSY", `PCI device '${st.name}' has MSI-X vectors allocated already`);
+    }
+    const count = Math.min(max, st.msiVectors);
+    if (count < min) {
+      throw new DevrefError(
+        "ENOSPC",
+        `PCI device '${st.name}' supports ${st.msiVectors} MSI-X vectors, fewer than the ${min} asked for`,
+      );
+    }
+    const domain = msiDomainOf(st.machine);
+    const first = domain.allocLines(count);
+    st.msiFirst = first;
+    st.msiCount = count;
+    for (let i = 0; i < count; i++) st.msiTarget?.setVector(i, first + i);
+    this.devmAddAction(() => {
+      for (let i = 0; i < count; i++) st.msiTarget?.setVector(i, null);
+      domain.freeLines(first);
+      st.msiFirst = -1;
+      st.msiCount = 0;
+    }, "msi-x vectors");
+    return count;
+  }
+
+  /**
+   * Requests interrupt `index` for the current binding: MSI-X vector `index` once vectors
+   * are allocated, else the INTx line (index 0). See `Device.requestIrq`.
+   */
+  override requestIrq(
+    this: PciDevice<Bound>,
+    index: number,
+    handler: IrqHandler<PciDevice<Bound>>,
+    name?: string,
+  ): Devres<IrqLine> {
+    const st = liveObject<PciDeviceState>(this);
+    let spec: IrqSpec | undefined;
+    if (st.msiCount > 0 && Number.isInteger(index) && index >= 0) {
+      if (index >= st.msiCount) {
+        throw new DevrefError(
+          "ENXIO",
+          `PCI device '${st.name}' has ${st.msiCount} MSI-X vectors allocated, not ${index + 1}`,
+        );
+      }
+      spec = { domain: MSI_IRQ_DOMAIN, hwirq: st.msiFirst + index, trigger: "edge" };
+    }
+    // SAFETY: the domain calls the handler with a borrow of this device's own handle class.
+    return requestIrqOf(this, index, handler as IrqHandler<Device<Bound>>, name, spec);
+  }
+
+  /** A function tied to the current binding; see `Device.devmCallback`. */
+  override devmCallback<A extends unknown[], R>(
+    this: PciDevice<Bound>,
+    fn: <S>(dev: Borrowed<PciDevice<Bound>, S>, ...args: A) => R,
+    label = "callback",
+  ): BoundCallback<A, R> {
+    return makeBoundCallback<PciDevice<Bound>, A, R>(this, fn, label);
   }
 }
 
@@ -341,6 +482,7 @@ export class HotplugSlot {
    * **Errors:** `EBUSY` if the slot is occupied; as {@link PciBus.register} otherwise.
    */
   insert(spec: PciDeviceSpec): void {
+    checkObject("HotplugSlot.insert", "spec", spec);
     if (this.#device !== null) {
       throw new DevrefError(
         "EBUSY",
@@ -352,6 +494,7 @@ export class HotplugSlot {
 
   /** An owned reference to the plugged-in function, or null. */
   device(label = "anonymous"): ARef<PciDevice> | null {
+    checkString("HotplugSlot.device", "label", label);
     return this.#device?.clone(label) ?? null;
   }
 
@@ -395,10 +538,16 @@ export class PciBus extends BusType<PciDevice> {
   readonly #slots: Map<number, HotplugSlot> = new Map();
   #nextBar = 0xc000_0000;
 
-  constructor(name = "pci", domain = 0, busNumber = 0) {
-    super(name, undefined, PciDevice);
-    this.domain = domain;
-    this.busNumber = busNumber;
+  /**
+   * Creates a PCI bus on `options.machine` (the default machine), named `pci` unless
+   * `options.name` says otherwise, with PCI domain and bus numbers (default 0, 0).
+   *
+   * **Errors:** `EEXIST` if the machine has a bus of that name; `EINVAL` for bad numbers.
+   */
+  constructor(options: BusOptions & { readonly domain?: number; readonly busNumber?: number } = {}) {
+    super(options, "pci", undefined, PciDevice);
+    this.domain = checkInteger("new PciBus", "options.domain", options.domain ?? 0, 0, 0xffff);
+    this.busNumber = checkInteger("new PciBus", "options.busNumber", options.busNumber ?? 0, 0, 0xff);
   }
 
   protected override acceptsDriver(drv: Driver<unknown>): boolean {
@@ -438,9 +587,8 @@ export class PciBus extends BusType<PciDevice> {
    * **Errors:** `EEXIST` if the slot number is taken; `EINVAL` for a number outside 0..31.
    */
   addSlot(name: string, number: number): HotplugSlot {
-    if (!Number.isInteger(number) || number < 0 || number > 31) {
-      throw new DevrefError("EINVAL", `slot number ${String(number)} must be 0..31`);
-    }
+    checkString("addSlot", "name", name, true);
+    checkInteger("addSlot", "number", number, 0, 31);
     if (this.#slots.has(number))
       throw new DevrefError("EEXIST", `bus '${this.name}' already has slot ${number}`);
     const slot = new HotplugSlot(this, name, number);
@@ -456,44 +604,59 @@ export class PciBus extends BusType<PciDevice> {
    * address is taken.
    */
   register(spec: PciDeviceSpec & { readonly slot: number }, label = "creator"): ARef<PciDevice> {
-    const func = spec.func ?? 0;
-    const where = `PCI device ${hex(spec.vendor, 4)}:${hex(spec.device, 4)}`;
-    if (!Number.isInteger(spec.slot) || spec.slot < 0 || spec.slot > 31) {
-      throw new DevrefError("EINVAL", `${where}: slot ${String(spec.slot)} must be 0..31`);
-    }
-    if (!Number.isInteger(func) || func < 0 || func > 7) {
-      throw new DevrefError("EINVAL", `${where}: function ${String(func)} must be 0..7`);
-    }
-    for (const [v, what, max] of [
-      [spec.vendor, "vendor", 0xffff],
-      [spec.device, "device", 0xffff],
-      [spec.classCode, "class code", 0xff_ffff],
-    ] as const) {
-      if (!Number.isInteger(v) || v < 0 || v > max) {
-        throw new DevrefError("EINVAL", `${where}: ${what} ${String(v)} is out of range`);
+    const where = "PciBus.register";
+    checkObject(where, "spec", spec);
+    checkString(where, "label", label);
+    checkInteger(where, "spec.slot", spec.slot, 0, 31);
+    const func = checkInteger(where, "spec.func", spec.func ?? 0, 0, 7);
+    checkInteger(where, "spec.vendor", spec.vendor, 0, 0xffff);
+    checkInteger(where, "spec.device", spec.device, 0, 0xffff);
+    checkInteger(where, "spec.subsystemVendor", spec.subsystemVendor ?? 0, 0, 0xffff);
+    checkInteger(where, "spec.subsystemDevice", spec.subsystemDevice ?? 0, 0, 0xffff);
+    checkInteger(where, "spec.classCode", spec.classCode, 0, 0xff_ffff);
+    checkInteger(where, "spec.msiVectors", spec.msiVectors ?? 0, 0, MSI_LINES);
+    if (spec.msiTarget !== undefined) {
+      checkObject(where, "spec.msiTarget", spec.msiTarget);
+      if (typeof spec.msiTarget.setVector !== "function") {
+        throw argumentError(where, "spec.msiTarget.setVector", "a function", spec.msiTarget.setVector);
       }
     }
-    const barSpecs = spec.bars ?? [];
+    if (spec.driverOverride !== undefined) checkString(where, "spec.driverOverride", spec.driverOverride);
+    const name = `${hex(this.domain, 4)}:${hex(this.busNumber, 2)}:${hex(spec.slot, 2)}.${func}`;
+    if (spec.release !== undefined) checkRelease(name, spec.release);
+    const barSpecs = spec.bars === undefined ? [] : spec.bars;
+    if (!Array.isArray(barSpecs)) throw argumentError(where, "spec.bars", "an array", barSpecs);
     if (barSpecs.length > 6)
       throw new DevrefError("EINVAL", `${where}: at most 6 BARs, got ${barSpecs.length}`);
-    barSpecs.forEach((b, i) => {
-      checkMemResource(where, { start: b.start ?? 0, size: b.size }, `BAR ${i}`);
+    let next = this.#nextBar;
+    const bars = barSpecs.map((b, i): MemResource => {
+      checkObject(where, `spec.bars[${i}]`, b);
+      const size = checkInteger(where, `spec.bars[${i}].size`, b.size, 4, 2 ** 40);
+      const start = b.start ?? next;
+      if (b.start === undefined) next += Math.max(0x1000, Math.ceil(size / 0x1000) * 0x1000);
+      return { name: `BAR${i}`, start, size, backend: b.backend ?? new RegisterFile(size) };
     });
-    const name = `${hex(this.domain, 4)}:${hex(this.busNumber, 2)}:${hex(spec.slot, 2)}.${func}`;
-    const bars = barSpecs.map((b, i) => {
-      const start = b.start ?? this.#nextBar;
-      if (b.start === undefined)
-        this.#nextBar += Math.max(0x1000, Math.ceil(b.size / 0x1000) * 0x1000);
-      return {
-        name: `BAR${i}`,
-        start,
-        size: b.size,
-        backend: b.backend ?? new RegisterFile(b.size),
-      };
+    const iommus = spec.iommus === undefined ? [] : spec.iommus;
+    if (!Array.isArray(iommus)) throw argumentError(where, "spec.iommus", "an array", iommus);
+    const fwnode = checkFirmwareNode(`PCI device ${name}`, {
+      compatible: [
+        `pci${hex(spec.vendor, 4)},${hex(spec.device, 4)}`,
+        `pciclass,${hex(spec.classCode, 6)}`,
+      ],
+      mem: bars,
+      interrupts: spec.interrupt === undefined ? [] : [spec.interrupt],
+      iommus: iommus.map((r, i) => {
+        checkObject(where, `spec.iommus[${i}]`, r);
+        return { iommu: r.iommu, ids: r.ids ?? [] };
+      }),
     });
     const parent =
-      spec.parent === undefined || spec.parent === null ? null : deviceStateOf(spec.parent);
-    const st = new PciDeviceState(name, spec, bars, this.hooks, parent);
+      spec.parent === undefined || spec.parent === null
+        ? null
+        : deviceStateOf(checkInstance(where, "spec.parent", spec.parent, Device));
+    machineFor(where, this.machine, parent);
+    this.#nextBar = next;
+    const st = new PciDeviceState(name, spec, fwnode, this.hooks, parent);
     const ref = adoptRef<PciDevice>(st, label);
     try {
       addState(st);
@@ -506,11 +669,16 @@ export class PciBus extends BusType<PciDevice> {
 
   /** Orderly removal (pci_stop_and_remove_bus_device), then put `dev`. */
   unregister(dev: ARef<PciDevice>): void {
-    const st = deviceStateOf(dev);
+    const st = deviceStateOf(checkInstance("PciBus.unregister", "dev", dev, PciDevice));
     if (st.registered && !st.dead) deleteTree(st, false);
     dev.put();
   }
 }
 
-/** The PCI bus (domain 0, bus 0), defined once. */
-export const pciBus: Static<PciBus> = defineStatic(new PciBus());
+/** The MSI interrupt domain of `machine` (created on first use). */
+export function msiDomainOf(machine: import("@devref/device-core").Machine): IrqDomain {
+  return (
+    IrqDomain.find(machine, MSI_IRQ_DOMAIN) ??
+    new IrqDomain({ machine, name: MSI_IRQ_DOMAIN, size: MSI_LINES })
+  );
+}

@@ -2,16 +2,33 @@
 //! C source: drivers/base/platform.c (platform_match, platform_device_register)
 //! Rust: rust/kernel/platform.rs (platform::Device<Ctx>, platform::Driver)
 
-import { Device, Devres } from "@devref/device-core";
+import {
+  type BoundCallback,
+  Device,
+  Devres,
+  IrqDomain,
+  type IrqHandler,
+  type IrqLine,
+  type IrqSpec,
+  type MemResource,
+  type MmioBackend,
+  MmioRegion,
+  RegisterFile,
+} from "@devref/device-core";
 import {
   addState,
   type BusHooks,
-  DeviceScope,
+  boundState,
+  checkFirmwareNode,
+  checkRelease,
   type DeviceState,
   deleteTree,
   deviceStateOf,
-  emit,
+  machineFor,
+  makeBoundCallback,
+  requestIrqOf,
   DeviceState as State,
+  unmapRegion,
 } from "@devref/device-core/unsafe";
 import type {
   ARef,
@@ -22,19 +39,19 @@ import type {
   Normal,
   Static,
 } from "@devref/raw-device";
-import { DevrefError, defineStatic } from "@devref/raw-device";
-import { adoptRef, CONTEXT_BOUND, liveObject } from "@devref/raw-device/unsafe";
-import { BusType, type MatchResult } from "./bus.js";
-import { Driver, type DriverRegistration } from "./driver.js";
 import {
-  checkMemResource,
-  type MemResource,
-  type MmioBackend,
-  MmioRegion,
-  noRelease,
-  RegisterFile,
-  unmapRegion,
-} from "./mmio.js";
+  argumentError,
+  checkCallback,
+  checkInstance,
+  checkInteger,
+  checkObject,
+  checkString,
+  DevrefError,
+  defineStatic,
+} from "@devref/raw-device";
+import { adoptRef, liveObject } from "@devref/raw-device/unsafe";
+import { type BusOptions, BusType, type MatchResult } from "./bus.js";
+import { Driver, type DriverRegistration } from "./driver.js";
 
 /** One memory resource of a platform device, as given when the device is created. */
 export interface MemResourceSpec {
@@ -48,8 +65,8 @@ export interface MemResourceSpec {
   readonly backend?: MmioBackend;
 }
 
-/** A DT `iommus` entry: which IOMMU translates for the device, with its stream IDs. */
-export interface IommuRef {
+/** A DT `iommus` entry as given in a spec: which IOMMU translates, with its IDs. */
+export interface IommuRefSpec {
   /** The IOMMU device's name (the phandle target). */
   readonly iommu: string;
   /** The specifier cells, e.g. the DART stream ID. */
@@ -67,52 +84,53 @@ export interface PlatformDeviceSpec {
   readonly compatible?: readonly string[];
   /** MMIO resources (DT `reg`). */
   readonly mem?: readonly MemResourceSpec[];
-  /** Interrupt numbers (DT `interrupts`). */
+  /**
+   * Interrupts (DT `interrupts`): lines of interrupt domains created on the machine. They
+   * come before those of {@link irqs}.
+   */
+  readonly interrupts?: readonly IrqSpec[];
+  /**
+   * A shorthand for edge-triggered lines of the machine's default `"irq"` domain (created
+   * on first use with 1024 lines), as board code with plain IRQ numbers gives them.
+   */
   readonly irqs?: readonly number[];
   /** DT `iommus` references, for the IOMMU layer. */
-  readonly iommus?: readonly IommuRef[];
+  readonly iommus?: readonly IommuRefSpec[];
   /** Restricts matching to the driver of this name from the start. */
   readonly driverOverride?: string;
   /** Runs once, after the bus's own release, when the last reference goes. */
   readonly release?: () => void;
 }
 
-const NONE: readonly never[] = Object.freeze([]);
+/** The name and size of the domain behind the `irqs` shorthand. */
+export const DEFAULT_IRQ_DOMAIN = "irq";
+const DEFAULT_IRQ_LINES = 1024;
 
 /** @internal The platform device object. */
 export class PlatformDeviceState extends State {
   readonly baseName: string;
-  readonly compatible: readonly string[];
-  readonly resources: readonly MemResource[];
-  readonly irqs: readonly number[];
-  readonly iommus: readonly IommuRef[];
   /** A bit per resource currently mapped (request_mem_region). */
   requested = 0;
 
-  constructor(spec: PlatformDeviceSpec, hooks: BusHooks, parent: DeviceState | null) {
-    const name = spec.id === undefined ? spec.name : `${spec.name}.${spec.id}`;
-    super({ name, parent, bus: hooks, release: spec.release ?? noRelease }, PlatformDevice);
+  constructor(
+    name: string,
+    spec: PlatformDeviceSpec,
+    hooks: BusHooks,
+    parent: DeviceState | null,
+    fwnode: import("@devref/device-core").FirmwareNode,
+  ) {
+    super(
+      { name, parent, bus: hooks, fwnode, release: spec.release ?? noRelease },
+      PlatformDevice,
+      hooks.machine,
+    );
     this.baseName = spec.name;
-    // Copies, so later changes to the caller's arrays do not reach the device; absent
-    // lists share one empty array (most devices have no IRQs or IOMMUs).
-    this.compatible = spec.compatible === undefined ? NONE : [...spec.compatible];
-    this.resources =
-      spec.mem === undefined
-        ? NONE
-        : spec.mem.map((r, i) => ({
-            name: r.name ?? `mem${i}`,
-            start: r.start,
-            size: r.size,
-            backend: r.backend ?? new RegisterFile(r.size),
-          }));
-    this.irqs = spec.irqs === undefined ? NONE : [...spec.irqs];
-    this.iommus =
-      spec.iommus === undefined
-        ? NONE
-        : spec.iommus.map((r) => ({ iommu: r.iommu, ids: [...(r.ids ?? [])] }));
     this.driverOverride = spec.driverOverride ?? null;
   }
 }
+
+/** The bus's part of a device release when the creator gave none (shared: it costs nothing per device). */
+function noRelease(): void {}
 
 /**
  * A platform device handle (Rust `platform::Device<Ctx>`): a device plus its firmware
@@ -139,12 +157,12 @@ export class PlatformDevice<Ctx extends DeviceContext = Normal> extends Device<C
 
   /** The compatible strings, most specific first. */
   get compatible(): readonly string[] {
-    return liveObject<PlatformDeviceState>(this).compatible;
+    return liveObject<PlatformDeviceState>(this).fwnode.compatible;
   }
 
   /** The number of MMIO resources. */
   get resourceCount(): number {
-    return liveObject<PlatformDeviceState>(this).resources.length;
+    return liveObject<PlatformDeviceState>(this).fwnode.mem.length;
   }
 
   /**
@@ -157,32 +175,36 @@ export class PlatformDevice<Ctx extends DeviceContext = Normal> extends Device<C
     readonly start: number;
     readonly size: number;
   } {
-    const r = liveObject<PlatformDeviceState>(this).resources[index];
+    const st = liveObject<PlatformDeviceState>(this);
+    checkInteger("resource", "index", index, 0, 31);
+    const r = st.fwnode.mem[index];
     if (r === undefined) {
       throw new DevrefError(
         "ENXIO",
-        `device '${this.name}' has no memory resource ${String(index)}`,
+        `device '${st.name}' has no memory resource ${String(index)}`,
       );
     }
     return { name: r.name, start: r.start, size: r.size };
   }
 
   /**
-   * The interrupt number at `index` (platform_get_irq).
+   * The interrupt at `index` (platform_get_irq): its domain, line and trigger.
    *
    * **Errors:** `ENXIO` if there is none.
    */
-  irq(index: number): number {
-    const irq = liveObject<PlatformDeviceState>(this).irqs[index];
+  irq(index: number): IrqSpec {
+    const st = liveObject<PlatformDeviceState>(this);
+    checkInteger("irq", "index", index, 0, 0x7fff_ffff);
+    const irq = st.fwnode.interrupts[index];
     if (irq === undefined) {
-      throw new DevrefError("ENXIO", `device '${this.name}' has no IRQ ${String(index)}`);
+      throw new DevrefError("ENXIO", `device '${st.name}' has no IRQ ${String(index)}`);
     }
     return irq;
   }
 
   /** The DT `iommus` references. */
-  get iommus(): readonly IommuRef[] {
-    return liveObject<PlatformDeviceState>(this).iommus;
+  get iommus(): readonly import("@devref/device-core").IommuRef[] {
+    return liveObject<PlatformDeviceState>(this).fwnode.iommus;
   }
 
   /**
@@ -197,12 +219,16 @@ export class PlatformDevice<Ctx extends DeviceContext = Normal> extends Device<C
     index: number,
     options: { readonly owner?: string } = {},
   ): Devres<MmioRegion> {
-    const st = liveObject<PlatformDeviceState>(this);
-    const r = st.resources[index];
+    // SAFETY: boundState returns the object behind this handle, a platform device's.
+    const st = boundState(this, "devm_platform_ioremap_resource") as PlatformDeviceState;
+    checkInteger("ioremapResource", "index", index, 0, 0x7fff_ffff);
+    checkObject("ioremapResource", "options", options);
+    if (options.owner !== undefined) checkString("ioremapResource", "options.owner", options.owner);
+    const r = st.fwnode.mem[index];
     if (r === undefined) {
       throw new DevrefError(
         "ENXIO",
-        `device '${st.name}' has no memory resource ${String(index)} (it has ${st.resources.length})`,
+        `device '${st.name}' has no memory resource ${String(index)} (it has ${st.fwnode.mem.length})`,
       );
     }
     if ((st.requested & (1 << index)) !== 0) {
@@ -229,71 +255,27 @@ export class PlatformDevice<Ctx extends DeviceContext = Normal> extends Device<C
   }
 
   /**
-   * Requests interrupt `index` of this device for the current binding (devm_request_irq):
-   * the handler is called on every {@link PlatformBus.raiseIrq} of the line (shared lines
-   * call every handler in request order) and never after the binding ends.
-   *
-   * **Errors:** `ENXIO` if the device has no such IRQ; `ENODEV` on a revoked borrow.
+   * Requests interrupt `index` for the current binding (devm_request_irq); see
+   * `Device.requestIrq`. The handler gets a Bound borrow of the platform device.
    */
-  requestIrq(
+  override requestIrq(
     this: PlatformDevice<Bound>,
     index: number,
-    handler: IrqHandler,
+    handler: IrqHandler<PlatformDevice<Bound>>,
     name?: string,
   ): Devres<IrqLine> {
-    const st = liveObject<PlatformDeviceState>(this);
-    const irq = st.irqs[index];
-    if (irq === undefined) {
-      throw new DevrefError(
-        "ENXIO",
-        `device '${st.name}' has no IRQ ${String(index)} (it has ${st.irqs.length})`,
-      );
-    }
-    const bus = platformBusOf(st);
-    const action: IrqAction = { st, handler, line: { irq, name: name ?? st.name } };
-    const res = new Devres<IrqLine>(this, action.line, {
-      label: `irq ${irq}`,
-      release: () => freeIrq(bus, action),
-    });
-    addIrq(bus, action);
-    return res;
+    // SAFETY: the domain calls the handler with a borrow of this device's own handle class.
+    return requestIrqOf(this, index, handler as IrqHandler<Device<Bound>>, name);
   }
-}
 
-/** @internal One requested handler. */
-interface IrqAction {
-  readonly st: PlatformDeviceState;
-  readonly handler: IrqHandler;
-  readonly line: IrqLine;
-}
-
-function platformBusOf(st: DeviceState): PlatformBus {
-  const bus = busOfHooks.get(st.bus as object);
-  if (bus === undefined) {
-    throw new DevrefError("EINVAL", `device '${st.name}' is not on a platform bus`);
+  /** A function tied to the current binding; see `Device.devmCallback`. */
+  override devmCallback<A extends unknown[], R>(
+    this: PlatformDevice<Bound>,
+    fn: <S>(dev: Borrowed<PlatformDevice<Bound>, S>, ...args: A) => R,
+    label = "callback",
+  ): BoundCallback<A, R> {
+    return makeBoundCallback<PlatformDevice<Bound>, A, R>(this, fn, label);
   }
-  return bus;
-}
-
-const busOfHooks: WeakMap<object, PlatformBus> = new WeakMap();
-let addIrq: (bus: PlatformBus, action: IrqAction) => void;
-let freeIrq: (bus: PlatformBus, action: IrqAction) => void;
-
-/** What an interrupt handler returns (irqreturn_t). */
-export type IrqReturn = "handled" | "none";
-
-/**
- * An interrupt handler: runs with a Bound borrow of its device, valid during the call. It
- * may run until the binding's devres is released, which includes during `remove()`, as
- * in the kernel: quiesce the device (or release the line) first in remove.
- */
-export type IrqHandler = <S>(dev: Borrowed<PlatformDevice<Bound>, S>) => IrqReturn;
-
-/** A requested interrupt line (what a `Devres` from `requestIrq` holds). */
-export interface IrqLine {
-  readonly irq: number;
-  /** The name given at request, as /proc/interrupts shows it. */
-  readonly name: string;
 }
 
 /** An OF (device tree) match entry. */
@@ -384,73 +366,22 @@ export function definePlatformDriver<D, I = undefined>(
  *
  * @example
  * ```ts
- * const uart = platformBus.register({ name: "uart", id: 0, compatible: ["acme,uart"], mem: [{ start: 0x1000, size: 0x100 }] });
+ * const bus = new PlatformBus();
+ * const uart = bus.register({ name: "uart", id: 0, compatible: ["acme,uart"], mem: [{ start: 0x1000, size: 0x100 }] });
  * // … later, surprise removal:
- * platformBus.unplug(uart);
+ * bus.unplug(uart);
  * uart.put();
  * ```
  */
 export class PlatformBus extends BusType<PlatformDevice> {
-  readonly #irqs: Map<number, IrqAction[]> = new Map();
-
-  constructor(name = "platform") {
-    super(name, undefined, PlatformDevice);
-    busOfHooks.set(this.hooks, this);
-  }
-
-  static {
-    addIrq = (bus, action) => {
-      const list = bus.#irqs.get(action.line.irq);
-      if (list === undefined) bus.#irqs.set(action.line.irq, [action]);
-      else list.push(action);
-    };
-    freeIrq = (bus, action) => {
-      const list = bus.#irqs.get(action.line.irq);
-      if (list === undefined) return;
-      const i = list.indexOf(action);
-      if (i >= 0) list.splice(i, 1);
-      if (list.length === 0) bus.#irqs.delete(action.line.irq);
-    };
-  }
-
   /**
-   * Raises interrupt line `irq`, as the interrupt controller (or a simulator) does: calls
-   * every handler requested on it, in request order, each with a Bound borrow of its
-   * device. Returns whether any handler said `"handled"`; a handler that throws is logged.
+   * Creates a platform bus on `options.machine` (the default machine), named `platform`
+   * unless `options.name` says otherwise.
+   *
+   * **Errors:** `EEXIST` if the machine has a bus of that name.
    */
-  raiseIrq(irq: number): boolean {
-    const list = this.#irqs.get(irq);
-    if (list === undefined) return false;
-    let handled = false;
-    for (const action of [...list]) {
-      const scope = new DeviceScope(CONTEXT_BOUND);
-      try {
-        // SAFETY: the action is registered only while its binding holds the devres, so
-        // the device is bound (or unbinding) for the whole call; the borrow dies after it.
-        const dev = scope.borrow(action.st, PlatformDevice) as unknown as Borrowed<
-          PlatformDevice<Bound>,
-          never
-        >;
-        if (action.handler(dev) === "handled") handled = true;
-      } catch (e) {
-        emit(
-          "err",
-          action.st.name,
-          action.st.driverString(),
-          `IRQ ${irq} handler failed: ${String(e)}`,
-        );
-      } finally {
-        scope.close();
-      }
-    }
-    return handled;
-  }
-
-  /** The requested lines, as /proc/interrupts lists them: `"<irq>: <name>, <name>"`. */
-  interrupts(): string[] {
-    return [...this.#irqs.entries()]
-      .sort(([a], [b]) => a - b)
-      .map(([irq, list]) => `${irq}: ${list.map((a) => a.line.name).join(", ")}`);
+  constructor(options: BusOptions = {}) {
+    super(options, "platform", undefined, PlatformDevice);
   }
 
   protected override acceptsDriver(drv: Driver<unknown>): boolean {
@@ -459,7 +390,7 @@ export class PlatformBus extends BusType<PlatformDevice> {
 
   protected override matchDriver(st: DeviceState, drv: Driver<unknown>): MatchResult {
     if (!(st instanceof PlatformDeviceState) || !(drv instanceof PlatformDriver)) return null;
-    for (const c of st.compatible) {
+    for (const c of st.fwnode.compatible) {
       const hit = drv.ofMatchTable.find((e) => e.compatible === c);
       if (hit !== undefined) return { info: hit.data };
     }
@@ -487,10 +418,9 @@ export class PlatformBus extends BusType<PlatformDevice> {
    * already on the bus; `ENODEV` if the parent is not registered.
    */
   register(spec: PlatformDeviceSpec, label = "creator"): ARef<PlatformDevice> {
-    checkPlatformSpec(spec);
-    const parent =
-      spec.parent === undefined || spec.parent === null ? null : deviceStateOf(spec.parent);
-    const st = new PlatformDeviceState(spec, this.hooks, parent);
+    checkString("PlatformBus.register", "label", label);
+    const { name, parent, fwnode } = this.#describe(spec);
+    const st = new PlatformDeviceState(name, spec, this.hooks, parent, fwnode);
     const ref = adoptRef<PlatformDevice>(st, label);
     try {
       addState(st);
@@ -501,6 +431,73 @@ export class PlatformBus extends BusType<PlatformDevice> {
     return ref;
   }
 
+  /** Checks a whole spec before anything is created, and builds the firmware node. */
+  #describe(spec: PlatformDeviceSpec): {
+    name: string;
+    parent: DeviceState | null;
+    fwnode: import("@devref/device-core").FirmwareNode;
+  } {
+    const where = "PlatformBus.register";
+    checkObject(where, "spec", spec);
+    if (typeof spec.name !== "string" || !/^[A-Za-z0-9_@,+:-][A-Za-z0-9_@,.+:-]*$/.test(spec.name)) {
+      throw new DevrefError(
+        "EINVAL",
+        `platform device name '${String(spec.name)}' is not valid; use letters, digits and _ @ , . + : -`,
+      );
+    }
+    if (spec.id !== undefined) checkInteger(where, "spec.id", spec.id, 0, 0x7fff_ffff);
+    const name = spec.id === undefined ? spec.name : `${spec.name}.${spec.id}`;
+    if (spec.driverOverride !== undefined) checkString(where, "spec.driverOverride", spec.driverOverride);
+    if (spec.release !== undefined) checkRelease(name, spec.release);
+    const parent =
+      spec.parent === undefined || spec.parent === null
+        ? null
+        : deviceStateOf(checkInstance(where, "spec.parent", spec.parent, Device));
+    machineFor(where, this.machine, parent);
+    const memSpecs = spec.mem === undefined ? [] : spec.mem;
+    if (!Array.isArray(memSpecs)) throw argumentError(where, "spec.mem", "an array", memSpecs);
+    if (memSpecs.length > 32) {
+      throw new DevrefError("EINVAL", `platform device '${name}': at most 32 memory resources`);
+    }
+    const irqs = spec.irqs === undefined ? [] : spec.irqs;
+    if (!Array.isArray(irqs)) throw argumentError(where, "spec.irqs", "an array", irqs);
+    irqs.forEach((n, i) => {
+      checkInteger(where, `spec.irqs[${i}]`, n, 0, DEFAULT_IRQ_LINES - 1);
+    });
+    const interrupts = spec.interrupts === undefined ? [] : spec.interrupts;
+    if (!Array.isArray(interrupts)) throw argumentError(where, "spec.interrupts", "an array", interrupts);
+    const iommus = spec.iommus === undefined ? [] : spec.iommus;
+    if (!Array.isArray(iommus)) throw argumentError(where, "spec.iommus", "an array", iommus);
+    const fwnode = checkFirmwareNode(`platform device '${name}'`, {
+      compatible: spec.compatible === undefined ? [] : spec.compatible,
+      mem: memSpecs.map(
+        (r, i): MemResource => {
+          checkObject(where, `spec.mem[${i}]`, r);
+          if (r.name !== undefined) checkString(where, `spec.mem[${i}].name`, r.name);
+          return {
+            name: r.name ?? `mem${i}`,
+            start: r.start,
+            size: r.size,
+            backend: r.backend ?? lazyRegisterFile(r.size),
+          };
+        },
+      ),
+      interrupts: [
+        ...interrupts,
+        ...irqs.map((hwirq): IrqSpec => ({ domain: DEFAULT_IRQ_DOMAIN, hwirq, trigger: "edge" })),
+      ],
+      iommus: iommus.map((r, i) => {
+        checkObject(where, `spec.iommus[${i}]`, r);
+        return { iommu: r.iommu, ids: r.ids ?? [] };
+      }),
+    });
+    // The shorthand's domain exists once a device names it.
+    if (irqs.length > 0 && IrqDomain.find(this.machine, DEFAULT_IRQ_DOMAIN) === undefined) {
+      new IrqDomain({ machine: this.machine, name: DEFAULT_IRQ_DOMAIN, size: DEFAULT_IRQ_LINES });
+    }
+    return { name, parent, fwnode };
+  }
+
   /**
    * Orderly removal (platform_device_unregister): deletes the device and its descendants,
    * children first, while the hardware still answers, then puts `dev`.
@@ -508,40 +505,23 @@ export class PlatformBus extends BusType<PlatformDevice> {
    * **Errors:** `ENODEV` if the device is already gone.
    */
   unregister(dev: ARef<PlatformDevice>): void {
-    const st = deviceStateOf(dev);
+    const st = deviceStateOf(checkInstance("PlatformBus.unregister", "dev", dev, PlatformDevice));
     if (st.registered && !st.dead) deleteTree(st, false);
     dev.put();
   }
 }
 
-function checkPlatformSpec(spec: PlatformDeviceSpec): void {
-  if (typeof spec.name !== "string" || !/^[A-Za-z0-9_@,+:-][A-Za-z0-9_@,.+:-]*$/.test(spec.name)) {
-    throw new DevrefError(
-      "EINVAL",
-      `platform device name '${String(spec.name)}' is not valid; use letters, digits and _ @ , . + : -`,
-    );
-  }
-  if (spec.id !== undefined && (!Number.isInteger(spec.id) || spec.id < 0)) {
-    throw new DevrefError(
-      "EINVAL",
-      `platform device '${spec.name}': id ${String(spec.id)} must be a whole number ≥ 0`,
-    );
-  }
-  if ((spec.mem ?? []).length > 32) {
-    throw new DevrefError("EINVAL", `platform device '${spec.name}': at most 32 memory resources`);
-  }
-  (spec.mem ?? []).forEach((r, i) => {
-    checkMemResource(`platform device '${spec.name}'`, r, `memory resource ${i}`);
-  });
-  for (const irq of spec.irqs ?? []) {
-    if (!Number.isInteger(irq) || irq < 0) {
-      throw new DevrefError(
-        "EINVAL",
-        `platform device '${spec.name}': IRQ ${String(irq)} must be a whole number ≥ 0`,
-      );
-    }
-  }
+/** A register file for a resource with no backend; checked sizes only reach it. */
+function lazyRegisterFile(size: number): MmioBackend {
+  return typeof size === "number" && Number.isSafeInteger(size) && size >= 4
+    ? new RegisterFile(size)
+    : new RegisterFile(4);
 }
 
-/** The platform bus, defined once. */
-export const platformBus: Static<PlatformBus> = defineStatic(new PlatformBus());
+/** The default interrupt domain of `machine`, for the `irqs` shorthand (created on first use). */
+export function defaultIrqDomain(machine: import("@devref/device-core").Machine): IrqDomain {
+  return (
+    IrqDomain.find(machine, DEFAULT_IRQ_DOMAIN) ??
+    new IrqDomain({ machine, name: DEFAULT_IRQ_DOMAIN, size: DEFAULT_IRQ_LINES })
+  );
+}

@@ -1,10 +1,5 @@
-import {
-  definePlatformDriver,
-  type MmioRegion,
-  type PlatformDevice,
-  platformBus,
-} from "@devref/bus";
-import type { Devres } from "@devref/device-core";
+import { definePlatformDriver, type PlatformDevice, PlatformBus } from "@devref/bus";
+import type { Devres, IrqSpec, MmioRegion } from "@devref/device-core";
 import type { ARef, Borrowed, Core } from "@devref/raw-device";
 import { describe, expectTypeOf, it } from "vitest";
 
@@ -51,6 +46,7 @@ describe("bus ownership promises at compile time", () => {
   });
 
   it("an owned platform device cannot map MMIO or reach drvdata", () => {
+    const platformBus = new PlatformBus();
     const dev = platformBus.register({ name: "t" });
     // @ts-expect-error mapping MMIO needs a Bound borrow (it is tied to a binding)
     dev.ioremapResource(0);
@@ -59,11 +55,12 @@ describe("bus ownership promises at compile time", () => {
     dev.requestIrq(0, () => "handled");
     // @ts-expect-error drvdata needs proof that the device is bound
     drv.drvdata(dev);
-    expectTypeOf(dev.irq).returns.toBeNumber();
+    expectTypeOf(dev.irq).returns.toEqualTypeOf<IrqSpec>();
     expectTypeOf(dev.get()).toEqualTypeOf<ARef<PlatformDevice>>();
   });
 
   it("notifiers receive a borrow that cannot escape", () => {
+    const platformBus = new PlatformBus();
     let kept: ARef<PlatformDevice> | undefined;
     platformBus.registerNotifier((_event, dev) => {
       // @ts-expect-error a notifier's borrow is not an owned reference

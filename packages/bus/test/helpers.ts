@@ -1,11 +1,18 @@
 import { type BusType, PlatformBus } from "@devref/bus";
-import { type Device, type LogRecord, setLogSink } from "@devref/device-core";
+import { type Device, type LogRecord, Machine } from "@devref/device-core";
 
 let n = 0;
-/** A fresh platform bus per test, so tests do not see each other's devices. */
+let current: Machine = new Machine({ name: "test0" });
+/** A fresh platform bus on a fresh machine per test, so tests do not see each other. */
 export function freshBus(): PlatformBus {
   n++;
-  return new PlatformBus(`test${n}`);
+  current = new Machine({ name: `test${n}` });
+  return new PlatformBus({ machine: current });
+}
+
+/** The machine of the latest {@link freshBus}. */
+export function currentMachine(): Machine {
+  return current;
 }
 
 /** Records every notifier event as "EVENT device[driver]". */
@@ -17,11 +24,12 @@ export function recordEvents<H extends Device>(bus: BusType<H>): string[] {
   return events;
 }
 
-/** Collects log records until restored. */
+/** Collects the log records of the latest fresh machine until restored. */
 export function captureLog(): { records: LogRecord[]; restore: () => void } {
   const records: LogRecord[] = [];
-  const previous = setLogSink((r) => records.push(r));
-  return { records, restore: () => setLogSink(previous) };
+  const machine = current;
+  const previous = machine.setLogSink((r) => records.push(r));
+  return { records, restore: () => machine.setLogSink(previous) };
 }
 
 /** A promise resolved from outside: how tests pace an asynchronous probe. */

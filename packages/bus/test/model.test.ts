@@ -5,7 +5,7 @@
 // after remove, release exactly once, no devres when no driver is bound, no live device
 // without a holder.
 import { definePlatformDriver, PlatformBus, type PlatformDevice } from "@devref/bus";
-import { auditDevices, devErrProbe, setLogSink } from "@devref/device-core";
+import { auditDevices, devErrProbe, Machine, setLogSink } from "@devref/device-core";
 import type { ARef } from "@devref/raw-device";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -107,7 +107,7 @@ function refsExpected(m: Model, i: number): number {
 
 function verify(m: Model, r: Real): void {
   const audit = new Map(
-    auditDevices()
+    auditDevices(r.bus.machine)
       .filter((a) => a.name.startsWith(`${r.prefix}d`))
       .map((a) => [a.name, a]),
   );
@@ -123,8 +123,9 @@ function verify(m: Model, r: Real): void {
     expect(a).toBeDefined();
     const expected = refsExpected(m, i);
     expect(expected).toBeGreaterThan(0); // no live device without a holder
-    expect(a!.refcount).toBe(expected);
-    expect(a!.holders.length).toBe(expected);
+    // Each managed resource keeps a counted, labelled reference to its device.
+    expect(a!.refcount).toBe(expected + a!.devres);
+    expect(a!.holders.length).toBe(expected + a!.devres);
     expect(a!.lifecycle === "deleted").toBe(!d.registered);
     if (!["probing", "bound", "unbinding"].includes(a!.lifecycle)) expect(a!.devres).toBe(0);
   });
@@ -380,7 +381,7 @@ describe("the driver model against a reference model", () => {
           run++;
           const prefix = `m${run}`;
           const real: Real = {
-            bus: new PlatformBus(`model${run}`),
+            bus: new PlatformBus({ machine: new Machine({ logSink: () => {} }) }),
             prefix,
             drivers: undefined as unknown as Real["drivers"],
             refs: [],
@@ -405,7 +406,7 @@ describe("the driver model against a reference model", () => {
           for (const x of real.refs) if (x.live) x.handle.put();
           await real.bus.settle();
           expect(real.releases.every((n) => n === 1)).toBe(true);
-          expect(auditDevices().filter((a) => a.name.startsWith(`${prefix}d`))).toEqual([]);
+          expect(auditDevices(real.bus.machine).filter((a) => a.name.startsWith(`${prefix}d`))).toEqual([]);
           for (const t of real.tokens) {
             expect(t.events.join(" ")).toMatch(TOKEN_ORDER);
             // Every binding's resources were released.

@@ -1,15 +1,20 @@
-import { deferredDevices, definePlatformDriver, type PlatformDevice } from "@devref/bus";
+import { defaultIrqDomain, definePlatformDriver, type PlatformDevice } from "@devref/bus";
 import {
-  auditDevices,
+  auditDevices as auditMachine,
   type Devres,
   devErrProbe,
   devresLabels,
   formatHolders,
   holders,
 } from "@devref/device-core";
+import { deviceStateOf, DevresNode, devresAdd, RES } from "@devref/device-core/unsafe";
 import { type ARef, DevrefError, refcountOf } from "@devref/raw-device";
 import { describe, expect, it } from "vitest";
-import { captureLog, freshBus, gate, recordEvents } from "./helpers.js";
+import { captureLog, currentMachine, freshBus, gate, recordEvents } from "./helpers.js";
+
+const deferredDevices = () => currentMachine().deferredDevices();
+const auditDevices = () => auditMachine(currentMachine());
+const irqs = () => defaultIrqDomain(currentMachine());
 
 describe("binding and notifiers", () => {
   it("sends the kernel's events in order through add, bind, unbind and del", () => {
@@ -112,7 +117,7 @@ describe("binding and notifiers", () => {
     log.restore();
     expect(log.records.map((r) => [r.level, r.text])).toEqual([
       ["warn", `${bus.name} fail: probe with driver fail failed with error -22 (EINVAL)`],
-      ["dbg", `${bus.name} notmine: probe of notmine rejects match -19`],
+      ["dbg", `${bus.name} notmine: probe of notmine rejects match -19: ENODEV: wrong revision`],
     ]);
     bus.unregister(a);
     bus.unregister(b);
@@ -323,8 +328,25 @@ describe("binding and notifiers", () => {
     expect(() => bus.register({ name: "m", mem: [{ start: 0x1000, size: 3 }] })).toThrowError(
       /positive multiple of 4/,
     );
-    expect(() => bus.register({ name: "m", irqs: [-1] })).toThrowError(/IRQ -1/);
+    expect(() => bus.register({ name: "m", irqs: [-1] })).toThrowError(/spec\.irqs\[0\] must be/);
+    // item 17: malformed specs are refused before the device exists (no phantom in the audit).
+    for (const bad of [
+      { name: "m", compatible: 5 },
+      { name: "m", irqs: null },
+      { name: "m", mem: [{ start: 0x1000, size: 2 ** 40, backend: 7 }] },
+      { name: "m", mem: [{ start: 2 ** 52 - 4096, size: 8192 }] },
+      { name: "m", iommus: [{ iommu: 3 }] },
+      { name: "m", parent: {} },
+      { name: "m", release: "no" },
+      null,
+    ]) {
+      // SAFETY: deliberately malformed, as untyped callers can pass them.
+      expect(() => bus.register(bad as never)).toThrowError(DevrefError);
+    }
     expect(auditDevices().length).toBe(before);
+    // item 17: a large window without a backend costs nothing until written.
+    const big = bus.register({ name: "big", mem: [{ start: 0x1_0000_0000, size: 2 ** 31 }] });
+    bus.unregister(big);
     const a = bus.register({ name: "same" });
     expect(() => bus.register({ name: "same" })).toThrowError(/already has a device named 'same'/);
     expect(auditDevices().length).toBe(before + 1);
@@ -342,9 +364,9 @@ describe("probe preconditions", () => {
     const bus = freshBus();
     const log = captureLog();
     const dev = bus.register({ name: "dirty" });
-    // SAFETY: deliberately defeats the Bound requirement to leave a resource on an unbound device.
-    const forged = dev as unknown as { devmAddAction(a: () => void, l: string): unknown };
-    forged.devmAddAction(() => {}, "stray");
+    // Only a device package can leave a resource on an unbound device (drivers get EPERM).
+    const st = deviceStateOf(dev);
+    devresAdd(st, new DevresNode("stray", RES, null, () => {}, false));
     let probed = false;
     bus.registerDriver(
       definePlatformDriver({
@@ -462,9 +484,8 @@ describe("deferred probe", () => {
     await bus.settle();
     expect(probes).toBe(2);
     expect(deferredDevices().map((d) => d.name)).toEqual(expect.arrayContaining(["ca", "cb"]));
-    const { deferredProbeTrigger } = await import("@devref/bus");
     allowed = true;
-    deferredProbeTrigger();
+    currentMachine().deferredProbeTrigger();
     await bus.settle();
     expect([a.isBound, b.isBound]).toEqual([true, true]);
     expect(probes).toBe(4);
@@ -596,7 +617,7 @@ describe("asynchronous probe and surprise removal", () => {
   it("surprise unplug of a bound device: remove runs once and sees all-ones; access afterwards fails", () => {
     const bus = freshBus();
     const seen: number[] = [];
-    let kept: Devres<import("@devref/bus").MmioRegion> | undefined;
+    let kept: Devres<import("@devref/device-core").MmioRegion> | undefined;
     const drv = definePlatformDriver({
       name: "dma-engine",
       probe: (dev) => {
@@ -681,7 +702,7 @@ describe("asynchronous probe and surprise removal", () => {
 
   it("MMIO regions: bounds checked, mapped once, unmapped at unbind", () => {
     const bus = freshBus();
-    let stash: import("@devref/bus").MmioRegion | undefined;
+    let stash: import("@devref/device-core").MmioRegion | undefined;
     const drv = definePlatformDriver({
       name: "regs",
       probe: (dev) => {
@@ -691,9 +712,9 @@ describe("asynchronous probe and surprise removal", () => {
         const m = r.access(dev);
         expect(() => m.read32(0x100)).toThrowError(/outside the 256-byte region/);
         expect(() => m.read32(2)).toThrowError(/4-byte aligned/);
-        m.write64(8, 0x1_0000_0002n);
+        m.write64(8, 2, 1);
         expect(m.read32(8)).toBe(2);
-        expect(m.read64(8)).toBe(0x1_0000_0002n);
+        expect(m.read64(8)).toEqual({ lo: 2, hi: 1 });
         stash = m;
         return r;
       },
@@ -712,7 +733,7 @@ describe("asynchronous probe and surprise removal", () => {
 });
 
 describe("re-entrancy", () => {
-  it("unplugging or unregistering from the device's own remove() is refused, and changes nothing", () => {
+  it("unregistering from the device's own remove() is refused, and changes nothing", () => {
     const bus = freshBus();
     const log = captureLog();
     let target: ARef<PlatformDevice> | undefined;
@@ -720,7 +741,13 @@ describe("re-entrancy", () => {
       name: "reenter",
       probe: () => null,
       remove: () => {
-        if (target !== undefined) bus.unplug(target);
+        if (target === undefined) return;
+        const mine = target.clone("remover");
+        try {
+          bus.unregister(mine);
+        } finally {
+          mine.put(); // refused: the reference is still the caller's to put
+        }
       },
     });
     bus.registerDriver(drv);
@@ -734,7 +761,36 @@ describe("re-entrancy", () => {
     expect(dev.lifecycle).toBe("unbound");
     expect(dev.isRegistered).toBe(true);
     expect(bus.deviceNames()).toEqual(["reenter"]);
+    expect(refcountOf(dev)).toBe(2); // creator and bus: the refusal changed nothing
     bus.unregister(dev);
+  });
+
+  it("item 19: surprise removal during remove takes the hardware at once and finishes after remove", async () => {
+    const bus = freshBus();
+    let target: ARef<PlatformDevice> | undefined;
+    const seen: string[] = [];
+    const drv = definePlatformDriver({
+      name: "yank",
+      probe: (dev) => ({ regs: dev.ioremapResource(0) }),
+      remove: (dev, data) => {
+        if (target !== undefined) bus.unplug(target); // the card is pulled mid-remove
+        seen.push(`disconnected=${dev.isDisconnected}`);
+        seen.push(`read=${data.regs.access(dev).read32(0).toString(16)}`);
+      },
+    });
+    bus.registerDriver(drv);
+    const dev = bus.register({ name: "yank", mem: [{ start: 0x1000, size: 0x100 }] });
+    target = dev;
+    bus.unbind(dev);
+    expect(seen).toEqual(["disconnected=true", "read=ffffffff"]);
+    expect(dev.isDisconnected).toBe(true);
+    await bus.settle();
+    await Promise.resolve();
+    expect(dev.isRegistered).toBe(false);
+    expect(bus.deviceNames()).toEqual([]);
+    expect(refcountOf(dev)).toBe(1);
+    dev.put();
+    expect(auditDevices()).toEqual([]);
   });
 });
 
@@ -751,30 +807,30 @@ describe("interrupt lines", () => {
           seen.push(`${d.name} bound=${d.isBound}`);
           return "handled";
         });
-        expect(() => dev.requestIrq(3, () => "none")).toThrowError(/no IRQ 3/);
+        expect(() => dev.requestIrq(3, () => "none")).toThrowError(/no interrupt 3/);
         return { line };
       },
       remove: (dev) => {
         // Still requested during remove, as in the kernel.
-        expect(bus.raiseIrq(40)).toBe(true);
+        expect(irqs().raise(40)).toBe(true);
         expect(dev.isBound).toBe(false); // unbinding
       },
     });
     bus.registerDriver(drv);
     const a = bus.register({ name: "irqdev", id: 0, irqs: [40] });
     const b = bus.register({ name: "irqdev", id: 1, irqs: [40] });
-    expect(bus.interrupts()).toEqual(["40: irqdev.0, irqdev.1"]);
-    expect(bus.raiseIrq(40)).toBe(true);
+    expect(irqs().interrupts()).toEqual(["40: 0 irqdev.0, irqdev.1"]);
+    expect(irqs().raise(40)).toBe(true);
     expect(seen).toEqual(["irqdev.0 bound=true", "irqdev.1 bound=true"]);
     expect((stash as PlatformDevice).isLive).toBe(false); // the handler's borrow ended with the call
     bus.unbind(a);
     expect(seen.slice(2)).toEqual(["irqdev.0 bound=false", "irqdev.1 bound=true"]);
-    expect(bus.interrupts()).toEqual(["40: irqdev.1"]);
+    expect(irqs().interrupts()).toEqual(["40: 2 irqdev.1"]);
     seen.length = 0;
     bus.unplug(b);
-    expect(bus.raiseIrq(40)).toBe(false);
+    expect(irqs().raise(40)).toBe(false);
     expect(seen).toEqual(["irqdev.1 bound=false"]); // only from b's remove
-    expect(bus.interrupts()).toEqual([]);
+    expect(irqs().interrupts()).toEqual([]);
     bus.unregister(a);
     b.put();
   });

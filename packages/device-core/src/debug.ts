@@ -4,7 +4,7 @@
 //! devm_* call made from a release() callback is a double free found much later. Here every
 //! managed resource knows its device and binding, so the misuse is reported where it happens.
 
-import { emit } from "./log.js";
+import { defaultMachine, type Machine } from "./machine.js";
 
 /** The kinds of devres misuse the debug mode reports. */
 export type DevresMisuseKind =
@@ -42,28 +42,17 @@ export interface DevresMisuse {
 export interface DevresDebugOptions {
   /** Check and report devres misuse; records a creation stack per resource (about 2 µs each). */
   readonly debug?: boolean;
-  /** Receives each report; by default it is logged at warning level through the log sink. */
-  readonly onMisuse?: (misuse: DevresMisuse) => void;
+  /**
+   * Receives each report; `null` (the default) logs it at warning level through the
+   * machine's log sink.
+   */
+  readonly onMisuse?: ((misuse: DevresMisuse) => void) | null;
 }
 
-let debugMode = false;
-
-/** The default reporter: one warning through the log sink, prefixed like the device's messages. */
-export const logMisuse = (m: DevresMisuse): void => {
-  emit(
-    "warn",
-    m.device,
-    m.driver,
-    `devres misuse (${m.kind}): ${m.message}` +
-      (m.storedBy === undefined ? "" : ` [stored by ${m.storedBy}]`),
-  );
-};
-
-let reporter: (misuse: DevresMisuse) => void = logMisuse;
-
 /**
- * Turns the devres misuse checks on or off and sets where reports go; returns the settings
- * in force before, so a test can put them back.
+ * Turns the devres misuse checks of `machine` (the default machine when omitted) on or
+ * off and sets where reports go; returns the settings in force before, so a test can put
+ * them back.
  *
  * **Invariants:** with debug off, the checks cost one flag test per devres operation.
  *
@@ -73,24 +62,16 @@ let reporter: (misuse: DevresMisuse) => void = logMisuse;
  * try { runScenario(); } finally { configureDevresDebug(previous); }
  * ```
  */
-export function configureDevresDebug(options: DevresDebugOptions): {
-  debug: boolean;
-  onMisuse: (misuse: DevresMisuse) => void;
-} {
-  const previous = { debug: debugMode, onMisuse: reporter };
-  if (options.debug !== undefined) debugMode = options.debug;
-  if (options.onMisuse !== undefined) reporter = options.onMisuse;
-  return previous;
+export function configureDevresDebug(
+  options: DevresDebugOptions,
+  machine: Machine = defaultMachine(),
+): { debug: boolean; onMisuse: ((misuse: DevresMisuse) => void) | null } {
+  return machine.configureDevresDebug(options);
 }
 
-/** Whether the devres debug mode is on. */
-export function devresDebugEnabled(): boolean {
-  return debugMode;
-}
-
-/** Sends one report to the configured reporter. */
-export function reportDevresMisuse(misuse: DevresMisuse): void {
-  reporter(misuse);
+/** Sends one report to `machine`'s reporter. */
+export function reportDevresMisuse(machine: Machine, misuse: DevresMisuse): void {
+  machine.reportMisuse(misuse);
 }
 
 /** A stack trace without the frames of devref itself, for reports. */
@@ -100,23 +81,4 @@ export function captureStack(): string | undefined {
   const lines = stack.split("\n").slice(1);
   const outside = lines.filter((l) => !/[\\/](device-core|bus|raw-device)[\\/]src[\\/]/.test(l));
   return (outside.length > 0 ? outside : lines).slice(0, 6).join("\n");
-}
-
-// Which devices are running their release callback right now (nesting is possible: a
-// release callback may drop the last reference to its parent).
-const releasing: string[] = [];
-
-/** @internal */
-export function enterReleaseCallback(name: string): void {
-  releasing.push(name);
-}
-
-/** @internal */
-export function exitReleaseCallback(): void {
-  releasing.pop();
-}
-
-/** The device whose release callback is running, if any. */
-export function releaseCallbackRunning(): string | undefined {
-  return releasing[releasing.length - 1];
 }

@@ -2,17 +2,23 @@
 //! Rust: rust/kernel/revocable.rs (Revocable<T>), rust/kernel/devres.rs (Devres<T>)
 
 import type { Bound } from "@devref/raw-device";
-import { DevrefError } from "@devref/raw-device";
-import { captureStack, devresDebugEnabled, reportDevresMisuse } from "./debug.js";
+import { checkCallback, checkObject, checkString, DevrefError } from "@devref/raw-device";
+
+function checkRevocableOptions<T>(where: string, options: RevocableOptions<T>): void {
+  checkObject(where, "options", options);
+  if (options.label !== undefined) checkString(where, "options.label", options.label);
+  if (options.release !== undefined) checkCallback(where, "options.release", options.release);
+}
+import { captureStack, reportDevresMisuse } from "./debug.js";
+import { boundState, type Device } from "./device.js";
 import {
-  type Device,
-  type DeviceState,
   DevresNode,
-  deviceStateOf,
   devresAttach,
   devresDetach,
   noteReleaseFromReleaseCallback,
-} from "./device.js";
+  RES,
+} from "./devres-list.js";
+import { type DeviceState, deviceStateOf } from "./state.js";
 
 /** Options of a {@link Revocable}. */
 export interface RevocableOptions<T> {
@@ -51,6 +57,7 @@ export class Revocable<T> implements Disposable {
   private revRelease: ((value: T) => void) | undefined;
 
   constructor(value: T, options: RevocableOptions<T> = {}) {
+    checkRevocableOptions("new Revocable", options);
     this.label = options.label ?? "revocable";
     this.revValue = value;
     this.revRelease = options.release;
@@ -161,15 +168,23 @@ export class Devres<T> extends Revocable<T> {
   private resRevokedBy: string | null = null;
 
   constructor(dev: Device<Bound>, value: T, options: DevresOptions<T> = {}) {
-    const st = deviceStateOf(dev);
+    const st = boundState(dev, "Devres");
+    checkRevocableOptions("new Devres", options);
+    if (options.owner !== undefined) checkString("new Devres", "options.owner", options.owner);
     super(value, options);
     this.resState = st;
     this.resDriver = st.binding?.driver ?? null;
     this.resOwner = options.owner;
-    this.resNode = new DevresNode(this.label, 0, null, () => {
-      this.resRevokedBy = `unbind of ${this.resDriver === null ? "the device" : `driver '${this.resDriver}'`}`;
-      super.revoke();
-    });
+    this.resNode = new DevresNode(
+      this.label,
+      RES,
+      null,
+      () => {
+        this.resRevokedBy = `unbind of ${this.resDriver === null ? "the device" : `driver '${this.resDriver}'`}`;
+        super.revoke();
+      },
+      st.machine.devresDebug,
+    );
     devresAttach(st, this.resNode);
   }
 
@@ -217,8 +232,8 @@ export class Devres<T> extends Revocable<T> {
   }
 
   protected override onRevokedAccess(): void {
-    if (!devresDebugEnabled()) return;
-    reportDevresMisuse({
+    if (!this.resState.machine.devresDebug) return;
+    reportDevresMisuse(this.resState.machine, {
       kind: "use-after-revoke",
       device: this.resState.name,
       driver: this.resDriver,

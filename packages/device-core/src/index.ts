@@ -1,32 +1,28 @@
-//! @devref/device-core: device objects of the Linux driver model.
+//! @devref/device-core: device objects of the Linux driver model, on a machine.
 //!
-//! C header: include/linux/device.h; C source: drivers/base/core.c, drivers/base/devres.c
+//! C header: include/linux/device.h; C source: drivers/base/core.c, drivers/base/devres.c,
+//! drivers/base/dd.c, kernel/irq/irqdomain.c
 //! Rust: rust/kernel/device.rs, rust/kernel/devres.rs, rust/kernel/revocable.rs
 
 export { holders } from "@devref/raw-device";
+export { type Attribute, defineAttribute } from "./attributes.js";
+export type { BoundCallback } from "./callback.js";
+export {
+  createDevice,
+  type DeviceInit,
+  deviceAdd,
+  deviceDel,
+  deviceUnregister,
+} from "./core.js";
 export {
   configureDevresDebug,
   type DevresDebugOptions,
   type DevresMisuse,
   type DevresMisuseKind,
 } from "./debug.js";
-export {
-  type Attribute,
-  type BusEvent,
-  createDevice,
-  Device,
-  type DeviceInit,
-  type DeviceIommu,
-  type DeviceLifecycle,
-  type DevresAction,
-  DevresGroup,
-  type DmaOps,
-  defineAttribute,
-  deviceAdd,
-  deviceDel,
-  deviceUnregister,
-} from "./device.js";
+export { Device } from "./device.js";
 export { Devres, type DevresOptions, Revocable, type RevocableOptions } from "./devres.js";
+export { type DevresAction, DevresGroup } from "./devres-list.js";
 export {
   auditDevices,
   type DeviceAudit,
@@ -34,6 +30,15 @@ export {
   devresLabels,
   formatHolders,
 } from "./introspect.js";
+export {
+  IRQ_STORM_LIMIT,
+  IRQ_UNHANDLED_LIMIT,
+  IrqDomain,
+  type IrqDomainOptions,
+  type IrqHandler,
+  type IrqLine,
+  type IrqReturn,
+} from "./irq.js";
 export {
   consoleSink,
   devDbg,
@@ -47,3 +52,32 @@ export {
   type LogSink,
   setLogSink,
 } from "./log.js";
+export {
+  type DeferredDevice,
+  type DmaLayer,
+  defaultMachine,
+  deferredDevices,
+  deferredProbeTrigger,
+  Machine,
+  type MachineOptions,
+  microtaskScheduler,
+  type Scheduler,
+  waitForDeviceProbe,
+} from "./machine.js";
+export {
+  type MemResource,
+  type MmioBackend,
+  MmioRegion,
+  RegisterFile,
+  type U64,
+} from "./mmio.js";
+export type {
+  BusEvent,
+  DeviceIommu,
+  DeviceLifecycle,
+  DmaOps,
+  FirmwareNode,
+  IommuRef,
+  IrqSpec,
+  IrqTrigger,
+} from "./state.js";

@@ -2,14 +2,9 @@
 //! everything not yet released.
 
 import { holders } from "@devref/raw-device";
-import {
-  allLiveDevices,
-  type Device,
-  type DeviceLifecycle,
-  type DeviceState,
-  deviceStateOf,
-  registeredRoots,
-} from "./device.js";
+import type { Device } from "./device.js";
+import { defaultMachine, Machine } from "./machine.js";
+import { type DeviceLifecycle, type DeviceState, deviceStateOf } from "./state.js";
 
 function describe(st: DeviceState): string {
   const parts: string[] = [];
@@ -21,8 +16,15 @@ function describe(st: DeviceState): string {
     parts.push("deferred");
   }
   if (st.disconnected) parts.push("disconnected");
+  const failed = st.probeError;
+  if (failed !== undefined && (b === null || b.phase === "ended")) parts.push(`probe failed: ${errnoName(failed)}`);
   parts.push(`${st.refcount.value} ref${st.refcount.value === 1 ? "" : "s"}`);
   return `${st.name} [${parts.join(", ")}]`;
+}
+
+function errnoName(e: unknown): string {
+  if (typeof e === "object" && e !== null && "code" in e && typeof e.code === "string") return e.code;
+  return "exception";
 }
 
 function walk(st: DeviceState, prefix: string, last: boolean, out: string[], top: boolean): void {
@@ -36,7 +38,8 @@ function walk(st: DeviceState, prefix: string, last: boolean, out: string[], top
 
 /**
  * The registered device tree as text, one device per line with its bus, driver and count,
- * like `tree /sys/devices`. With `root`, only that device's subtree.
+ * like `tree /sys/devices`: of `root`'s machine (the default machine when omitted), or with
+ * a device `root`, only that device's subtree.
  *
  * **Errors:** `ENODEV` if `root` is not a live handle.
  *
@@ -47,12 +50,13 @@ function walk(st: DeviceState, prefix: string, last: boolean, out: string[], top
  * └── nvme0 [platform, deferred, 2 refs]
  * ```
  */
-export function deviceTree(root?: Device): string {
+export function deviceTree(root?: Device | Machine): string {
   const out: string[] = [];
-  if (root !== undefined) {
+  if (root !== undefined && !(root instanceof Machine)) {
     walk(deviceStateOf(root), "", true, out, true);
   } else {
-    for (const st of registeredRoots()) walk(st, "", true, out, true);
+    const machine = root ?? defaultMachine();
+    for (let st = machine.roots.head; st !== null; st = st.nextSibling) walk(st, "", true, out, true);
   }
   return out.length === 0 ? "(no devices)" : out.join("\n");
 }
@@ -81,21 +85,25 @@ export interface DeviceAudit {
   readonly holders: readonly string[];
   /** Managed resources still registered. */
   readonly devres: number;
+  /** What the last failed probe threw (errno name), until a probe succeeds. */
+  readonly probeError: string | null;
 }
 
 /**
- * Every device created and not yet released, oldest first: what a test or a demo checks at
- * the end to show nothing was left behind.
+ * Every device of `machine` (the default machine when omitted) created and not yet
+ * released, oldest first: what a test or a demo checks at the end to show nothing was left
+ * behind.
  */
-export function auditDevices(): DeviceAudit[] {
+export function auditDevices(machine: Machine = defaultMachine()): DeviceAudit[] {
   const out: DeviceAudit[] = [];
-  for (const st of allLiveDevices()) {
+  for (let st = machine.live.head; st !== null; st = st.nextLive) {
     out.push({
       name: st.name,
       lifecycle: st.lifecycle,
       refcount: st.refcount.value,
       holders: st.holders().map((h) => h.label),
       devres: st.devres.filter((n) => n.kind === 0).length,
+      probeError: st.probeError === undefined ? null : errnoName(st.probeError),
     });
   }
   return out;

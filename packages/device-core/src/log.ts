@@ -1,42 +1,20 @@
 //! C header: include/linux/dev_printk.h (dev_err, dev_warn, dev_info, dev_dbg, dev_err_probe)
 
-import { DevrefError, type Errno } from "@devref/raw-device";
+import { checkString, DevrefError, type Errno } from "@devref/raw-device";
 import type { Device } from "./device.js";
-import { deviceStateOf } from "./device.js";
+import { defaultMachine, type LogLevel, type LogSink, type Machine } from "./machine.js";
+import { deviceStateOf } from "./state.js";
 
-/** Message levels, as the kernel's `KERN_*` levels. */
-export type LogLevel = "err" | "warn" | "notice" | "info" | "dbg";
-
-/** One log message. */
-export interface LogRecord {
-  readonly level: LogLevel;
-  /** The device name. */
-  readonly device: string;
-  /** What the kernel prints before the device name: the bound driver, else the bus, else null. */
-  readonly prefix: string | null;
-  /** The message without prefix. */
-  readonly message: string;
-  /** The full line, `"<driver> <devname>: message"` or `"<devname>: message"`. */
-  readonly text: string;
-}
-
-/** Where log records go. */
-export type LogSink = (record: LogRecord) => void;
+export {
+  consoleSink,
+  type LogLevel,
+  type LogRecord,
+  type LogSink,
+} from "./machine.js";
 
 /**
- * The default sink: errors and warnings to `console.error`, `notice` and `info` to
- * `console.log`; debug messages are dropped, as without `dyndbg`.
- */
-export const consoleSink: LogSink = (record) => {
-  if (record.level === "dbg") return;
-  if (record.level === "err" || record.level === "warn") console.error(record.text);
-  else console.log(record.text);
-};
-
-let sink: LogSink = consoleSink;
-
-/**
- * Replaces the log sink and returns the previous one.
+ * Replaces the log sink of `machine` (the default machine when omitted) and returns the
+ * previous one.
  *
  * @example
  * ```ts
@@ -45,26 +23,13 @@ let sink: LogSink = consoleSink;
  * try { ... } finally { setLogSink(previous); }
  * ```
  */
-export function setLogSink(next: LogSink): LogSink {
-  const previous = sink;
-  sink = next;
-  return previous;
-}
-
-/** @internal Emits a record for a device known by name and prefix. */
-export function emit(
-  level: LogLevel,
-  device: string,
-  prefix: string | null,
-  message: string,
-): void {
-  const text = prefix === null ? `${device}: ${message}` : `${prefix} ${device}: ${message}`;
-  sink({ level, device, prefix, message, text });
+export function setLogSink(next: LogSink, machine: Machine = defaultMachine()): LogSink {
+  return machine.setLogSink(next);
 }
 
 function devLog(level: LogLevel, dev: Device, message: string): void {
   const st = deviceStateOf(dev);
-  emit(level, st.name, st.driverString(), message);
+  st.log(level, checkString(`dev_${level}`, "message", message));
 }
 
 /** Logs an error about `dev` (dev_err). **Errors:** `ENODEV` if the handle is not live. */
@@ -102,15 +67,19 @@ export function devDbg(dev: Device, message: string): void {
  */
 export function devErrProbe(dev: Device, error: Errno | DevrefError, message: string): DevrefError {
   const st = deviceStateOf(dev);
+  checkString("devErrProbe", "message", message);
+  if (!(error instanceof DevrefError) && typeof error !== "string") {
+    throw new DevrefError("EINVAL", "devErrProbe: error must be an errno name or a DevrefError");
+  }
   const err =
     typeof error === "string"
       ? new DevrefError(error, `${st.name}: ${message}`)
       : new DevrefError(error.code, `${st.name}: ${message}`, { cause: error });
   if (err.code === "EPROBE_DEFER") {
     st.deferredReason = message;
-    emit("dbg", st.name, st.driverString(), `error ${err.code}: ${message}`);
+    st.log("dbg", `error ${err.code}: ${message}`);
   } else {
-    emit("err", st.name, st.driverString(), `error ${err.code}: ${message}`);
+    st.log("err", `error ${err.code}: ${message}`);
   }
   return err;
 }

@@ -4,24 +4,40 @@
 //! any context and drive the binding state. Only bus and DMA/IOMMU packages should import
 //! this entry; every use carries a `// SAFETY:` comment saying why it holds.
 
-export {
-  captureStack,
-  devresDebugEnabled,
-  reportDevresMisuse,
-} from "./debug.js";
+export { makeBoundCallback } from "./callback.js";
 export {
   addState,
+  checkFirmwareNode,
+  checkRelease,
+  deleteTree,
+  delState,
+  machineFor,
+} from "./core.js";
+export { captureStack, reportDevresMisuse } from "./debug.js";
+export { boundState } from "./device.js";
+export {
+  checkDevresAdd,
+  DevresNode,
+  devresAdd,
+  devresReleaseAll,
+  RES,
+} from "./devres-list.js";
+export { requestIrqOf } from "./irq-request.js";
+export type { DeviceList, NamedOnMachine } from "./machine.js";
+export {
+  checkMemResource,
+  checkMmioBackend,
+  type MmioRegionInit,
+  unmapRegion,
+} from "./mmio.js";
+export { DeviceScope } from "./scope.js";
+export {
   Binding,
   type BindingPhase,
   type BusHooks,
-  checkDevresAdd,
-  DeviceScope,
   DeviceState,
   type DeviceStateInit,
-  DevresNode,
-  deleteTree,
-  delState,
   deviceStateOf,
-  devresReleaseAll,
-} from "./device.js";
-export { emit } from "./log.js";
+  EMPTY_FWNODE,
+  type ScopeLike,
+} from "./state.js";

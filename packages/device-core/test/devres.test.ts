@@ -258,20 +258,20 @@ describe("devres misuse debug mode", () => {
     expect(reports[0]?.message).toMatch(/release callback of 'eth2-child'/);
   });
 
-  it("reports devres registered on a device with no driver bound (the types forbid it; a cast does not)", () => {
+  it("item 9: an owned reference cast to Bound cannot register devres; nothing is left", () => {
     const reports = withDebug(() => {
-      const { dev } = makeDevice("eth5");
+      const { dev, releases } = makeDevice("eth5");
       // SAFETY: deliberately defeats the Bound requirement, as a C caller of devm_* on the
-      // wrong device would, to show the run-time report.
+      // wrong device would, to show the run-time refusal.
       const forged = dev as unknown as Parameters<Parameters<typeof bindByHand>[2]>[0];
-      forged.devmAddAction(() => {}, "child buffer");
-      expect(devresLabels(dev)).toEqual(["child buffer"]);
-      dev.put(); // released at release, with a second report
+      expect(() => forged.devmAddAction(() => {}, "child buffer")).toThrowError(
+        /needs a Bound borrow .* but was given an owned reference/,
+      );
+      expect(devresLabels(dev)).toEqual([]);
+      dev.put();
+      expect(releases()).toBe(1);
     });
-    expect(reports.map((r) => [r.kind, r.resource])).toEqual([
-      ["registered-unbound", "child buffer"],
-      ["left-until-release", "child buffer"],
-    ]);
+    expect(reports).toEqual([]);
   });
 
   it("is silent when off", () => {

@@ -5,7 +5,9 @@ import {
   type BusEvent,
   createDevice,
   Device,
+  defaultMachine,
   type LogRecord,
+  type Machine,
   setLogSink,
 } from "@devref/device-core";
 import {
@@ -97,6 +99,7 @@ export function captureLog<R>(fn: () => R): { result: R; records: LogRecord[] } 
 /** A fake bus that records the hooks device-core calls. */
 export class RecordingBus implements BusHooks {
   readonly name = "fake";
+  readonly machine: Machine = defaultMachine();
   readonly devName: string | undefined = "fake";
   readonly events: string[] = [];
   addDevice(dev: DeviceState): void {
@@ -116,7 +119,7 @@ export class RecordingBus implements BusHooks {
 /** A device on `bus`, created through the unsafe entry as a bus package does. */
 export function makeBusDevice(bus: BusHooks, name: string, id?: number): Made {
   let releases = 0;
-  const st = new State({ name, id, bus, release: () => releases++ }, Device);
+  const st = new State({ name, id, bus, release: () => releases++ }, Device, bus.machine);
   // SAFETY: adopts the initial count of the new object.
   return { dev: adoptRef<Device>(st, "creator"), releases: () => releases };
 }

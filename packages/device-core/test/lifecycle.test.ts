@@ -246,7 +246,14 @@ describe("introspection", () => {
     for (const d of [a, b, soc]) d.dev.put();
     const left = auditDevices().filter((d) => ["soc0", "dart0", "mbox0"].includes(d.name));
     expect(left).toEqual([
-      { name: "mbox0", lifecycle: "deleted", refcount: 1, holders: ["rtkit"], devres: 0 },
+      {
+        name: "mbox0",
+        lifecycle: "deleted",
+        refcount: 1,
+        holders: ["rtkit"],
+        devres: 0,
+        probeError: null,
+      },
     ]);
     held.put();
     expect(auditDevices().filter((d) => d.name === "mbox0")).toEqual([]);

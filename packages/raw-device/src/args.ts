@@ -238,8 +238,10 @@ export function checkInstance<T>(
   where: string,
   param: string,
   value: unknown,
-  Class: abstract new (...args: never[]) => T,
+  // A class with any constructor, protected ones included.
+  Class: Function & { readonly prototype: T },
 ): T {
   if (!(value instanceof Class)) throw argumentError(where, param, `a ${Class.name}`, value);
-  return value;
+  // SAFETY: value is an instance of Class, whose instances are Ts.
+  return value as T;
 }

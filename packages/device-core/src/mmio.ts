@@ -1,13 +1,9 @@
 //! C header: include/asm-generic/io.h (readl/writel), lib/devres.c (devm_ioremap_resource)
 //! Rust: rust/kernel/io.rs (Io, IoMem wrapped in Devres)
 
-import {
-  captureStack,
-  type DeviceState,
-  devresDebugEnabled,
-  reportDevresMisuse,
-} from "@devref/device-core/unsafe";
-import { DevrefError } from "@devref/raw-device";
+import { argumentError, checkInteger, DevrefError, PHYS_ADDR_LIMIT } from "@devref/raw-device";
+import { captureStack, reportDevresMisuse } from "./debug.js";
+import type { DeviceState } from "./state.js";
 
 /**
  * The hardware side of an MMIO region: what a simulator (or a test) implements. Offsets
@@ -18,20 +14,35 @@ export interface MmioBackend {
   write32(offset: number, value: number): void;
 }
 
+const PAGE_WORDS = 1024;
+
 /**
- * A plain register file: memory-like registers that read back what was written. The
- * default backend of a resource that names none.
+ * A plain register file: memory-like registers that read back what was written, zero until
+ * then. The default backend of a resource that names none. Its storage grows with what is
+ * written (4 KiB at a time), so a large window costs nothing until used.
  */
 export class RegisterFile implements MmioBackend {
-  private readonly words: Uint32Array;
+  readonly size: number;
+  private readonly pages: Map<number, Uint32Array> = new Map();
+
   constructor(size: number) {
-    this.words = new Uint32Array(Math.ceil(size / 4));
+    this.size = checkInteger("new RegisterFile", "size", size, 4, PHYS_ADDR_LIMIT);
   }
   read32(offset: number): number {
-    return this.words[offset >>> 2] ?? 0xffff_ffff;
+    if (!(offset >= 0 && offset < this.size)) return 0xffff_ffff;
+    const word = offset >>> 2;
+    return this.pages.get(Math.floor(word / PAGE_WORDS))?.[word % PAGE_WORDS] ?? 0;
   }
   write32(offset: number, value: number): void {
-    this.words[offset >>> 2] = value;
+    if (!(offset >= 0 && offset < this.size)) return;
+    const word = Math.floor(offset / 4);
+    const key = Math.floor(word / PAGE_WORDS);
+    let page = this.pages.get(key);
+    if (page === undefined) {
+      page = new Uint32Array(PAGE_WORDS);
+      this.pages.set(key, page);
+    }
+    page[word % PAGE_WORDS] = value;
   }
 }
 
@@ -53,8 +64,11 @@ export interface MmioRegionInit {
   readonly owner: string | undefined;
 }
 
-/** @internal The bus's part of a device release when the creator gave none (shared, so it costs nothing per device). */
-export function noRelease(): void {}
+/** A 64-bit register value as two unsigned 32-bit halves (no bigint on a driver path). */
+export interface U64 {
+  readonly lo: number;
+  readonly hi: number;
+}
 
 let unmap: (region: MmioRegion) => void;
 
@@ -62,7 +76,8 @@ let unmap: (region: MmioRegion) => void;
  * A mapped MMIO region (the kernel's `void __iomem *` from devm_ioremap, Rust `IoMem`):
  * typed 32- and 64-bit register access, bounds- and alignment-checked.
  *
- * Drivers get it wrapped in a `Devres`, so it is unmapped when the binding ends. One
+ * Drivers get it wrapped in a `Devres` (whose entry keeps a labelled reference to the
+ * device, `mmio <name>`), so it is unmapped when the binding ends. One
  * concrete class serves every backend, so call sites stay monomorphic.
  *
  * **Invariants:** once the device's hardware is gone (surprise removal) reads return
@@ -90,7 +105,7 @@ export class MmioRegion {
     this.state = st;
     this.driver = init.driver;
     this.owner = init.owner;
-    this.createdAt = devresDebugEnabled() ? captureStack() : undefined;
+    this.createdAt = st.machine.devresDebug ? captureStack() : undefined;
   }
 
   /** Whether the region is still mapped. */
@@ -101,9 +116,8 @@ export class MmioRegion {
   private check(offset: number, width: number): void {
     if (!this.mapped) this.throwUnmapped();
     if (
-      !Number.isInteger(offset) ||
-      offset < 0 ||
-      offset + width > this.size ||
+      typeof offset !== "number" ||
+      !(offset >= 0 && offset + width <= this.size) ||
       offset % width !== 0
     ) {
       throw new DevrefError(
@@ -114,8 +128,8 @@ export class MmioRegion {
   }
 
   private throwUnmapped(): never {
-    if (devresDebugEnabled()) {
-      reportDevresMisuse({
+    if (this.state.machine.devresDebug) {
+      reportDevresMisuse(this.state.machine, {
         kind: "use-after-revoke",
         device: this.state.name,
         driver: this.driver,
@@ -143,34 +157,43 @@ export class MmioRegion {
   /** writel. Dropped once the hardware is gone. */
   write32(offset: number, value: number): void {
     this.check(offset, 4);
-    if (!Number.isInteger(value) || value < -0x8000_0000 || value > 0xffff_ffff) {
-      throw new DevrefError("EINVAL", `MMIO write of ${String(value)}: not a 32-bit value`);
+    if (
+      typeof value !== "number" ||
+      !(value >= -0x8000_0000 && value <= 0xffff_ffff) ||
+      Math.floor(value) !== value
+    ) {
+      throw argumentError(`MMIO '${this.name}' write32`, "value", "a 32-bit value", value);
     }
     if (this.state.disconnected) return;
     this.backend.write32(offset, value >>> 0);
   }
 
   /**
-   * readq as two 32-bit reads, low word first (lo_hi_readq). A bigint: a 64-bit register
-   * need not fit a safe integer. All-ones once the hardware is gone.
+   * readq as two 32-bit reads, low word first (lo_hi_readq), as unsigned halves.
+   * All-ones once the hardware is gone.
    */
-  read64(offset: number): bigint {
+  read64(offset: number): U64 {
     this.check(offset, 8);
-    if (this.state.disconnected) return 0xffff_ffff_ffff_ffffn;
+    if (this.state.disconnected) return { lo: 0xffff_ffff, hi: 0xffff_ffff };
     const lo = this.backend.read32(offset) >>> 0;
     const hi = this.backend.read32(offset + 4) >>> 0;
-    return (BigInt(hi) << 32n) | BigInt(lo);
+    return { lo, hi };
   }
 
   /** writeq as two 32-bit writes, low word first (lo_hi_writeq). */
-  write64(offset: number, value: bigint): void {
+  write64(offset: number, lo: number, hi: number): void {
     this.check(offset, 8);
-    if (value < 0n || value > 0xffff_ffff_ffff_ffffn) {
-      throw new DevrefError("EINVAL", `MMIO write of ${value}: not a 64-bit value`);
+    for (const [param, v] of [
+      ["lo", lo],
+      ["hi", hi],
+    ] as const) {
+      if (typeof v !== "number" || !(v >= 0 && v <= 0xffff_ffff) || Math.floor(v) !== v) {
+        throw argumentError(`MMIO '${this.name}' write64`, param, "an unsigned 32-bit half", v);
+      }
     }
     if (this.state.disconnected) return;
-    this.backend.write32(offset, Number(value & 0xffff_ffffn));
-    this.backend.write32(offset + 4, Number(value >> 32n));
+    this.backend.write32(offset, lo);
+    this.backend.write32(offset + 4, hi);
   }
 
   static {
@@ -185,22 +208,45 @@ export function unmapRegion(region: MmioRegion): void {
   unmap(region);
 }
 
-/** @internal Checks a resource description before a device is created. */
-export function checkMemResource(
-  owner: string,
-  r: { start: number; size: number },
-  what: string,
-): void {
-  if (!Number.isSafeInteger(r.start) || r.start < 0 || r.start >= 2 ** 52) {
+/**
+ * Checks a resource description before a device is created.
+ *
+ * **Errors:** `EINVAL` naming `what` for a start that is not an address below 2^52, a size
+ * that is not a positive multiple of 4, or a range that runs past 2^52.
+ */
+export function checkMemResource(owner: string, r: { start: number; size: number }, what: string): void {
+  if (typeof r.start !== "number" || !Number.isSafeInteger(r.start) || r.start < 0 || r.start >= PHYS_ADDR_LIMIT) {
     throw new DevrefError(
       "EINVAL",
       `${owner}: ${what} starts at ${String(r.start)}, not a physical address below 2^52`,
     );
   }
-  if (!Number.isSafeInteger(r.size) || r.size <= 0 || r.size % 4 !== 0) {
+  if (typeof r.size !== "number" || !Number.isSafeInteger(r.size) || r.size <= 0 || r.size % 4 !== 0) {
     throw new DevrefError(
       "EINVAL",
       `${owner}: ${what} has size ${String(r.size)}; give a positive multiple of 4 bytes`,
     );
+  }
+  if (r.start + r.size > PHYS_ADDR_LIMIT) {
+    throw new DevrefError("EINVAL", `${owner}: ${what} runs past the 2^52 physical address limit`);
+  }
+}
+
+/**
+ * Checks that `backend` implements {@link MmioBackend} (or is absent).
+ *
+ * **Errors:** `EINVAL` otherwise.
+ */
+export function checkMmioBackend(where: string, param: string, backend: unknown): void {
+  if (backend === undefined) return;
+  // SAFETY: only reads two properties, whose types are checked right here.
+  const b = backend as { readonly read32?: unknown; readonly write32?: unknown } | null;
+  if (
+    typeof backend !== "object" ||
+    b === null ||
+    typeof b.read32 !== "function" ||
+    typeof b.write32 !== "function"
+  ) {
+    throw argumentError(where, param, "an MMIO backend with read32 and write32", backend);
   }
 }

@@ -1,0 +1,343 @@
+//! C header: include/linux/irqdomain.h, include/linux/interrupt.h (request_irq, irqreturn_t)
+//! C source: kernel/irq/irqdomain.c, kernel/irq/manage.c, kernel/irq/spurious.c
+//!
+//! Interrupt domains: the bus-neutral seam between interrupt controllers (a simulator, or
+//! a test) and drivers. A controller raises and lowers numbered lines; drivers request a
+//! line of their device (from its firmware description) for the length of their binding.
+
+import {
+  type Borrowed,
+  type Bound,
+  checkCallback,
+  checkInteger,
+  checkObject,
+  checkString,
+  DevrefError,
+} from "@devref/raw-device";
+import { CONTEXT_BOUND, type HandleConstructor } from "@devref/raw-device/unsafe";
+import type { Device } from "./device.js";
+import { DeviceScope } from "./scope.js";
+import { defaultMachine, Machine } from "./machine.js";
+import type { DeviceState, IrqTrigger } from "./state.js";
+
+/** What an interrupt handler returns (irqreturn_t). */
+export type IrqReturn = "handled" | "none";
+
+/**
+ * An interrupt handler: runs with a Bound borrow of its device, valid during the call. It
+ * may run until the binding's devres is released, which includes during `remove()`, as in
+ * the kernel: quiesce the device (or release the line) first in remove.
+ */
+export type IrqHandler<H extends Device<Bound> = Device<Bound>> = <S>(
+  dev: Borrowed<H, S>,
+) => IrqReturn;
+
+/** A requested interrupt line (what the `Devres` from `requestIrq` holds). */
+export interface IrqLine {
+  /** The interrupt domain's name. */
+  readonly domain: string;
+  readonly hwirq: number;
+  /** The name given at request, as /proc/interrupts shows it. */
+  readonly name: string;
+}
+
+/** @internal One requested handler. */
+export class IrqAction {
+  readonly st: DeviceState;
+  readonly Handle: HandleConstructor<Device>;
+  readonly handler: IrqHandler<Device<Bound>>;
+  readonly line: IrqLine;
+  active = true;
+  constructor(
+    st: DeviceState,
+    Handle: HandleConstructor<Device>,
+    handler: IrqHandler<Device<Bound>>,
+    line: IrqLine,
+  ) {
+    this.st = st;
+    this.Handle = Handle;
+    this.handler = handler;
+    this.line = line;
+  }
+}
+
+/** Consecutive unhandled deliveries after which a line is disabled ("nobody cared"). */
+export const IRQ_UNHANDLED_LIMIT = 100;
+/** Consecutive redeliveries of a level line that stays asserted before it is disabled. */
+export const IRQ_STORM_LIMIT = 10_000;
+
+class LineState {
+  readonly actions: IrqAction[] = [];
+  trigger: IrqTrigger = "level";
+  asserted = false;
+  delivering = false;
+  pendingEdge = false;
+  redeliveryQueued = false;
+  disabled = false;
+  unhandled = 0;
+  storm = 0;
+  count = 0;
+}
+
+/** What {@link IrqDomain} is created from. */
+export interface IrqDomainOptions {
+  /** The domain's name, unique per machine; devices name it in their `interrupts`. */
+  readonly name: string;
+  /** The number of lines (hwirq 0 … size − 1). */
+  readonly size: number;
+  /** The machine; the default machine when omitted. */
+  readonly machine?: Machine;
+}
+
+/**
+ * An interrupt domain (the kernel's `irq_domain` and the lines behind it): an interrupt
+ * controller raises and lowers lines; drivers request them with `dev.requestIrq(index,
+ * handler)`, which looks the line up in the device's firmware description.
+ *
+ * Edge lines deliver one interrupt per {@link raise}; level lines deliver while asserted
+ * (from {@link raise} until {@link lower}), redelivered through the machine's scheduler
+ * after each round of handlers while still asserted. A line whose handlers all say
+ * `"none"` {@link IRQ_UNHANDLED_LIMIT} times in a row, or that stays asserted through
+ * {@link IRQ_STORM_LIMIT} rounds, is disabled with a logged error, as the kernel's
+ * spurious-interrupt detector does.
+ *
+ * **Invariants:** a handler never runs after its binding ended; handlers of one line never
+ * nest (a raise during delivery is delivered after it).
+ *
+ * **Errors:** the constructor throws `EINVAL` for a bad name or size and `EEXIST` if the
+ * machine has a domain of that name.
+ *
+ * @example
+ * ```ts
+ * const aic = new IrqDomain({ machine, name: "aic", size: 256 });
+ * // a device described with interrupts: [{ domain: "aic", hwirq: 5, trigger: "level" }]
+ * // probe: dev.requestIrq(0, (d) => "handled");
+ * aic.raise(5);
+ * ```
+ */
+export class IrqDomain {
+  readonly name: string;
+  readonly size: number;
+  readonly machine: Machine;
+  private readonly lines: Map<number, LineState> = new Map();
+  /** Lines handed out by {@link allocLines} (irq_domain_alloc_irqs), by first line. */
+  private readonly allocated: Map<number, number> = new Map();
+
+  constructor(options: IrqDomainOptions) {
+    checkObject("new IrqDomain", "options", options);
+    this.name = checkString("new IrqDomain", "options.name", options.name, true);
+    this.size = checkInteger("new IrqDomain", "options.size", options.size, 1, 1 << 20);
+    const machine = options.machine ?? defaultMachine();
+    if (!(machine instanceof Machine)) {
+      throw new DevrefError("EINVAL", "new IrqDomain: options.machine must be a Machine");
+    }
+    this.machine = machine;
+    machine.claimName("irq domain", this);
+  }
+
+  /** The domain named `name` on `machine`, or undefined. */
+  static find(machine: Machine, name: string): IrqDomain | undefined {
+    const d = machine.lookup("irq domain", name);
+    return d instanceof IrqDomain ? d : undefined;
+  }
+
+  private checkLine(where: string, hwirq: number): void {
+    checkInteger(where, "hwirq", hwirq, 0, this.size - 1);
+  }
+
+  /**
+   * Raises line `hwirq`: one interrupt on an edge line, the line asserted on a level line.
+   * Returns whether a handler said `"handled"` in the delivery this call made.
+   *
+   * **Errors:** `EINVAL` for a line outside the domain.
+   */
+  raise(hwirq: number): boolean {
+    this.checkLine("IrqDomain.raise", hwirq);
+    const line = this.lines.get(hwirq);
+    if (line === undefined) return false;
+    if (line.trigger === "edge") {
+      line.pendingEdge = true;
+    } else {
+      if (line.asserted) return false;
+      line.asserted = true;
+    }
+    return this.deliver(hwirq, line);
+  }
+
+  /**
+   * Deasserts level line `hwirq` (the device acknowledged its interrupt); no effect on an
+   * edge line.
+   *
+   * **Errors:** `EINVAL` for a line outside the domain.
+   */
+  lower(hwirq: number): void {
+    this.checkLine("IrqDomain.lower", hwirq);
+    const line = this.lines.get(hwirq);
+    if (line === undefined) return;
+    line.asserted = false;
+    line.storm = 0;
+  }
+
+  /**
+   * Allocates `count` consecutive free lines (irq_domain_alloc_irqs, e.g. for MSI vectors)
+   * and returns the first.
+   *
+   * **Errors:** `ENOSPC` if no run of `count` free lines is left; `EINVAL` for a bad count.
+   */
+  allocLines(count: number): number {
+    checkInteger("IrqDomain.allocLines", "count", count, 1, this.size);
+    const taken = [...this.allocated.entries()].sort(([a], [b]) => a - b);
+    let start = 0;
+    for (const [first, n] of taken) {
+      if (first - start >= count) break;
+      start = Math.max(start, first + n);
+    }
+    if (start + count > this.size) {
+      throw new DevrefError(
+        "ENOSPC",
+        `interrupt domain '${this.name}' has no ${count} free consecutive lines left (of ${this.size}); free some first`,
+      );
+    }
+    this.allocated.set(start, count);
+    return start;
+  }
+
+  /**
+   * Frees lines from {@link allocLines} (irq_domain_free_irqs).
+   *
+   * **Errors:** `EINVAL` if `first` does not start an allocation.
+   */
+  freeLines(first: number): void {
+    if (!this.allocated.delete(first)) {
+      throw new DevrefError(
+        "EINVAL",
+        `interrupt domain '${this.name}': line ${String(first)} does not start an allocation`,
+      );
+    }
+  }
+
+  /** Whether level line `hwirq` is asserted. */
+  isAsserted(hwirq: number): boolean {
+    this.checkLine("IrqDomain.isAsserted", hwirq);
+    return this.lines.get(hwirq)?.asserted ?? false;
+  }
+
+  /** Whether line `hwirq` was disabled by the spurious-interrupt detector. */
+  isDisabled(hwirq: number): boolean {
+    this.checkLine("IrqDomain.isDisabled", hwirq);
+    return this.lines.get(hwirq)?.disabled ?? false;
+  }
+
+  /** The requested lines, as /proc/interrupts lists them: `"<hwirq>: <count> <name>, <name>"`. */
+  interrupts(): string[] {
+    return [...this.lines.entries()]
+      .filter(([, l]) => l.actions.length > 0)
+      .sort(([a], [b]) => a - b)
+      .map(([n, l]) => `${n}: ${l.count} ${l.actions.map((a) => a.line.name).join(", ")}`);
+  }
+
+  /** Runs the handlers of a line until nothing is pending; returns whether one handled it. */
+  private deliver(hwirq: number, line: LineState): boolean {
+    if (line.delivering || line.disabled || line.actions.length === 0) return false;
+    line.delivering = true;
+    let handled = false;
+    try {
+      do {
+        line.pendingEdge = false;
+        line.count++;
+        const round = this.runHandlers(line);
+        handled ||= round;
+        if (round) line.unhandled = 0;
+        else if (++line.unhandled >= IRQ_UNHANDLED_LIMIT) {
+          this.disable(line, hwirq, "nobody cared (no handler returned handled)");
+          break;
+        }
+      } while (line.pendingEdge && !line.disabled && line.actions.length > 0);
+    } finally {
+      line.delivering = false;
+    }
+    if (line.trigger === "level" && line.asserted && !line.disabled) this.queueRedelivery(hwirq, line);
+    return handled;
+  }
+
+  private queueRedelivery(hwirq: number, line: LineState): void {
+    if (line.redeliveryQueued) return;
+    if (++line.storm >= IRQ_STORM_LIMIT) {
+      this.disable(line, hwirq, "interrupt storm (the line stayed asserted)");
+      return;
+    }
+    line.redeliveryQueued = true;
+    this.machine.scheduler.queue(() => {
+      line.redeliveryQueued = false;
+      if (line.asserted) this.deliver(hwirq, line);
+    });
+  }
+
+  private disable(line: LineState, hwirq: number, why: string): void {
+    line.disabled = true;
+    const names = line.actions.map((a) => a.st.name).join(", ") || "no device";
+    this.machine.log("err", `irq ${this.name}:${hwirq}`, null, `${why}; disabling it (${names})`);
+  }
+
+  private runHandlers(line: LineState): boolean {
+    let handled = false;
+    for (const action of [...line.actions]) {
+      if (!action.active) continue;
+      const scope = new DeviceScope(CONTEXT_BOUND);
+      try {
+        // SAFETY: the action is active only while its binding holds the devres, so the device
+        // is bound (or unbinding) for the whole call; the borrow dies after it.
+        const dev = scope.borrow(action.st, action.Handle) as Borrowed<Device<Bound>, never>;
+        if (action.handler(dev) === "handled") handled = true;
+      } catch (e) {
+        action.st.log("err", `IRQ ${this.name}:${action.line.hwirq} handler failed: ${String(e)}`);
+      } finally {
+        scope.close();
+      }
+    }
+    return handled;
+  }
+
+  /**
+   * @internal Adds a handler (request_irq). A line's trigger is set by its first request;
+   * a shared request with another trigger is refused.
+   *
+   * **Errors:** `EBUSY` for a trigger mismatch; `EINVAL` for a line outside the domain.
+   */
+  request(action: IrqAction, trigger: IrqTrigger): void {
+    this.checkLine("requestIrq", action.line.hwirq);
+    checkCallback("requestIrq", "handler", action.handler);
+    let line = this.lines.get(action.line.hwirq);
+    if (line === undefined) {
+      line = new LineState();
+      line.trigger = trigger;
+      this.lines.set(action.line.hwirq, line);
+    } else if (line.actions.length > 0 && line.trigger !== trigger) {
+      throw new DevrefError(
+        "EBUSY",
+        `IRQ ${this.name}:${action.line.hwirq} is requested as ${line.trigger}-triggered; '${action.line.name}' asks for ${trigger}`,
+      );
+    } else {
+      line.trigger = trigger;
+    }
+    line.actions.push(action);
+    // A level line already asserted interrupts the new handler at once.
+    if (line.trigger === "level" && line.asserted && !line.delivering) {
+      this.queueRedelivery(action.line.hwirq, line);
+    }
+  }
+
+  /** @internal Removes a handler (free_irq); it never runs again. */
+  free(action: IrqAction): void {
+    action.active = false;
+    const line = this.lines.get(action.line.hwirq);
+    if (line === undefined) return;
+    const i = line.actions.indexOf(action);
+    if (i >= 0) line.actions.splice(i, 1);
+    if (line.actions.length === 0) {
+      line.disabled = false;
+      line.unhandled = 0;
+      line.storm = 0;
+    }
+  }
+}

@@ -1,0 +1,409 @@
+//! C source: drivers/base/core.c (the device list), drivers/base/dd.c (deferred probe,
+//! wait_for_device_probe), kernel/printk (the console), lib/debugobjects-like settings
+//!
+//! Everything that belongs to one running system: the devices, the driver core's work
+//! queue and deferred-probe lists, the log sink, the debug settings, the buses and
+//! interrupt domains created on it, and the slot its DMA layer fills. Two machines in one
+//! process never see each other.
+
+import {
+  checkCallback,
+  checkObject,
+  checkString,
+  DevrefError,
+  defaultOwnershipSettings,
+  OwnershipSettings,
+} from "@devref/raw-device";
+import type { DevresDebugOptions, DevresMisuse } from "./debug.js";
+import type { DeviceState } from "./state.js";
+
+/**
+ * Where the driver core queues its work (the kernel's workqueues): microtasks by default,
+ * a simulator's event queue when simulated.
+ *
+ * **Invariants:** jobs run one at a time, in the order queued, never inside `queue()`.
+ */
+export interface Scheduler {
+  /** Runs `job` later, after the current job, in queue order. */
+  queue(job: () => void): void;
+}
+
+/** The default scheduler: each job is a microtask. */
+export const microtaskScheduler: Scheduler = {
+  queue(job: () => void): void {
+    queueMicrotask(job);
+  },
+};
+
+/** Message levels, as the kernel's `KERN_*` levels. */
+export type LogLevel = "err" | "warn" | "notice" | "info" | "dbg";
+
+/** One log message. */
+export interface LogRecord {
+  readonly level: LogLevel;
+  /** The device name. */
+  readonly device: string;
+  /** What the kernel prints before the device name: the bound driver, else the bus, else null. */
+  readonly prefix: string | null;
+  /** The message without prefix. */
+  readonly message: string;
+  /** The full line, `"<driver> <devname>: message"` or `"<devname>: message"`. */
+  readonly text: string;
+}
+
+/** Where log records go. */
+export type LogSink = (record: LogRecord) => void;
+
+/**
+ * The default sink: errors and warnings to `console.error`, `notice` and `info` to
+ * `console.log`; debug messages are dropped, as without `dyndbg`.
+ */
+export const consoleSink: LogSink = (record) => {
+  if (record.level === "dbg") return;
+  if (record.level === "err" || record.level === "warn") console.error(record.text);
+  else console.log(record.text);
+};
+
+/** The default reporter of devres misuse: one warning through the machine's log. */
+function logMisuse(machine: Machine, m: DevresMisuse): void {
+  machine.log(
+    "warn",
+    m.device,
+    m.driver,
+    `devres misuse (${m.kind}): ${m.message}` +
+      (m.storedBy === undefined ? "" : ` [stored by ${m.storedBy}]`),
+  );
+}
+
+/**
+ * What the DMA layer plugs into a machine (the kernel's `bus->dma_configure` at probe and
+ * the DMA teardown at unbind). `@devref/dma-iommu`'s `DmaSystem` fills it.
+ */
+export interface DmaLayer {
+  /** Sets up DMA for a device whose probe is starting; throwing fails (or defers) the probe. */
+  configure(st: DeviceState): void;
+  /**
+   * The binding is ending (after remove, or a failed or aborted probe), before its devres
+   * is released: DMA the driver left running must stop now, before the buffers it targets
+   * are freed by the driver's own devres actions. Must not throw.
+   */
+  quiesce(st: DeviceState): void;
+  /** Tears DMA down after the driver's devres was released; must not throw. */
+  deconfigure(st: DeviceState): void;
+}
+
+/** What a bus or an interrupt domain registers on its machine under a name. */
+export interface NamedOnMachine {
+  readonly name: string;
+}
+
+/** One device waiting on the deferred-probe list, with the reason its probe gave. */
+export interface DeferredDevice {
+  readonly name: string;
+  readonly reason: string | null;
+}
+
+/** What {@link Machine} is created from. Every field has a default. */
+export interface MachineOptions {
+  /** Shown in messages; default `"machine"`. */
+  readonly name?: string;
+  /** The driver core's work queue; default {@link microtaskScheduler}. */
+  readonly scheduler?: Scheduler;
+  /** Where log records go; default {@link consoleSink}. */
+  readonly logSink?: LogSink;
+  /** Ownership debug settings for the machine's devices; default a fresh set. */
+  readonly ownership?: OwnershipSettings;
+}
+
+/** Intrusive list heads for the device registry (no per-device allocation, order kept). */
+export interface DeviceList {
+  head: DeviceState | null;
+  tail: DeviceState | null;
+}
+
+/**
+ * One running system (a board, a simulated SoC, a test): its devices, driver-core work,
+ * log, debug settings, buses, interrupt domains and DMA layer.
+ *
+ * **Invariants:** a device belongs to exactly one machine, and so do its parent, its bus
+ * and the drivers bound to it; nothing of one machine is reachable from another.
+ *
+ * **Errors:** the constructor throws `EINVAL` for a bad option.
+ *
+ * @example
+ * ```ts
+ * const machine = new Machine({ name: "board-a" });
+ * const bus = new PlatformBus({ machine });
+ * machine.auditDevices(); // [] — nothing of any other machine
+ * ```
+ */
+export class Machine {
+  readonly name: string;
+  readonly scheduler: Scheduler;
+  /** Ownership debug settings of this machine's devices (stacks, leak reports). */
+  readonly ownership: OwnershipSettings;
+  /** @internal Every initialized, unreleased device. */
+  readonly live: DeviceList = { head: null, tail: null };
+  /** @internal Registered devices without a parent. */
+  readonly roots: DeviceList = { head: null, tail: null };
+  /** @internal The DMA layer, once one was created on this machine. */
+  dma: DmaLayer | null = null;
+  private sink: LogSink;
+  private devresDebugOn = false;
+  private misuseReporter: ((misuse: DevresMisuse) => void) | null = null;
+  /** Which devices are running their release callback (a release may put a parent). */
+  private readonly releasing: string[] = [];
+  private readonly named: Map<string, NamedOnMachine> = new Map();
+  // Deferred probe (drivers/base/dd.c): pending waits for a trigger, active is being retried.
+  private readonly pending: Set<DeviceState> = new Set();
+  private readonly active: DeviceState[] = [];
+  private triggers = 0;
+  private workQueued = false;
+  private readonly inflight: Set<Promise<unknown>> = new Set();
+
+  constructor(options: MachineOptions = {}) {
+    checkObject("new Machine", "options", options);
+    this.name = checkString("new Machine", "options.name", options.name ?? "machine", true);
+    const scheduler = options.scheduler ?? microtaskScheduler;
+    if (typeof scheduler !== "object" || scheduler === null || typeof scheduler.queue !== "function") {
+      throw new DevrefError(
+        "EINVAL",
+        "new Machine: options.scheduler must have a queue(job) method",
+      );
+    }
+    this.scheduler = scheduler;
+    this.sink = checkCallback("new Machine", "options.logSink", options.logSink ?? consoleSink);
+    const ownership = options.ownership ?? new OwnershipSettings();
+    if (!(ownership instanceof OwnershipSettings)) {
+      throw new DevrefError("EINVAL", "new Machine: options.ownership must be an OwnershipSettings");
+    }
+    this.ownership = ownership;
+  }
+
+  // --- log ---------------------------------------------------------------------------------
+
+  /** Replaces the log sink and returns the previous one. */
+  setLogSink(next: LogSink): LogSink {
+    checkCallback("Machine.setLogSink", "sink", next);
+    const previous = this.sink;
+    this.sink = next;
+    return previous;
+  }
+
+  /** Emits one record (`"<prefix> <device>: message"`). */
+  log(level: LogLevel, device: string, prefix: string | null, message: string): void {
+    const text = prefix === null ? `${device}: ${message}` : `${prefix} ${device}: ${message}`;
+    this.sink({ level, device, prefix, message, text });
+  }
+
+  // --- debug settings ------------------------------------------------------------------------
+
+  /**
+   * Turns the devres misuse checks on or off and sets where reports go; returns the
+   * settings in force before, so a test can put them back.
+   */
+  configureDevresDebug(options: DevresDebugOptions): {
+    debug: boolean;
+    onMisuse: ((misuse: DevresMisuse) => void) | null;
+  } {
+    checkObject("configureDevresDebug", "options", options);
+    const previous = { debug: this.devresDebugOn, onMisuse: this.misuseReporter };
+    if (options.debug !== undefined) {
+      if (typeof options.debug !== "boolean") {
+        throw new DevrefError("EINVAL", "configureDevresDebug: debug must be true or false");
+      }
+      this.devresDebugOn = options.debug;
+    }
+    if (options.onMisuse !== undefined) {
+      if (options.onMisuse !== null) checkCallback("configureDevresDebug", "onMisuse", options.onMisuse);
+      this.misuseReporter = options.onMisuse;
+    }
+    return previous;
+  }
+
+  /** Whether the devres misuse checks are on. */
+  get devresDebug(): boolean {
+    return this.devresDebugOn;
+  }
+
+  /** @internal Sends one misuse report to the configured reporter (or the log). */
+  reportMisuse(misuse: DevresMisuse): void {
+    if (this.misuseReporter === null) logMisuse(this, misuse);
+    else this.misuseReporter(misuse);
+  }
+
+  /** @internal */
+  enterRelease(name: string): void {
+    this.releasing.push(name);
+  }
+  /** @internal */
+  exitRelease(): void {
+    this.releasing.pop();
+  }
+  /** The device whose release callback is running, if any. */
+  get releaseRunning(): string | undefined {
+    return this.releasing[this.releasing.length - 1];
+  }
+
+  // --- names: buses and interrupt domains ---------------------------------------------------
+
+  /**
+   * @internal Registers a bus or an interrupt domain under its kind and name.
+   *
+   * **Errors:** `EEXIST` if the name is taken on this machine.
+   */
+  claimName(kind: string, item: NamedOnMachine): void {
+    const key = `${kind}:${item.name}`;
+    if (this.named.has(key)) {
+      throw new DevrefError(
+        "EEXIST",
+        `machine '${this.name}' already has a ${kind} named '${item.name}'; pick another name`,
+      );
+    }
+    this.named.set(key, item);
+  }
+
+  /** @internal The bus or interrupt domain of `kind` named `name`, if any. */
+  lookup(kind: string, name: string): NamedOnMachine | undefined {
+    return this.named.get(`${kind}:${name}`);
+  }
+
+  /** The names of everything of `kind` registered on this machine, in order. */
+  names(kind: string): string[] {
+    const prefix = `${kind}:`;
+    return [...this.named.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
+  }
+
+  // --- the driver core's work: deferred probe and probes in flight -------------------------
+
+  /** @internal Tracks an asynchronous probe or attach so `waitForDeviceProbe` waits for it. */
+  track(p: Promise<unknown>): void {
+    const inflight = this.inflight;
+    inflight.add(p);
+    const done = (): void => {
+      inflight.delete(p);
+    };
+    p.then(done, done);
+  }
+
+  /** @internal driver_deferred_probe_add. */
+  deferredAdd(st: DeviceState): void {
+    this.pending.add(st);
+  }
+
+  /** @internal driver_deferred_probe_del. */
+  deferredDel(st: DeviceState): void {
+    if (this.pending.size === 0 && this.active.length === 0) return;
+    this.pending.delete(st);
+    const i = this.active.indexOf(st);
+    if (i >= 0) this.active.splice(i, 1);
+  }
+
+  /** @internal The trigger count: a probe that defers compares it with its start value. */
+  get triggerCount(): number {
+    return this.triggers;
+  }
+
+  /**
+   * @internal driver_deferred_probe_trigger: moves every pending device to the active list
+   * and queues the work that retries them. Runs after any successful bind.
+   */
+  triggerDeferred(): void {
+    for (const st of this.pending) this.active.push(st);
+    this.pending.clear();
+    this.triggers++;
+    if (this.workQueued) return;
+    this.workQueued = true;
+    this.track(
+      new Promise<void>((resolve) => {
+        this.scheduler.queue(() => {
+          try {
+            this.runDeferredWork();
+          } finally {
+            resolve();
+          }
+        });
+      }),
+    );
+  }
+
+  private runDeferredWork(): void {
+    this.workQueued = false;
+    const active = this.active;
+    while (active.length > 0) {
+      const st = active.shift()!;
+      if (st.registered && !st.dead && st.binding === null) st.bus?.probeDevice(st);
+    }
+  }
+
+  /** @internal Whether `st` is on a deferred list. */
+  isDeferred(st: DeviceState): boolean {
+    return this.pending.has(st) || this.active.includes(st);
+  }
+
+  /**
+   * The devices waiting to be probed again, in order, with their deferral reasons (the
+   * kernel's debugfs `devices_deferred`).
+   */
+  deferredDevices(): DeferredDevice[] {
+    return [...this.pending, ...this.active].map((st) => ({
+      name: st.name,
+      reason: st.deferredReason,
+    }));
+  }
+
+  /**
+   * Re-runs every deferred probe (the late_initcall trigger after built-in drivers are
+   * registered). Wait with {@link waitForDeviceProbe}.
+   */
+  deferredProbeTrigger(): void {
+    this.triggerDeferred();
+  }
+
+  /**
+   * Waits until no probe is in flight and no driver-core work is queued
+   * (wait_for_device_probe).
+   *
+   * **Invariants:** it waits only on work the driver core created. With a simulator's
+   * scheduler, queued work runs only as the simulator runs: drive it instead of awaiting.
+   * An asynchronous probe that never settles makes it wait forever, as in the kernel.
+   */
+  async waitForDeviceProbe(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+  }
+
+  /** Whether probes or driver-core work are still in flight. */
+  get busy(): boolean {
+    return this.inflight.size > 0;
+  }
+}
+
+/**
+ * The machine of short examples and of devices created without one: made on first use,
+ * one per program, like the one system a kernel runs.
+ */
+let defaultInstance: Machine | undefined;
+
+/** The default machine (created on first use). */
+export function defaultMachine(): Machine {
+  if (defaultInstance === undefined) {
+    // Its devices follow the process-wide ownership settings (`configureOwnership`).
+    defaultInstance = new Machine({ name: "default", ownership: defaultOwnershipSettings });
+  }
+  return defaultInstance;
+}
+
+/** The deferred-probe list of `machine` (the default machine when omitted); see {@link Machine.deferredDevices}. */
+export function deferredDevices(machine: Machine = defaultMachine()): DeferredDevice[] {
+  return machine.deferredDevices();
+}
+
+/** Waits for `machine`'s probes and driver-core work; see {@link Machine.waitForDeviceProbe}. */
+export function waitForDeviceProbe(machine: Machine = defaultMachine()): Promise<void> {
+  return machine.waitForDeviceProbe();
+}
+
+/** Re-runs every deferred probe of `machine`; see {@link Machine.deferredProbeTrigger}. */
+export function deferredProbeTrigger(machine: Machine = defaultMachine()): void {
+  machine.deferredProbeTrigger();
+}
