@@ -1,6 +1,6 @@
 //! C header: include/linux/types.h (phys_addr_t, dma_addr_t)
 
-import { DevrefError } from "./errors.js";
+import { DevrefError, describeValue } from "./errors.js";
 
 declare const physBrand: unique symbol;
 declare const dmaBrand: unique symbol;
@@ -22,7 +22,7 @@ function checkAddress(kind: string, value: number, limit: number): void {
   if (!Number.isSafeInteger(value) || value < 0 || value >= limit) {
     throw new DevrefError(
       "EINVAL",
-      `${kind} ${String(value)} is not an integer in [0, 0x${limit.toString(16)}): ` +
+      `${kind} ${describeValue(value)} is not an integer in [0, 0x${limit.toString(16)}): ` +
         "addresses are non-negative whole numbers; for values wider than 2^53 use the bigint APIs of the package that needs them",
     );
   }
@@ -64,5 +64,7 @@ export function iova(value: number): Iova {
 
 /** Formats an address as `0x` and at least `digits` hex digits (default 9, enough for 36 bits). */
 export function formatAddr(value: number, digits = 9): string {
-  return `0x${value.toString(16).padStart(digits, "0")}`;
+  if (typeof value !== "number" || !Number.isFinite(value)) return describeValue(value);
+  const width = typeof digits === "number" && digits >= 0 && digits <= 16 ? digits : 9;
+  return `${value < 0 ? "-" : ""}0x${Math.abs(value).toString(16).padStart(width, "0")}`;
 }

@@ -1,7 +1,7 @@
 //! C header: include/linux/gfp.h (alloc_pages / free_pages), in the shape of a buddy allocator.
 
 import { formatAddr, type PhysAddr } from "./address.js";
-import { DevrefError } from "./errors.js";
+import { DevrefError, describeValue } from "./errors.js";
 import type { PhysicalMemory } from "./memory.js";
 
 /**
@@ -56,8 +56,19 @@ export class BuddyAllocator implements PhysAllocator {
   readonly #allocated = new Map<number, number>();
 
   constructor(memory: PhysicalMemory, base: number, length: number, minBlock = 64) {
+    if (
+      typeof memory !== "object" ||
+      memory === null ||
+      typeof memory.size !== "number" ||
+      typeof memory.zero !== "function"
+    ) {
+      throw new DevrefError(
+        "EINVAL",
+        `new BuddyAllocator: memory must be a PhysicalMemory, not ${describeValue(memory)}`,
+      );
+    }
     if (!isPowerOfTwo(minBlock)) {
-      throw new DevrefError("EINVAL", `minBlock ${String(minBlock)} must be a power of two`);
+      throw new DevrefError("EINVAL", `minBlock ${describeValue(minBlock)} must be a power of two`);
     }
     if (
       !Number.isSafeInteger(base) ||
@@ -70,7 +81,7 @@ export class BuddyAllocator implements PhysAllocator {
     ) {
       throw new DevrefError(
         "EINVAL",
-        `allocator region ${formatAddr(base)}+${String(length)} must be whole, aligned to ` +
+        `allocator region ${formatAddr(base)}+${describeValue(length)} must be whole, aligned to ` +
           `minBlock ${minBlock}, at least one block long and inside memory of size ${formatAddr(memory.size)}`,
       );
     }
@@ -109,14 +120,14 @@ export class BuddyAllocator implements PhysAllocator {
 
   /** Block size for a request, or throws EINVAL. */
   #blockSize(size: number, align: number): number {
-    if (!Number.isSafeInteger(size) || size <= 0) {
+    if (!Number.isSafeInteger(size) || size <= 0 || size > this.length) {
       throw new DevrefError(
         "EINVAL",
-        `allocation size ${String(size)} must be a positive whole number`,
+        `allocation size ${describeValue(size)} must be a positive whole number no larger than the region (${this.length})`,
       );
     }
-    if (!isPowerOfTwo(align)) {
-      throw new DevrefError("EINVAL", `alignment ${String(align)} must be a power of two`);
+    if (!isPowerOfTwo(align) || align > 2 ** 52) {
+      throw new DevrefError("EINVAL", `alignment ${describeValue(align)} must be a power of two`);
     }
     let block = this.minBlock;
     while (block < size || block < align) block *= 2;
@@ -157,7 +168,7 @@ export class BuddyAllocator implements PhysAllocator {
   }
 
   free(pa: PhysAddr, size: number): void {
-    const order = this.#allocated.get(pa);
+    const order = typeof pa === "number" ? this.#allocated.get(pa) : undefined;
     if (order === undefined) {
       throw new DevrefError(
         "EINVAL",
@@ -168,7 +179,7 @@ export class BuddyAllocator implements PhysAllocator {
     if (!(Number.isSafeInteger(size) && size > 0 && size <= block)) {
       throw new DevrefError(
         "EINVAL",
-        `free of ${formatAddr(pa)} with size ${String(size)}: the block there is ${block} bytes; pass the size it was allocated with`,
+        `free of ${formatAddr(pa)} with size ${describeValue(size)}: the block there is ${block} bytes; pass the size it was allocated with`,
       );
     }
     this.#allocated.delete(pa);

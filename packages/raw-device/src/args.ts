@@ -5,38 +5,9 @@
 //! no string unless they fail, and return the value narrowed.
 
 import { PHYS_ADDR_LIMIT } from "./address.js";
-import { DevrefError } from "./errors.js";
+import { DevrefError, describeValue } from "./errors.js";
 
-/** A short, safe description of any value for an error message (never throws). */
-export function describeValue(value: unknown): string {
-  switch (typeof value) {
-    case "number":
-      return Number.isNaN(value) ? "NaN" : String(value);
-    case "bigint":
-      return `${value}n`;
-    case "string":
-      return value.length > 40 ? `a string ('${value.slice(0, 37)}...')` : `'${value}'`;
-    case "undefined":
-      return "undefined";
-    case "boolean":
-      return String(value);
-    case "symbol":
-      return "a symbol";
-    case "function":
-      return "a function";
-    default:
-      if (value === null) return "null";
-      if (Array.isArray(value)) return `an array of ${value.length}`;
-      try {
-        const name = Object.getPrototypeOf(value)?.constructor?.name;
-        return typeof name === "string" && name !== "" && name !== "Object"
-          ? `a ${name}`
-          : "an object";
-      } catch {
-        return "an object";
-      }
-  }
-}
+export { describeValue };
 
 /**
  * The error every check throws: `EINVAL`, `<where>: <param> must be <expected>, not <got>`.
@@ -48,11 +19,24 @@ export function argumentError(
   expected: string,
   got: unknown,
 ): DevrefError<"EINVAL"> {
+  const name = text(param);
   return new DevrefError(
     "EINVAL",
-    `${where}: ${param} must be ${expected}, not ${describeValue(got)}`,
-    { details: { parameter: param } },
+    `${text(where)}: ${name} must be ${text(expected)}, not ${describeValue(got)}`,
+    { details: { parameter: name } },
   );
+}
+
+/** The bounds a caller gave a check must be numbers (comparisons with others can throw). */
+function checkBounds(where: string, min: unknown, max: unknown): void {
+  if (typeof min !== "number" || typeof max !== "number") {
+    throw argumentError(where, "min and max", "numbers", typeof min !== "number" ? min : max);
+  }
+}
+
+/** A string as is, anything else described: message parts never throw. */
+function text(x: unknown): string {
+  return typeof x === "string" ? x : describeValue(x);
 }
 
 /**
@@ -67,8 +51,9 @@ export function checkInteger(
   min: number,
   max: number,
 ): number {
+  checkBounds("checkInteger", min, max);
   if (typeof value !== "number" || !(value >= min && value <= max) || Math.floor(value) !== value) {
-    throw argumentError(where, param, `a whole number in [${min}, ${max}]`, value);
+    throw argumentError(where, param, `a whole number in [${text(min)}, ${text(max)}]`, value);
   }
   return value;
 }
@@ -84,11 +69,12 @@ export function checkAddress(
   value: unknown,
   limit: number = PHYS_ADDR_LIMIT,
 ): number {
+  checkBounds("checkAddress", 0, limit);
   if (typeof value !== "number" || !(value >= 0 && value < limit) || Math.floor(value) !== value) {
     throw argumentError(
       where,
       param,
-      `an address: a whole number in [0, 0x${limit.toString(16)})`,
+      `an address: a whole number in [0, ${typeof limit === "number" ? `0x${limit.toString(16)}` : text(limit)})`,
       value,
     );
   }
@@ -107,8 +93,14 @@ export function checkSize(
   min = 1,
   max: number = PHYS_ADDR_LIMIT,
 ): number {
+  checkBounds("checkSize", min, max);
   if (typeof value !== "number" || !(value >= min && value <= max) || Math.floor(value) !== value) {
-    throw argumentError(where, param, `a size in bytes, a whole number in [${min}, ${max}]`, value);
+    throw argumentError(
+      where,
+      param,
+      `a size in bytes, a whole number in [${text(min)}, ${text(max)}]`,
+      value,
+    );
   }
   return value;
 }
@@ -125,8 +117,14 @@ export function checkCount(
   min = 1,
   max = 0x7fff_ffff,
 ): number {
+  checkBounds("checkCount", min, max);
   if (typeof value !== "number" || !(value >= min && value <= max) || Math.floor(value) !== value) {
-    throw argumentError(where, param, `a count, a whole number in [${min}, ${max}]`, value);
+    throw argumentError(
+      where,
+      param,
+      `a count, a whole number in [${text(min)}, ${text(max)}]`,
+      value,
+    );
   }
   return value;
 }
@@ -143,6 +141,9 @@ export function checkBigintOrNumber(
   value: unknown,
   bits = 64,
 ): number | bigint {
+  if (typeof bits !== "number" || !Number.isInteger(bits) || bits < 1 || bits > 64) {
+    throw argumentError("checkBigintOrNumber", "bits", "a whole number in [1, 64]", bits);
+  }
   if (typeof value === "number") {
     if (value >= 0 && Number.isSafeInteger(value) && (bits >= 53 || value < 2 ** bits))
       return value;
@@ -209,6 +210,7 @@ export function checkOneOf<T>(
   value: unknown,
   allowed: readonly T[],
 ): T {
+  if (!Array.isArray(allowed)) throw argumentError("checkOneOf", "allowed", "an array", allowed);
   for (const a of allowed) if (a === value) return a;
   throw argumentError(
     where,
@@ -241,7 +243,14 @@ export function checkInstance<T>(
   // A class with any constructor, protected ones included.
   Class: Function & { readonly prototype: T },
 ): T {
-  if (!(value instanceof Class)) throw argumentError(where, param, `a ${Class.name}`, value);
+  if (
+    typeof Class !== "function" ||
+    typeof Class.prototype !== "object" ||
+    Class.prototype === null
+  ) {
+    throw argumentError("checkInstance", "Class", "a class", Class);
+  }
+  if (!(value instanceof Class)) throw argumentError(where, param, `a ${text(Class.name)}`, value);
   // SAFETY: value is an instance of Class, whose instances are Ts.
   return value as T;
 }

@@ -33,6 +33,37 @@ export const ERRNO = {
 /** An errno name, e.g. `"ENODEV"`. Narrow errors on it. */
 export type Errno = keyof typeof ERRNO;
 
+/** A short, safe description of any value for an error message (never throws). */
+export function describeValue(value: unknown): string {
+  switch (typeof value) {
+    case "number":
+      return Number.isNaN(value) ? "NaN" : String(value);
+    case "bigint":
+      return `${value}n`;
+    case "string":
+      return value.length > 40 ? `a string ('${value.slice(0, 37)}...')` : `'${value}'`;
+    case "undefined":
+      return "undefined";
+    case "boolean":
+      return String(value);
+    case "symbol":
+      return "a symbol";
+    case "function":
+      return "a function";
+    default:
+      if (value === null) return "null";
+      if (Array.isArray(value)) return `an array of ${value.length}`;
+      try {
+        const name = Object.getPrototypeOf(value)?.constructor?.name;
+        return typeof name === "string" && name !== "" && name !== "Object"
+          ? `a ${name}`
+          : "an object";
+      } catch {
+        return "an object";
+      }
+  }
+}
+
 /** Options for {@link DevrefError}: the standard `cause` and structured details. */
 export interface DevrefErrorOptions {
   /** The error that led to this one. */

@@ -1,7 +1,7 @@
 //! Physical memory as the CPU and devices see it (the kernel's view through phys_to_virt).
 
 import { formatAddr, PHYS_ADDR_LIMIT } from "./address.js";
-import { DevrefError } from "./errors.js";
+import { DevrefError, describeValue } from "./errors.js";
 
 /**
  * Byte-addressed little-endian physical memory.
@@ -99,7 +99,7 @@ export class SparseMemory implements PhysicalMemory {
     if (!Number.isSafeInteger(size) || size <= 0 || size > PHYS_ADDR_LIMIT || size % PAGE_SIZE) {
       throw new DevrefError(
         "EINVAL",
-        `memory size ${String(size)} must be a positive multiple of 4096 no larger than 2^52`,
+        `memory size ${describeValue(size)} must be a positive multiple of 4096 no larger than 2^52`,
       );
     }
     this.size = size;
@@ -118,7 +118,7 @@ export class SparseMemory implements PhysicalMemory {
   #fault(pa: number, width: number): never {
     throw new DevrefError(
       "EFAULT",
-      `access of ${width} byte(s) at ${typeof pa === "number" ? formatAddr(pa) : String(pa)} ` +
+      `access of ${width} byte(s) at ${typeof pa === "number" ? formatAddr(pa) : describeValue(pa)} ` +
         `is outside physical memory [0, ${formatAddr(this.size)}): pass a whole-number address ` +
         "inside the memory",
     );
@@ -166,7 +166,24 @@ export class SparseMemory implements PhysicalMemory {
 
   #check(pa: number, width: number): void {
     // One comparison chain covers NaN, negatives, fractions and the top of memory.
-    if (!(pa >= 0 && pa <= this.size - width && Math.floor(pa) === pa)) this.#fault(pa, width);
+    if (typeof pa !== "number" || !(pa >= 0 && pa <= this.size - width && Math.floor(pa) === pa)) {
+      this.#fault(pa, width);
+    }
+  }
+
+  #checkValue(value: number): void {
+    if (typeof value !== "number") {
+      throw new DevrefError(
+        "EINVAL",
+        `memory write of ${describeValue(value)}: the value must be a number`,
+      );
+    }
+  }
+
+  #checkBytes(bytes: Uint8Array, what: string): void {
+    if (!(bytes instanceof Uint8Array)) {
+      throw new DevrefError("EINVAL", `${what} must be a Uint8Array, not ${describeValue(bytes)}`);
+    }
   }
 
   read8(pa: number): number {
@@ -177,6 +194,7 @@ export class SparseMemory implements PhysicalMemory {
 
   write8(pa: number, value: number): void {
     this.#check(pa, 1);
+    this.#checkValue(value);
     const words = this.#writePage(pa);
     const index = (pa & PAGE_MASK) >>> 2;
     const shift = (pa & 3) * 8;
@@ -191,6 +209,7 @@ export class SparseMemory implements PhysicalMemory {
 
   write32(pa: number, value: number): void {
     this.#check(pa, 4);
+    this.#checkValue(value);
     if ((pa & 3) !== 0) {
       this.#writeUnaligned32(pa, value);
       return;
@@ -212,6 +231,8 @@ export class SparseMemory implements PhysicalMemory {
 
   write64(pa: number, lo: number, hi: number): void {
     this.#check(pa, 8);
+    this.#checkValue(lo);
+    this.#checkValue(hi);
     if ((pa & 7) === 0) {
       // An aligned 64-bit word never crosses a page.
       const words = this.#writePage(pa);
@@ -239,6 +260,7 @@ export class SparseMemory implements PhysicalMemory {
   }
 
   readBytes(pa: number, dest: Uint8Array): void {
+    this.#checkBytes(dest, "readBytes: dest");
     this.#check(pa, dest.length);
     let done = 0;
     while (done < dest.length) {
@@ -253,6 +275,7 @@ export class SparseMemory implements PhysicalMemory {
   }
 
   writeBytes(pa: number, src: Uint8Array): void {
+    this.#checkBytes(src, "writeBytes: src");
     this.#check(pa, src.length);
     let done = 0;
     while (done < src.length) {
@@ -287,8 +310,11 @@ export class SparseMemory implements PhysicalMemory {
 
   /** Zeroes `length` bytes; whole pages are given back rather than cleared, unless pinned. */
   zero(pa: number, length: number): void {
-    if (!Number.isSafeInteger(length) || length < 0) {
-      throw new DevrefError("EINVAL", `zero length ${String(length)} must be a whole number ≥ 0`);
+    if (typeof length !== "number" || !Number.isSafeInteger(length) || length < 0) {
+      throw new DevrefError(
+        "EINVAL",
+        `zero length ${describeValue(length)} must be a whole number ≥ 0`,
+      );
     }
     this.#check(pa, length);
     let done = 0;

@@ -400,6 +400,7 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
 
   static {
     liveOf = (h) => {
+      if (typeof h !== "object" || h === null) throwNotHandle(h);
       const l = h.lifetime;
       if (l === undefined || l.gen !== h.gen) {
         if (!(h instanceof RawDevice) || l === undefined) throwNotHandle(h);
@@ -411,6 +412,7 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
     isOwnedHandle = (h) => h.owned;
     lenderOf = (h) => h.lifetime.scope;
     dropOwned = (h) => {
+      if (typeof h !== "object" || h === null) throwNotHandle(h);
       const l = h.lifetime;
       if (l === undefined || !(h instanceof RawDevice)) throwNotHandle(h);
       if (!h.owned) {

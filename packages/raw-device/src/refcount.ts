@@ -1,7 +1,7 @@
 //! C header: include/linux/refcount.h (refcount_t), lib/refcount.c
 
 import { checkInteger } from "./args.js";
-import { DevrefError } from "./errors.js";
+import { DevrefError, describeValue } from "./errors.js";
 
 /** The largest legal count, `INT_MAX`. */
 export const REFCOUNT_MAX = 0x7fff_ffff;
@@ -100,10 +100,21 @@ export class Refcount {
   owner: string | undefined;
 
   constructor(initial = 1, owner?: string) {
-    if (!Number.isInteger(initial) || initial < 0 || initial > REFCOUNT_MAX) {
+    if (owner !== undefined && typeof owner !== "string") {
       throw new DevrefError(
         "EINVAL",
-        `initial count ${String(initial)} must be a whole number in [0, REFCOUNT_MAX]`,
+        `Refcount: owner must be a string, not ${describeValue(owner)}`,
+      );
+    }
+    if (
+      typeof initial !== "number" ||
+      !Number.isInteger(initial) ||
+      initial < 0 ||
+      initial > REFCOUNT_MAX
+    ) {
+      throw new DevrefError(
+        "EINVAL",
+        `initial count ${describeValue(initial)} must be a whole number in [0, REFCOUNT_MAX]`,
       );
     }
     this.count = initial;
@@ -122,10 +133,15 @@ export class Refcount {
 
   /** `refcount_set`: for initialisation only. */
   set(value: number): void {
-    if (!Number.isInteger(value) || value < 0 || value > REFCOUNT_MAX) {
+    if (
+      typeof value !== "number" ||
+      !Number.isInteger(value) ||
+      value < 0 ||
+      value > REFCOUNT_MAX
+    ) {
       throw new DevrefError(
         "EINVAL",
-        `count ${String(value)} must be a whole number in [0, REFCOUNT_MAX]`,
+        `count ${describeValue(value)} must be a whole number in [0, REFCOUNT_MAX]`,
       );
     }
     this.count = value;
