@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type AscCoprocessor, AscMailbox } from "../src/asc/index.js";
+import { type AscCoprocessor, AscMailbox, type AscMailboxOptions } from "../src/asc/index.js";
 import { Soc } from "../src/index.js";
 import {
   A2I_CONTROL,
@@ -294,10 +294,8 @@ describe("ASC mailbox registers", () => {
       "EINVAL",
     );
     // @ts-expect-error an unknown variant
-    expectCode(
-      () => new AscMailbox(soc, { name: "a", base: BASE, irq: 1, variant: "m3" }),
-      "EINVAL",
-    );
+    const m3: AscMailboxOptions = { name: "a", base: BASE, irq: 1, variant: "m3" };
+    expectCode(() => new AscMailbox(soc, m3), "EINVAL");
     // @ts-expect-error running is a boolean
     expectCode(() => new AscMailbox(soc, { name: "a", base: BASE, irq: 1, running: 1 }), "EINVAL");
     expect(soc.devices()).toEqual([]);

@@ -14,7 +14,7 @@ export const ASC_CPU_CONTROL = 0x44;
 /** ASC CPU status register (not decoded by any driver). */
 export const ASC_CPU_STATUS = 0x48;
 /** `CPU_CONTROL.RUN`. */
-export const ASC_CPU_RUN = 1 << 4;
+export const ASC_CPU_RUN: number = 1 << 4;
 
 /** Mailbox register offsets (inside the mailbox window), ASC v4 layout. */
 export const MBOX_A2I_CONTROL = 0x110;
@@ -31,9 +31,9 @@ export const MBOX_I2A_SEND1 = 0x828;
 export const MBOX_I2A_RECV0 = 0x830;
 export const MBOX_I2A_RECV1 = 0x838;
 /** Control register bits. */
-export const MBOX_CONTROL_ENABLE = 1 << 1;
-export const MBOX_CONTROL_FULL = 1 << 16;
-export const MBOX_CONTROL_EMPTY = 1 << 17;
+export const MBOX_CONTROL_ENABLE: number = 1 << 1;
+export const MBOX_CONTROL_FULL: number = 1 << 16;
+export const MBOX_CONTROL_EMPTY: number = 1 << 17;
 
 /** RTKit endpoints. */
 export const EP_MGMT = 0x00;

@@ -194,8 +194,8 @@ export class RtkitFirmware implements AscCoprocessor {
   private readonly services: Services;
   private readonly tracer: Tracer;
   private readonly traceId: number;
-  private readonly processFn: () => void;
-  private processTimer: TimerHandle | null = NO_TIMER;
+  private readonly handleNextFn: () => void;
+  private handleTimer: TimerHandle | null = NO_TIMER;
   private bootTimer: TimerHandle | null = NO_TIMER;
   private silenceTimer: TimerHandle | null = NO_TIMER;
   private stallTimer: TimerHandle | null = NO_TIMER;
@@ -236,7 +236,7 @@ export class RtkitFirmware implements AscCoprocessor {
       },
       cfg.services,
     );
-    this.processFn = () => this.process();
+    this.handleNextFn = () => this.handleNext();
     this.st = asc.cpuRunning ? S_ASLEEP : S_OFF;
     this.iopPowerState = asc.cpuRunning ? PWR_SLEEP : PWR_OFF;
   }
@@ -374,7 +374,8 @@ export class RtkitFirmware implements AscCoprocessor {
     this.tracer.fault(this.traceId, "rtkit-crash");
     const addr = this.services.address(SVC_CRASHLOG);
     const running = this.st === S_STARTING || this.st === S_RUNNING;
-    this.cancelProcess();
+    this.cancelHandling();
+    this.cancelBoot();
     if (addr < 0 || !running) {
       this.setState(S_CRASHED);
       return false;
@@ -451,7 +452,7 @@ export class RtkitFirmware implements AscCoprocessor {
           );
     this.endStall();
     this.stalled = true;
-    this.cancelProcess();
+    this.cancelHandling();
     this.tracer.fault(this.traceId, "rtkit-stall", d);
     if (d > 0) this.stallTimer = this.asc.soc.events.after(d, () => this.endStall());
   }
@@ -478,8 +479,8 @@ export class RtkitFirmware implements AscCoprocessor {
 
   /** @internal */
   cpuStart(): void {
-    this.cancelProcess();
-    if (this.bootTimer !== null) this.asc.soc.events.cancel(this.bootTimer);
+    this.cancelHandling();
+    this.cancelBoot();
     this.endSilence();
     this.endStall();
     this.corruptLeft = 0;
@@ -491,13 +492,13 @@ export class RtkitFirmware implements AscCoprocessor {
     this.bootTimer = this.asc.soc.events.after(this.bootDelayNs, () => {
       this.bootTimer = null;
       this.beginHandshake();
-      this.scheduleProcess();
+      this.scheduleHandling();
     });
   }
 
   /** @internal */
   inbox(): void {
-    if (this.processTimer === null) this.scheduleProcess();
+    if (this.handleTimer === null) this.scheduleHandling();
   }
 
   /** @internal */
@@ -507,9 +508,8 @@ export class RtkitFirmware implements AscCoprocessor {
 
   /** @internal */
   gone(): void {
-    this.cancelProcess();
-    if (this.bootTimer !== null) this.asc.soc.events.cancel(this.bootTimer);
-    this.bootTimer = null;
+    this.cancelHandling();
+    this.cancelBoot();
     this.setState(S_HALTED);
   }
 
@@ -558,8 +558,8 @@ export class RtkitFirmware implements AscCoprocessor {
 
   // --- the protocol -----------------------------------------------------------------------
 
-  private process(): void {
-    this.processTimer = null;
+  private handleNext(): void {
+    this.handleTimer = null;
     if (!this.canProcess()) return;
     const asc = this.asc;
     if (asc.popInbox()) {
@@ -572,7 +572,7 @@ export class RtkitFirmware implements AscCoprocessor {
       if (this.silent) this.dropped++;
       else this.handle(hi, lo, msg1 & 0xff);
     }
-    this.scheduleProcess();
+    this.scheduleHandling();
   }
 
   private handle(hi: number, lo: number, ep: number): void {
@@ -834,14 +834,19 @@ export class RtkitFirmware implements AscCoprocessor {
     );
   }
 
-  private scheduleProcess(): void {
-    if (this.processTimer !== null || this.asc.a2i.count === 0 || !this.canProcess()) return;
-    this.processTimer = this.asc.soc.events.after(this.latencyNs, this.processFn);
+  private scheduleHandling(): void {
+    if (this.handleTimer !== null || this.asc.a2i.count === 0 || !this.canProcess()) return;
+    this.handleTimer = this.asc.soc.events.after(this.latencyNs, this.handleNextFn);
   }
 
-  private cancelProcess(): void {
-    if (this.processTimer !== null) this.asc.soc.events.cancel(this.processTimer);
-    this.processTimer = null;
+  private cancelHandling(): void {
+    if (this.handleTimer !== null) this.asc.soc.events.cancel(this.handleTimer);
+    this.handleTimer = null;
+  }
+
+  private cancelBoot(): void {
+    if (this.bootTimer !== null) this.asc.soc.events.cancel(this.bootTimer);
+    this.bootTimer = null;
   }
 
   private endSilence(): void {
@@ -856,7 +861,7 @@ export class RtkitFirmware implements AscCoprocessor {
     if (!this.stalled) return;
     this.stalled = false;
     this.flushOut();
-    this.scheduleProcess();
+    this.scheduleHandling();
   }
 
   private setState(s: number): void {

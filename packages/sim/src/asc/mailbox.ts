@@ -164,39 +164,7 @@ export class AscMailbox extends DeviceModel {
   private readonly latch = new Uint32Array(6);
 
   constructor(soc: Soc, options: AscMailboxOptions) {
-    checkObject("new AscMailbox", "options", options);
-    const name = checkString("new AscMailbox", "options.name", options.name, true);
-    const base = checkAddress("new AscMailbox", "options.base", options.base);
-    if (base % ASC_WINDOW_SIZE !== 0) {
-      throw argumentError("new AscMailbox", "options.base", "a multiple of 0x4000", base);
-    }
-    const irq = checkInteger("new AscMailbox", "options.irq", options.irq, 0, soc.irq.lines - 4);
-    const depth = checkInteger(
-      "new AscMailbox",
-      "options.fifoDepth",
-      options.fifoDepth ?? 16,
-      1,
-      MAX_DEPTH,
-    );
-    const variant = checkOneOf("new AscMailbox", "options.variant", options.variant ?? "asc-v4", [
-      "asc-v4",
-      "t8015",
-    ] as const);
-    const running = options.running ?? false;
-    if (typeof running !== "boolean") {
-      throw argumentError("new AscMailbox", "options.running", "true or false", running);
-    }
-    for (const at of [base, base + ASC_MBOX_OFFSET]) {
-      const clash = soc
-        .memoryMap()
-        .find((r) => r.base < at + ASC_WINDOW_SIZE && at < r.base + r.size);
-      if (clash !== undefined) {
-        throw new DevrefError(
-          "EBUSY",
-          `ASC '${name}' at 0x${at.toString(16)} overlaps '${clash.name}': pick a free base (see soc.memoryMap())`,
-        );
-      }
-    }
+    const { name, base, irq, depth, variant, running } = checkAscOptions(soc, options);
     super(soc, name, "asc");
     this.base = base;
     this.variant = variant;
@@ -396,6 +364,59 @@ export class AscMailbox extends DeviceModel {
     this.updateLines();
     this.cop?.inbox();
   }
+}
+
+/** @internal Validated {@link AscMailboxOptions}. */
+export interface AscConfig {
+  readonly name: string;
+  readonly base: number;
+  readonly irq: number;
+  readonly depth: number;
+  readonly variant: AscVariant;
+  readonly running: boolean;
+}
+
+/**
+ * @internal Checks ASC options against `soc` (free name, free address ranges, lines that
+ * exist) without changing anything.
+ */
+export function checkAscOptions(soc: Soc, options: AscMailboxOptions): AscConfig {
+  const W = "new AscMailbox";
+  checkObject(W, "options", options);
+  const name = checkString(W, "options.name", options.name, true);
+  const base = checkAddress(W, "options.base", options.base, 2 ** 52 - 2 * ASC_MBOX_OFFSET);
+  if (base % ASC_WINDOW_SIZE !== 0) {
+    throw argumentError(W, "options.base", "a multiple of 0x4000", base);
+  }
+  const irq = checkInteger(W, "options.irq", options.irq, 0, soc.irq.lines - 4);
+  const depth = checkInteger(W, "options.fifoDepth", options.fifoDepth ?? 16, 1, MAX_DEPTH);
+  const variant = checkOneOf(W, "options.variant", options.variant ?? "asc-v4", [
+    "asc-v4",
+    "t8015",
+  ] as const);
+  const running = options.running ?? false;
+  if (typeof running !== "boolean") {
+    throw argumentError(W, "options.running", "true or false", running);
+  }
+  if (soc.device(name) !== undefined) {
+    throw new DevrefError(
+      "EEXIST",
+      `a device model named '${name}' already exists on this SoC: give each model a unique name`,
+    );
+  }
+  for (const at of [base, base + ASC_MBOX_OFFSET]) {
+    const clash = soc
+      .memoryMap()
+      .find((r) => r.base < at + ASC_WINDOW_SIZE && at < r.base + r.size);
+    if (clash !== undefined) {
+      throw new DevrefError(
+        "EBUSY",
+        `ASC '${name}' at 0x${at.toString(16)} overlaps '${clash.name}': pick a free base ` +
+          "(see soc.memoryMap())",
+      );
+    }
+  }
+  return { name, base, irq, depth, variant, running };
 }
 
 /** The `width`-byte part of a 32-bit register value at byte `offset`. */

@@ -26,7 +26,7 @@ export const SVC_CRASHLOG = 0;
 export const SVC_SYSLOG = 1;
 export const SVC_IOREPORT = 2;
 export const SVC_OSLOG = 3;
-const SVC_EP = [EP_CRASHLOG, EP_SYSLOG, EP_IOREPORT, EP_OSLOG] as const;
+const SVC_EP: readonly number[] = [EP_CRASHLOG, EP_SYSLOG, EP_IOREPORT, EP_OSLOG];
 
 /** What the services need from the firmware that runs them. */
 export interface ServiceHost {
@@ -121,7 +121,7 @@ export class Services {
 
   /** A system endpoint was started. */
   onStart(ep: number): void {
-    const svc = SVC_EP.indexOf(ep as (typeof SVC_EP)[number]);
+    const svc = SVC_EP.indexOf(ep);
     if (svc < 0 || this.cfg.sizes[svc] === 0) return;
     if (this.cfg.afterApPowerOn && !this.apOn) this.wanted[svc] = 1;
     else this.request(svc);
@@ -147,7 +147,7 @@ export class Services {
       return;
     }
     if (type === BUFFER_REQUEST) {
-      this.bufferReply(SVC_EP.indexOf(ep as (typeof SVC_EP)[number]), hi, lo);
+      this.bufferReply(SVC_EP.indexOf(ep), hi, lo);
     } else if (ep === EP_SYSLOG && type === SYSLOG_LOG) {
       this.logAck(hi, lo);
     } else if (ep === EP_IOREPORT && (type === IOREPORT_UNKNOWN1 || type === IOREPORT_UNKNOWN2)) {

@@ -2,12 +2,18 @@
 //! the ASC block, its SRAM, an RTKit firmware left running by the bootloader, and the SMC
 //! endpoint.
 
-import { checkInteger, checkObject, checkString } from "@devref/raw-device";
+import {
+  argumentError,
+  checkInteger,
+  checkObject,
+  checkString,
+  DevrefError,
+} from "@devref/raw-device";
 import type { Soc } from "../soc.js";
 import { RtkitFirmware } from "./firmware.js";
-import type { RtkitFirmwareOptions } from "./firmware-options.js";
-import { AscMailbox } from "./mailbox.js";
-import { AppleSmc, type AppleSmcOptions } from "./smc.js";
+import { checkFirmwareOptions, type RtkitFirmwareOptions } from "./firmware-options.js";
+import { AscMailbox, type AscMailboxOptions, checkAscOptions } from "./mailbox.js";
+import { AppleSmc, type AppleSmcOptions, checkSmcOptions } from "./smc.js";
 
 /** What {@link createAppleSmc} takes. */
 export interface AppleSmcSetup {
@@ -44,7 +50,7 @@ export interface AppleSmcParts {
  * endpoint 0x20 with its shared buffer at the start of SRAM.
  *
  * **Errors:** `EINVAL` for bad options; `EBUSY` when an address range is taken; `EEXIST`
- * for a taken name.
+ * for a taken name. All are checked first: a refused setup adds nothing.
  *
  * @example
  * ```ts
@@ -53,33 +59,58 @@ export interface AppleSmcParts {
  * ```
  */
 export function createAppleSmc(soc: Soc, setup: AppleSmcSetup): AppleSmcParts {
-  checkObject("createAppleSmc", "setup", setup);
-  const name = checkString("createAppleSmc", "setup.name", setup.name ?? "smc", true);
-  const sramBase = setup.sramBase ?? 0x2_3fe0_0000;
+  const W = "createAppleSmc";
+  checkObject(W, "setup", setup);
+  const name = checkString(W, "setup.name", setup.name ?? "smc", true);
   const sramSize = checkInteger(
-    "createAppleSmc",
+    W,
     "setup.sramSize",
     setup.sramSize ?? 0x10_0000,
     0x10_000,
     2 ** 40,
   );
-  checkInteger("createAppleSmc", "setup.sramBase", sramBase, 0, 2 ** 52 - sramSize);
-  soc.addMemory(`${name}-sram`, sramBase, sramSize);
-  const asc = new AscMailbox(soc, {
+  const sramBase = checkInteger(
+    W,
+    "setup.sramBase",
+    setup.sramBase ?? 0x2_3fe0_0000,
+    0,
+    2 ** 52 - sramSize,
+  );
+  if (sramBase % 0x1000 !== 0) throw argumentError(W, "setup.sramBase", "4 KiB aligned", sramBase);
+  const ascOptions: AscMailboxOptions = {
     name,
     base: setup.base ?? 0x2_3e40_0000,
     irq: setup.irq,
     running: true,
     ...(setup.fifoDepth === undefined ? {} : { fifoDepth: setup.fifoDepth }),
-  });
-  const firmware = new RtkitFirmware(asc, {
+  };
+  const fwOptions: RtkitFirmwareOptions = {
     systemEndpoints: [1, 2, 3, 4],
     crashlog: { pages: 1, address: sramBase + 0x8000 },
     ioreport: { pages: 1, address: sramBase + 0x9000 },
     syslog: { pages: 1, address: sramBase + 0xa000 },
     oslog: null,
     ...setup.firmware,
-  });
-  const smc = new AppleSmc(firmware, { ...setup.smc, sramBase, sramSize });
-  return { asc, firmware, smc };
+  };
+  const smcOptions: AppleSmcOptions = { ...setup.smc, sramBase, sramSize };
+  // Everything is checked before anything is added, so a refused setup leaves the SoC as it was.
+  const asc = checkAscOptions(soc, ascOptions);
+  checkFirmwareOptions(fwOptions);
+  checkSmcOptions(smcOptions);
+  const clash = soc
+    .memoryMap()
+    .find((r) => r.base < sramBase + sramSize && sramBase < r.base + r.size);
+  const ascEnd = asc.base + 0xc000;
+  if (clash !== undefined || (asc.base < sramBase + sramSize && sramBase < ascEnd)) {
+    throw new DevrefError(
+      "EBUSY",
+      `createAppleSmc: the SRAM at 0x${sramBase.toString(16)} overlaps ` +
+        `'${clash?.name ?? name}': pick a free range (see soc.memoryMap())`,
+    );
+  }
+  soc.addMemory(`${name}-sram`, sramBase, sramSize);
+  const mailbox = new AscMailbox(soc, ascOptions);
+  const firmware = new RtkitFirmware(mailbox, fwOptions);
+  const smc = new AppleSmc(firmware, smcOptions);
+  return { asc: mailbox, firmware, smc };
 }

@@ -52,6 +52,68 @@ export interface AppleSmcOptions {
   readonly onSystemEvent?: (event: string) => void;
 }
 
+/** @internal Validated {@link AppleSmcOptions}, with the key table built. */
+export interface SmcConfig {
+  readonly sramBase: number;
+  readonly sramSize: number;
+  readonly shmemOffset: number;
+  readonly endpoint: number;
+  readonly keys: SmcKey[];
+  readonly onSystemEvent: ((event: string) => void) | null;
+}
+
+/**
+ * @internal Checks SMC options and builds the sorted key table (with `#KEY`), changing
+ * nothing else.
+ *
+ * **Errors:** `EINVAL` naming the first bad option or key.
+ */
+export function checkSmcOptions(options: AppleSmcOptions): SmcConfig {
+  const W = "new AppleSmc";
+  checkObject(W, "options", options);
+  const sramSize = checkInteger(W, "options.sramSize", options.sramSize, SHMEM_WINDOW, 2 ** 40);
+  const sramBase = checkInteger(W, "options.sramBase", options.sramBase, 0, 2 ** 52 - sramSize);
+  const shmemOffset = checkInteger(
+    W,
+    "options.shmemOffset",
+    options.shmemOffset ?? 0,
+    0,
+    sramSize - SHMEM_WINDOW,
+  );
+  const endpoint = checkInteger(
+    W,
+    "options.endpoint",
+    options.endpoint ?? EP_APP_START,
+    EP_APP_START,
+    0xff,
+  );
+  const onSystemEvent = options.onSystemEvent ?? null;
+  if (onSystemEvent !== null) checkCallback(W, "options.onSystemEvent", onSystemEvent);
+  const useDefaults = options.defaultKeys ?? true;
+  if (typeof useDefaults !== "boolean") {
+    throw argumentError(W, "options.defaultKeys", "true or false", useDefaults);
+  }
+  const extra = options.keys ?? [];
+  if (!Array.isArray(extra)) {
+    throw argumentError(W, "options.keys", "an array of key definitions", extra);
+  }
+  const byKey = new Map<number, SmcKey>();
+  const defs: readonly SmcKeyDef[] = useDefaults ? [...defaultSmcKeys(), ...extra] : extra;
+  for (const d of defs) {
+    const k = new SmcKey(d, W);
+    if (k.key === KEY_COUNT) {
+      throw argumentError(W, "options.keys", "keys other than #KEY (the SMC computes it)", d.key);
+    }
+    byKey.set(k.key, k);
+  }
+  const count = new SmcKey({ key: "#KEY", type: "ui32", size: 4 }, W);
+  byKey.set(count.key, count);
+  const keys = [...byKey.values()].sort((a, b) => a.key - b.key);
+  const n = keys.length;
+  count.value.set([n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]);
+  return { sramBase, sramSize, shmemOffset, endpoint, keys, onSystemEvent };
+}
+
 const SMC_FAULT_MODES: readonly SmcFaultMode[] = ["no-reply", "wrong-id", "result", "bad-shmem"];
 const SHMEM_WINDOW = 0x1000;
 const KEY_COUNT = fourcc("#KEY");
@@ -115,24 +177,9 @@ export class AppleSmc implements RtkitEndpoint {
     if (typeof firmware?.addEndpoint !== "function") {
       throw argumentError(W, "firmware", "an RtkitFirmware", firmware);
     }
-    checkObject(W, "options", options);
-    const sramSize = checkInteger(W, "options.sramSize", options.sramSize, SHMEM_WINDOW, 2 ** 40);
-    const sramBase = checkInteger(W, "options.sramBase", options.sramBase, 0, 2 ** 52 - sramSize);
-    const off = checkInteger(
-      W,
-      "options.shmemOffset",
-      options.shmemOffset ?? 0,
-      0,
-      sramSize - SHMEM_WINDOW,
-    );
-    const endpoint = checkInteger(
-      W,
-      "options.endpoint",
-      options.endpoint ?? EP_APP_START,
-      EP_APP_START,
-      0xff,
-    );
+    const cfg = checkSmcOptions(options);
     const soc = firmware.asc.soc;
+    const { sramBase, sramSize } = cfg;
     const mapped = soc
       .memoryMap()
       .some(
@@ -149,34 +196,14 @@ export class AppleSmc implements RtkitEndpoint {
         sramBase,
       );
     }
-    const onSystemEvent = options.onSystemEvent ?? null;
-    if (onSystemEvent !== null) checkCallback(W, "options.onSystemEvent", onSystemEvent);
-    const useDefaults = options.defaultKeys ?? true;
-    if (typeof useDefaults !== "boolean")
-      throw argumentError(W, "options.defaultKeys", "true or false", useDefaults);
-    const extra = options.keys ?? [];
-    if (!Array.isArray(extra))
-      throw argumentError(W, "options.keys", "an array of key definitions", extra);
-    const byKey = new Map<number, SmcKey>();
-    const defs: readonly SmcKeyDef[] = useDefaults ? [...defaultSmcKeys(), ...extra] : extra;
-    for (const d of defs) {
-      const k = new SmcKey(d, W);
-      if (k.key === KEY_COUNT)
-        throw argumentError(W, "options.keys", "keys other than #KEY (the SMC computes it)", d.key);
-      byKey.set(k.key, k);
-    }
-    const count = new SmcKey({ key: "#KEY", type: "ui32", size: 4 }, W);
-    byKey.set(count.key, count);
-    this.keys = [...byKey.values()].sort((a, b) => a.key - b.key);
-    const n = this.keys.length;
-    count.value.set([n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]);
-    firmware.addEndpoint(endpoint, this);
+    firmware.addEndpoint(cfg.endpoint, this);
+    this.keys = cfg.keys;
     this.firmware = firmware;
-    this.endpoint = endpoint;
+    this.endpoint = cfg.endpoint;
     this.sramBase = sramBase;
     this.sramSize = sramSize;
-    this.shmemAddress = sramBase + off;
-    this.onSystemEvent = onSystemEvent;
+    this.shmemAddress = sramBase + cfg.shmemOffset;
+    this.onSystemEvent = cfg.onSystemEvent;
     this.tracer = soc.tracer;
     this.traceId = soc.tracer.source(`${firmware.asc.name}.smc`);
   }

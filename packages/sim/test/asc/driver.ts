@@ -10,8 +10,8 @@ export const A2I_SEND0 = 0x800;
 export const A2I_SEND1 = 0x808;
 export const I2A_RECV0 = 0x830;
 export const I2A_RECV1 = 0x838;
-export const FULL = 1 << 16;
-export const EMPTY = 1 << 17;
+export const FULL: number = 1 << 16;
+export const EMPTY: number = 1 << 17;
 
 export const PWR = { OFF: 0, SLEEP: 1, QUIESCED: 0x10, ON: 0x20, IDLE: 0x201, INIT: 0x220 };
 
@@ -138,7 +138,7 @@ export class ApRtkit {
   crashed = false;
   private nextAlloc: number;
 
-  constructor(mb: ApMailbox, allocBase = 0x8_1000_0000) {
+  constructor(mb: ApMailbox, allocBase = 0x8_0100_0000) {
     this.mb = mb;
     this.nextAlloc = allocBase;
   }
