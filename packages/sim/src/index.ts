@@ -45,6 +45,12 @@ export {
 export { PCI_HOTPLUG, PciHost, type PciHostOptions, type PciSlot } from "./pci/host.js";
 export { ecamOffset, PCI } from "./pci/regs.js";
 export { Prng } from "./random.js";
+export {
+  createReferenceSoc,
+  REFERENCE_MAP,
+  type ReferenceSoc,
+  type ReferenceSocOptions,
+} from "./reference.js";
 export { type RunOptions, Soc, type SocOptions } from "./soc.js";
 export { StepCounter } from "./steps.js";
 export {
@@ -61,3 +67,7 @@ export {
   type TraceRecord,
   Tracer,
 } from "./trace.js";
+export { VirtioBlk, type VirtioBlkOptions } from "./virtio/blk.js";
+export { VirtioPciFunction, type VirtioPciOptions } from "./virtio/pci.js";
+export * from "./virtio/regs.js";
+export { type ChainSegment, Virtqueue, VQ, type VqResult } from "./virtio/virtqueue.js";

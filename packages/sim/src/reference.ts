@@ -1,0 +1,102 @@
+//! The reference SoC: one fixed memory map with a DART in front of a PCIe host whose first
+//! slot holds a virtio-blk disk. Examples, tests and tools share it so their addresses agree.
+
+import { checkBoolean, checkObject } from "@devref/raw-device";
+import { Dart } from "./dart/dart.js";
+import { PciHost } from "./pci/host.js";
+import { Soc, type SocOptions } from "./soc.js";
+import { VirtioBlk, type VirtioBlkOptions } from "./virtio/blk.js";
+
+/** Addresses and lines of the reference SoC (see the package README's memory map). */
+export const REFERENCE_MAP = {
+  RAM_BASE: 0x8_0000_0000,
+  DART_BASE: 0x2_8000_0000,
+  DART_IRQ: 10,
+  /** Stream of the PCIe port's DMA on the DART. */
+  PCIE_SID: 1,
+  ECAM_BASE: 0x6_0000_0000,
+  HOTPLUG_BASE: 0x6_0010_0000,
+  HOTPLUG_IRQ: 40,
+  /** CPU address of the BAR window; BAR (bus) addresses start at WINDOW_BUS_BASE. */
+  WINDOW_BASE: 0x6_c000_0000,
+  WINDOW_BUS_BASE: 0xc000_0000,
+  WINDOW_SIZE: 0x1000_0000,
+  INTX_BASE: 32,
+  MSI_BASE: 64,
+  MSI_COUNT: 32,
+  MSI_DOORBELL: 0xffff_f000,
+  SLOTS: 4,
+} as const;
+
+/** How {@link createReferenceSoc} builds the SoC. */
+export interface ReferenceSocOptions extends SocOptions {
+  /** Put a virtio-blk disk in slot 0 (default true); fields override its defaults. */
+  readonly blk?: boolean | Partial<VirtioBlkOptions>;
+  /** Route the disk's DMA through the DART on stream PCIE_SID (default true). */
+  readonly iommu?: boolean;
+  /** DART variant (default `t8110`). */
+  readonly dartVariant?: "t8020" | "t6000" | "t8110";
+}
+
+/** What {@link createReferenceSoc} returns. */
+export interface ReferenceSoc {
+  readonly soc: Soc;
+  readonly dart: Dart;
+  readonly pcie: PciHost;
+  /** The disk in slot 0, or null. */
+  readonly blk: VirtioBlk | null;
+}
+
+/**
+ * Builds the reference SoC: RAM at 0x8_0000_0000, a DART (`dart0`) at 0x2_8000_0000 on
+ * line 10, a PCIe host (`pcie0`) with ECAM at 0x6_0000_0000, hot-plug registers at
+ * 0x6_0010_0000 (line 40), a 256 MiB BAR window at 0x6_c000_0000 (bus 0xc000_0000), INTx
+ * of slot s on line 32 + s, MSIs on lines 64..95 through doorbell 0xffff_f000, and a
+ * virtio-blk disk (`vblk0`) in slot 0 whose DMA uses DART stream 1.
+ *
+ * **Errors:** `EINVAL` for bad options.
+ *
+ * @example
+ * ```ts
+ * const { soc, dart, pcie, blk } = createReferenceSoc({ seed: 3 });
+ * soc.fabric.read32(REFERENCE_MAP.ECAM_BASE); // 0x10421af4
+ * ```
+ */
+export function createReferenceSoc(options: ReferenceSocOptions = {}): ReferenceSoc {
+  checkObject("createReferenceSoc", "options", options);
+  const iommu = checkBoolean("createReferenceSoc", "options.iommu", options.iommu ?? true);
+  const M = REFERENCE_MAP;
+  const soc = new Soc({ ...options, ramBase: options.ramBase ?? M.RAM_BASE });
+  const dart = new Dart(soc, {
+    name: "dart0",
+    variant: options.dartVariant ?? "t8110",
+    base: M.DART_BASE,
+    irq: M.DART_IRQ,
+  });
+  const pcie = new PciHost(soc, {
+    name: "pcie0",
+    ecamBase: M.ECAM_BASE,
+    hotplugBase: M.HOTPLUG_BASE,
+    hotplugIrq: M.HOTPLUG_IRQ,
+    windowBase: M.WINDOW_BASE,
+    windowBusBase: M.WINDOW_BUS_BASE,
+    windowSize: M.WINDOW_SIZE,
+    slots: M.SLOTS,
+    intxBase: M.INTX_BASE,
+    msiBase: M.MSI_BASE,
+    msiCount: M.MSI_COUNT,
+    msiDoorbell: M.MSI_DOORBELL,
+  });
+  let blk: VirtioBlk | null = null;
+  const want = options.blk ?? true;
+  if (want !== false) {
+    const extra = want === true ? {} : checkObject("createReferenceSoc", "options.blk", want);
+    blk = new VirtioBlk(soc, {
+      name: "vblk0",
+      ...(iommu ? { iommu: dart, streamId: M.PCIE_SID } : {}),
+      ...extra,
+    });
+    pcie.insert(0, blk);
+  }
+  return { soc, dart, pcie, blk };
+}
