@@ -1,5 +1,6 @@
 //! @devref/sim: a deterministic simulated SoC that fails on purpose.
 
+export * from "./asc/index.js";
 export { type EventHooks, EventQueue, type Scheduler, TimerHandle } from "./clock.js";
 export { Dart, type DartOptions, type DartTlbEntry, type DartVariant } from "./dart/dart.js";
 export { Iotlb, type IotlbEntry } from "./dart/iotlb.js";
@@ -59,6 +60,7 @@ export {
   type IotlbTraceRecord,
   type IrqAction,
   type IrqTraceRecord,
+  type MboxTraceRecord,
   type MmioTraceRecord,
   type NoteTraceRecord,
   type TraceBase,

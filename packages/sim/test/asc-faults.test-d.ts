@@ -1,6 +1,11 @@
 import { describe, expectTypeOf, it } from "vitest";
-import type { RtkitEndpoint, RtkitFirmwareState, SmcKeyDef } from "../src/asc/index.js";
-import type { FaultSpec, TraceRecord } from "../src/index.js";
+import type {
+  FaultSpec,
+  RtkitEndpoint,
+  RtkitFirmwareState,
+  SmcKeyDef,
+  TraceRecord,
+} from "../src/index.js";
 
 describe("ASC type promises", () => {
   it("the firmware and SMC fault kinds are FaultSpecs, checked per kind", () => {

@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type AscCoprocessor, AscMailbox, type AscMailboxOptions } from "../src/asc/index.js";
-import { Soc } from "../src/index.js";
+import { type AscCoprocessor, AscMailbox, type AscMailboxOptions, Soc } from "../src/index.js";
 import {
   A2I_CONTROL,
   ApMailbox,
@@ -60,6 +59,7 @@ function setup(
     name: "mbx",
     base: BASE,
     irq: IRQ,
+    allInterrupts: true,
     ...(options.fifoDepth === undefined ? {} : { fifoDepth: options.fifoDepth }),
     ...(options.variant === undefined ? {} : { variant: options.variant }),
   });
@@ -82,6 +82,16 @@ describe("ASC mailbox registers", () => {
       false,
       true,
       false,
+    ]);
+    // By default only the two lines Linux requests are driven.
+    const lean = new Soc();
+    const asc = new AscMailbox(lean, { name: "m", base: BASE, irq: IRQ });
+    asc.pushOutbox(0, 1, 0x20);
+    expect([0, 1, 2, 3].map((i) => lean.irq.isAsserted(IRQ + i))).toEqual([
+      true,
+      false,
+      false,
+      true,
     ]);
   });
 
@@ -298,6 +308,8 @@ describe("ASC mailbox registers", () => {
     expectCode(() => new AscMailbox(soc, m3), "EINVAL");
     // @ts-expect-error running is a boolean
     expectCode(() => new AscMailbox(soc, { name: "a", base: BASE, irq: 1, running: 1 }), "EINVAL");
+    const allOnes = { name: "a", base: BASE, irq: 1, allInterrupts: "yes" as unknown as boolean };
+    expectCode(() => new AscMailbox(soc, allOnes), "EINVAL");
     expect(soc.devices()).toEqual([]);
     expect(soc.memoryMap().length).toBe(1);
     const asc = new AscMailbox(soc, { name: "a", base: BASE, irq: 1 });

@@ -4,8 +4,8 @@ import {
   type RtkitEndpoint,
   RtkitFirmware,
   type RtkitFirmwareOptions,
-} from "../src/asc/index.js";
-import { Soc } from "../src/index.js";
+  Soc,
+} from "../src/index.js";
 import { cstring, fourcc, parseCrashlog, u32, u64 } from "./asc/crashlog-reader.js";
 import { ApMailbox, ApRtkit, bits, type Msg, PWR, typed } from "./asc/driver.js";
 import { expectCode } from "./helpers.js";

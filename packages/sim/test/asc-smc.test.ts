@@ -5,10 +5,10 @@ import {
   createAppleSmc,
   RtkitFirmware,
   type SmcKeyDef,
+  Soc,
   smcChargePercent,
   smcTemperature,
-} from "../src/asc/index.js";
-import { Soc } from "../src/index.js";
+} from "../src/index.js";
 import { parseCrashlog } from "./asc/crashlog-reader.js";
 import { ApMailbox, ApRtkit, bits, PWR, typed } from "./asc/driver.js";
 import { expectCode } from "./helpers.js";

@@ -70,6 +70,12 @@ export interface AscMailboxOptions {
    * leaves the SMC (default false: held until `CPU_CONTROL.RUN` is written).
    */
   readonly running?: boolean;
+  /**
+   * Also drive send-not-empty (`irq + 1`) and recv-empty (`irq + 2`), which Linux never
+   * requests (default false: those two lines stay low, and each message costs four fewer
+   * trace records).
+   */
+  readonly allInterrupts?: boolean;
 }
 
 /** The interrupt lines of an ASC mailbox (device-tree names). */
@@ -116,8 +122,10 @@ const MAX_DEPTH = 256;
  * the oldest message. CPU window: `0x44` CPU_CONTROL (a 0→1 edge of bit 4 RUN boots the
  * coprocessor), `0x48` CPU_STATUS (bit 4 mirrors RUN).
  *
- * **Interrupts:** four level lines, asserted while the condition holds (send-empty while
- * A2I is empty — so a consumer masks it until it waits for space, as the kernel does).
+ * **Interrupts:** level lines, asserted while their condition holds: send-empty (`irq`)
+ * while A2I is empty — so a consumer masks it until it waits for space, as the kernel does —
+ * and recv-not-empty (`irq + 3`) while I2A holds a message; with `allInterrupts`, also
+ * send-not-empty (`irq + 1`) and recv-empty (`irq + 2`).
  *
  * **Trace:** every message entering either FIFO is an `mbox` record; an overflow (push to a
  * full FIFO: the message is lost) and an underflow (pop of an empty one) are `fault` records.
@@ -151,8 +159,8 @@ export class AscMailbox extends DeviceModel {
   /** I2A: coprocessor to AP. */
   readonly i2a: MboxFifo;
   private readonly sendEmpty: IrqSource;
-  private readonly sendNotEmpty: IrqSource;
-  private readonly recvEmpty: IrqSource;
+  private readonly sendNotEmpty: IrqSource | null;
+  private readonly recvEmpty: IrqSource | null;
   private readonly recvNotEmpty: IrqSource;
   private readonly a2iControlOffset: number;
   private readonly i2aControlOffset: number;
@@ -164,7 +172,10 @@ export class AscMailbox extends DeviceModel {
   private readonly latch = new Uint32Array(6);
 
   constructor(soc: Soc, options: AscMailboxOptions) {
-    const { name, base, irq, depth, variant, running } = checkAscOptions(soc, options);
+    const { name, base, irq, depth, variant, running, allInterrupts } = checkAscOptions(
+      soc,
+      options,
+    );
     super(soc, name, "asc");
     this.base = base;
     this.variant = variant;
@@ -192,8 +203,8 @@ export class AscMailbox extends DeviceModel {
       recvNotEmpty: irq + 3,
     };
     this.sendEmpty = this.addIrq(irq);
-    this.sendNotEmpty = this.addIrq(irq + 1);
-    this.recvEmpty = this.addIrq(irq + 2);
+    this.sendNotEmpty = allInterrupts ? this.addIrq(irq + 1) : null;
+    this.recvEmpty = allInterrupts ? this.addIrq(irq + 2) : null;
     this.recvNotEmpty = this.addIrq(irq + 3);
     this.updateLines();
   }
@@ -252,8 +263,10 @@ export class AscMailbox extends DeviceModel {
     const a = this.a2i.count;
     const i = this.i2a.count;
     this.sendEmpty.set(a === 0);
-    this.sendNotEmpty.set(a !== 0);
-    this.recvEmpty.set(i === 0);
+    if (this.sendNotEmpty !== null) {
+      this.sendNotEmpty.set(a !== 0);
+      this.recvEmpty!.set(i === 0);
+    }
     this.recvNotEmpty.set(i !== 0);
   }
 
@@ -374,6 +387,7 @@ export interface AscConfig {
   readonly depth: number;
   readonly variant: AscVariant;
   readonly running: boolean;
+  readonly allInterrupts: boolean;
 }
 
 /**
@@ -416,7 +430,11 @@ export function checkAscOptions(soc: Soc, options: AscMailboxOptions): AscConfig
       );
     }
   }
-  return { name, base, irq, depth, variant, running };
+  const allInterrupts = options.allInterrupts ?? false;
+  if (typeof allInterrupts !== "boolean") {
+    throw argumentError(W, "options.allInterrupts", "true or false", allInterrupts);
+  }
+  return { name, base, irq, depth, variant, running, allInterrupts };
 }
 
 /** The `width`-byte part of a 32-bit register value at byte `offset`. */

@@ -57,6 +57,8 @@ export class SmcKey {
   readonly size: number;
   readonly flags: number;
   readonly value: Uint8Array;
+  /** Room for a computed or incoming value, so commands allocate nothing. */
+  readonly scratch: Uint8Array;
   readonly read: ((out: Uint8Array, nowNs: number) => void) | null;
   readonly write: ((value: Uint8Array, nowNs: number) => number) | null;
   readonly call: ((arg: Uint8Array, out: Uint8Array, nowNs: number) => number) | null;
@@ -97,6 +99,7 @@ export class SmcKey {
     this.size = size;
     this.flags = flags;
     this.value = value;
+    this.scratch = new Uint8Array(size);
     this.read = def.read ?? null;
     this.write = def.write ?? null;
     this.call = def.call ?? null;

@@ -163,7 +163,9 @@ export class AppleSmc implements RtkitEndpoint {
   lastSystemEvent = "";
   private readonly keys: SmcKey[];
   private readonly onSystemEvent: ((event: string) => void) | null;
-  private readonly scratch = new Uint8Array(256);
+  private readonly keyInfo = new Uint8Array(6);
+  /** Views of `arg` by length, made on first use, so commands allocate nothing. */
+  private readonly argViews: Uint8Array[] = [];
   private readonly arg = new Uint8Array(256);
   private readonly tracer: Tracer;
   private readonly traceId: number;
@@ -171,6 +173,9 @@ export class AppleSmc implements RtkitEndpoint {
   private faultMode = 0;
   private faultLeft = 0;
   private faultResult: number = SMC_RESULT.ERROR;
+  /** The reply being built: its SIZE and DATA fields. */
+  private replySize = 0;
+  private replyData = 0;
 
   constructor(firmware: RtkitFirmware, options: AppleSmcOptions) {
     const W = "new AppleSmc";
@@ -366,9 +371,6 @@ export class AppleSmc implements RtkitEndpoint {
     this.firmware.send(this.endpoint, result === 0 ? this.replyData : 0, rlo >>> 0);
   }
 
-  private replySize = 0;
-  private replyData = 0;
-
   private read(key: number, size: number): number {
     const k = this.find(key);
     if (k === null) return SMC_RESULT.KEY_NOT_FOUND;
@@ -382,7 +384,7 @@ export class AppleSmc implements RtkitEndpoint {
     if (k === null) return SMC_RESULT.KEY_NOT_FOUND;
     if ((k.flags & SMC_FLAG_WRITABLE) === 0) return SMC_RESULT.KEY_NOT_WRITABLE;
     if (size !== k.size) return SMC_RESULT.KEY_SIZE_MISMATCH;
-    const v = this.arg.subarray(0, size);
+    const v = k.scratch;
     if (!this.firmware.asc.localDma.read(this.shmemAddress, v)) return SMC_RESULT.ERROR;
     const now = this.firmware.asc.soc.nowNs;
     const r = k.write === null ? 0 : k.write(v, now);
@@ -399,10 +401,10 @@ export class AppleSmc implements RtkitEndpoint {
     if (k.call === null || (k.flags & SMC_FLAG_FUNCTION) === 0)
       return SMC_RESULT.BAD_FUNC_PARAMETER;
     if (size < k.size) return SMC_RESULT.KEY_SIZE_MISMATCH;
-    const a = this.arg.subarray(0, wsize);
+    const a = this.argView(wsize);
     if (wsize > 0 && !this.firmware.asc.localDma.read(this.shmemAddress, a))
       return SMC_RESULT.ERROR;
-    const out = this.scratch.subarray(0, k.size);
+    const out = k.scratch;
     out.fill(0);
     const r = k.call(a, out, this.firmware.asc.soc.nowNs);
     return r !== 0 ? r : this.reply(k, out);
@@ -420,16 +422,14 @@ export class AppleSmc implements RtkitEndpoint {
   private info(key: number): number {
     const k = this.find(key);
     if (k === null) return SMC_RESULT.KEY_NOT_FOUND;
-    const s = this.scratch;
+    const s = this.keyInfo;
     s[0] = k.size;
     s[1] = k.type >>> 24;
     s[2] = (k.type >>> 16) & 0xff;
     s[3] = (k.type >>> 8) & 0xff;
     s[4] = k.type & 0xff;
     s[5] = k.flags;
-    return this.firmware.asc.localDma.write(this.shmemAddress, s.subarray(0, 6))
-      ? 0
-      : SMC_RESULT.ERROR;
+    return this.firmware.asc.localDma.write(this.shmemAddress, s) ? 0 : SMC_RESULT.ERROR;
   }
 
   /** Puts a value in the reply (≤ 4 bytes) or the shared buffer. */
@@ -441,18 +441,25 @@ export class AppleSmc implements RtkitEndpoint {
       this.replyData = d >>> 0;
       return 0;
     }
-    return this.firmware.asc.localDma.write(this.shmemAddress, v.subarray(0, k.size))
-      ? 0
-      : SMC_RESULT.ERROR;
+    return this.firmware.asc.localDma.write(this.shmemAddress, v) ? 0 : SMC_RESULT.ERROR;
   }
 
   /** The key's value now: its stored bytes, or what its read handler computes. */
   private current(k: SmcKey): Uint8Array {
     if (k.read === null) return k.value;
-    const out = this.scratch.subarray(0, k.size);
+    const out = k.scratch;
     out.fill(0);
     k.read(out, this.firmware.asc.soc.nowNs);
     return out;
+  }
+
+  private argView(n: number): Uint8Array {
+    let v = this.argViews[n];
+    if (v === undefined) {
+      v = this.arg.subarray(0, n);
+      this.argViews[n] = v;
+    }
+    return v;
   }
 
   private systemEvent(v: Uint8Array): void {
