@@ -1,5 +1,11 @@
 // Shared test fixtures: deterministic memory and allocators, and address helpers.
-import { BuddyAllocator, type Iova, type PhysAddr, SparseMemory } from "@devref/raw-device";
+import {
+  BuddyAllocator,
+  type Iova,
+  type PhysAddr,
+  type PhysicalMemory,
+  SparseMemory,
+} from "@devref/raw-device";
 
 export interface Env {
   readonly mem: SparseMemory;
@@ -29,3 +35,44 @@ export const SZ_32M = 0x200_0000;
 export const SZ_512M = 0x2000_0000;
 export const SZ_1G = 0x4000_0000;
 export const SZ_2G = 0x8000_0000;
+
+/**
+ * A PhysicalMemory without page views, over a SparseMemory: tables in it take the path
+ * through the memory's methods (the fallback), as any caller-supplied memory does.
+ */
+export class PlainMemory implements PhysicalMemory {
+  constructor(readonly inner: SparseMemory = new SparseMemory()) {}
+  get size(): number {
+    return this.inner.size;
+  }
+  read8(pa: number): number {
+    return this.inner.read8(pa);
+  }
+  write8(pa: number, v: number): void {
+    this.inner.write8(pa, v);
+  }
+  read32(pa: number): number {
+    return this.inner.read32(pa);
+  }
+  write32(pa: number, v: number): void {
+    this.inner.write32(pa, v);
+  }
+  read64Lo(pa: number): number {
+    return this.inner.read64Lo(pa);
+  }
+  read64Hi(pa: number): number {
+    return this.inner.read64Hi(pa);
+  }
+  write64(pa: number, lo: number, hi: number): void {
+    this.inner.write64(pa, lo, hi);
+  }
+  readBytes(pa: number, dest: Uint8Array): void {
+    this.inner.readBytes(pa, dest);
+  }
+  writeBytes(pa: number, src: Uint8Array): void {
+    this.inner.writeBytes(pa, src);
+  }
+  zero(pa: number, length: number): void {
+    this.inner.zero(pa, length);
+  }
+}

@@ -21,7 +21,7 @@ import type { IommuFlushOps, IommuIotlbGather, IoPgtableConfig, IovaArg } from "
 import { TWO32 } from "./bits.js";
 
 /** The errno codes a page table raises. */
-export type TableErrno = "EINVAL" | "ERANGE" | "EEXIST" | "ENOMEM" | "ESHUTDOWN";
+export type TableErrno = "EINVAL" | "ERANGE" | "EEXIST" | "ENOMEM" | "ESHUTDOWN" | "EIO";
 
 /** A {@link DevrefError} with the table's structured details (e.g. `{ mapped: 0 }`). */
 export function err(
