@@ -1,19 +1,21 @@
 //! C source: kernel/dma/debug.c (CONFIG_DMA_API_DEBUG: the per-device entry list and the
 //! "device driver has pending DMA allocations while released from device" report)
 
+import type { DmaAddr, PhysAddr } from "@devref/raw-device";
+
 /** One outstanding DMA mapping or allocation, as an audit lists it. */
 export interface DmaAuditEntry {
   /** `"single"` (dma_map_single/page), `"sg"` (one scatterlist), `"coherent"`. */
   readonly kind: "single" | "sg" | "coherent";
   /** The address the device uses. */
-  readonly dmaAddr: number;
+  readonly dmaAddr: DmaAddr;
   readonly size: number;
   /** The direction's kernel name (coherent: DMA_BIDIRECTIONAL). */
   readonly dir: string;
   /** How it reaches memory: `"dma-direct"`, `"swiotlb"` (bounced) or `"iommu-dma"`. */
   readonly via: "dma-direct" | "swiotlb" | "iommu-dma";
   /** The CPU physical address of the buffer (first segment for scatterlists). */
-  readonly phys: number;
+  readonly phys: PhysAddr;
 }
 
 /** What a device holds right now through the DMA API. */
@@ -41,4 +43,27 @@ export interface DmaUnbindReport extends DmaDeviceAudit {
   readonly leaked: readonly DmaAuditEntry[];
   /** Coherent buffers still allocated at unbind, freed and revoked by devres (not leaks). */
   readonly coherentFreed: number;
+}
+
+/**
+ * A whole-system consistency check ({@link DmaSystem.audit}): every resource the DMA layer
+ * hands out is held by exactly the bookkeeping that will give it back.
+ */
+export interface DmaSystemAudit {
+  /** Whether every check below held. */
+  readonly ok: boolean;
+  /** One line per check that failed, saying what disagrees with what. */
+  readonly problems: readonly string[];
+  /** RAM bytes the allocators have handed out (low + high). */
+  readonly ramInUse: number;
+  /** …of which buffers from `allocBuffer`. */
+  readonly bufferBytes: number;
+  /** …of which coherent allocations (page-order blocks). */
+  readonly coherentBytes: number;
+  /** swiotlb slots in use, and how many of them devices' mappings account for. */
+  readonly bounceSlots: number;
+  /** Streaming mappings and coherent buffers of every configured device. */
+  readonly liveMappings: number;
+  /** IOVA bytes allocated in the DMA domains of every registered IOMMU. */
+  readonly iovaBytes: number;
 }

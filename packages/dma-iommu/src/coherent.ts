@@ -19,6 +19,7 @@ import { DMA_BIDIRECTIONAL } from "./constants.js";
 import { iommuDmaMapRange, protOf } from "./dma-iommu.js";
 import { checkDevice } from "./internal/checks.js";
 import { IOMMU_DOMAIN_IDENTITY } from "./iommu.js";
+import { iovaAllocForDevice } from "./iova.js";
 import { CoherentRegion, coherentRelease, type DmaState, dmaOf } from "./mapping.js";
 
 /** The largest coherent allocation: 1 GiB. */
@@ -244,7 +245,7 @@ export function dmaAllocCoherent(dev: Device<Bound>, size: number): CoherentAllo
   if (translated) {
     const cookie = domain.cookie!;
     iovaSize = Math.ceil(block / cookie.granule) * cookie.granule;
-    const iova: Iova = cookie.iovad.allocForDev(iovaSize, limit, d.policy);
+    const iova: Iova = iovaAllocForDevice(cookie.iovad, iovaSize, limit, d.policy);
     if (iova === 0) {
       ram.free(phys, block);
       throw new DevrefError(

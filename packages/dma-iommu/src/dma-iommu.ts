@@ -33,7 +33,9 @@ import {
   setDmaDomainInit,
 } from "./iommu.js";
 import { checkPaging, mapRange, syncGather, unmapRangeFast } from "./iommu-map.js";
-import { IOVA_MAX_PFN, IovaDomain } from "./iova.js";
+import { IOVA_MAX_PFN, IovaDomain, iovaFastRangePfns } from "./iova.js";
+
+let queueReleased: (fq: FlushQueue, pfn: number, len: number) => void;
 
 /** `IOVA_DEFAULT_FQ_SIZE`: entries in a flush queue. */
 export const IOVA_DEFAULT_FQ_SIZE = 256;
@@ -86,6 +88,13 @@ export class FlushQueue {
     return this.count;
   }
 
+  /** Pfns (granules) those IOVAs hold, as allocated (the fast path's rounding included). */
+  get pendingPfns(): number {
+    let n = 0;
+    for (let i = 0; i < this.count; i++) n += iovaFastRangePfns(this.lens[i]!);
+    return n;
+  }
+
   /**
    * `queue_iova` for a range `[pfn, pfn + len)` of this domain's IOVA space that is
    * allocated and not yet queued: a full queue is flushed and emptied first.
@@ -114,15 +123,19 @@ export class FlushQueue {
         throw new DevrefError("EINVAL", `${where}(${pfn}, ${len}): that range is already queued`);
       }
     }
-    this.queue(pfn, len);
+    this.#queue(pfn, len);
   }
 
-  /** @internal `queue_iova` for a range an unmap just released (no checks: hot path). */
-  queue(pfn: number, len: number): void {
+  /** `queue_iova` for a range an unmap just released (no checks: the unmap's hot path). */
+  #queue(pfn: number, len: number): void {
     if (this.count === this.capacity) this.flush();
     this.pfns[this.count] = pfn;
     this.lens[this.count] = len;
     this.count++;
+  }
+
+  static {
+    queueReleased = (fq, pfn, len) => fq.#queue(pfn, len);
   }
 
   /** `fq_flush_iotlb` + `fq_ring_free`: one IOTLB flush, then every queued IOVA is freed. */
@@ -274,7 +287,7 @@ export function iommuDmaUnmapRange(domain: IommuDomain, iova: Iova, size: number
     throw e;
   }
   if (fq === null) cookie.iovad.freeIovaFast(pfn, len);
-  else fq.queue(pfn, len);
+  else queueReleased(fq, pfn, len);
 }
 
 /** Unmaps every still-mapped run in `[from, to)`, stepping over holes a granule at a time. */

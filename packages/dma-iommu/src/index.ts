@@ -1,7 +1,12 @@
 //! @devref/dma-iommu: the DMA mapping API, dma-direct with swiotlb, the IOMMU core, dma-iommu
 //! and the IOVA allocator, per device.
 
-export type { DmaAuditEntry, DmaDeviceAudit, DmaUnbindReport } from "./audit.js";
+export type {
+  DmaAuditEntry,
+  DmaDeviceAudit,
+  DmaSystemAudit,
+  DmaUnbindReport,
+} from "./audit.js";
 export { type CoherentAllocation, dmaAllocCoherent } from "./coherent.js";
 export * from "./constants.js";
 export {

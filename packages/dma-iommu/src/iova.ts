@@ -107,6 +107,14 @@ function roundupPow2(n: number): number {
   return p;
 }
 
+/**
+ * @internal The pfns an allocation of `len` pfns through the fast path really holds: sizes
+ * below the largest cached one are rounded up to a power of two (so they can be cached).
+ */
+export function iovaFastRangePfns(len: number): number {
+  return len < RCACHE_ROUND_LIMIT ? roundupPow2(len) : len;
+}
+
 /** `order_base_2` for sizes that matter to the caches (≤ 2^30); larger gives ≥ 31. */
 function orderBase2(n: number): number {
   return n <= 2 ** 30 ? 32 - Math.clz32(n - 1) : 31;
@@ -117,6 +125,26 @@ function bitsPer(x: number): number {
   let bits = 0;
   for (let v = x; v >= 1; v = Math.floor(v / 2)) bits++;
   return bits;
+}
+
+let allocForChecked: (
+  d: IovaDomain,
+  size: number,
+  dmaLimit: number,
+  policy: IovaDevicePolicy,
+) => Iova;
+
+/**
+ * @internal {@link IovaDomain.tryAllocForDevice} for dma-iommu's map paths, whose size, limit
+ * and policy object the package builds itself: no checks on the hot path.
+ */
+export function iovaAllocForDevice(
+  d: IovaDomain,
+  size: number,
+  dmaLimit: number,
+  policy: IovaDevicePolicy,
+): Iova {
+  return allocForChecked(d, size, dmaLimit, policy);
 }
 
 /** The checks of a caller's {@link IovaDevicePolicy}. */
@@ -525,7 +553,7 @@ export class IovaDomain {
     checkSize(where, "size", size, 1, Number.MAX_SAFE_INTEGER);
     checkInteger(where, "dmaLimit", dmaLimit, 1, Number.MAX_SAFE_INTEGER);
     checkPolicy(where, policy);
-    const iova = this.allocForDev(size, dmaLimit, policy);
+    const iova = this.#allocFor(size, dmaLimit, policy);
     if (iova === 0) {
       const granules = Math.ceil(size / this.granule);
       const limit = this.effectiveLimit(dmaLimit, policy);
@@ -562,14 +590,11 @@ export class IovaDomain {
     checkSize(where, "size", size, 1, Number.MAX_SAFE_INTEGER);
     checkInteger(where, "dmaLimit", dmaLimit, 1, Number.MAX_SAFE_INTEGER);
     checkPolicy(where, policy);
-    return this.allocForDev(size, dmaLimit, policy);
+    return this.#allocFor(size, dmaLimit, policy);
   }
 
-  /**
-   * @internal {@link tryAllocForDevice} for dma-iommu's map paths, whose size, limit and
-   * policy object are built by the package itself (no checks on the hot path).
-   */
-  allocForDev(size: number, dmaLimit: number, policy: IovaDevicePolicy): Iova {
+  /** {@link tryAllocForDevice} on checked arguments. */
+  #allocFor(size: number, dmaLimit: number, policy: IovaDevicePolicy): Iova {
     const limit = this.effectiveLimit(dmaLimit, policy);
     const len = Math.ceil(size / this.granule);
     let pfn = 0;
@@ -586,6 +611,10 @@ export class IovaDomain {
     }
     // SAFETY: pfn ≤ limit / granule and limit is a safe integer, so the address is too.
     return (pfn * this.granule) as Iova;
+  }
+
+  static {
+    allocForChecked = (d, size, dmaLimit, policy) => d.#allocFor(size, dmaLimit, policy);
   }
 
   // ---------------------------------------------------------------------------------------

@@ -36,8 +36,8 @@ import {
   iommuReleaseClient,
   setClientGoneHook,
 } from "./iommu.js";
-import type { IovaDevicePolicy } from "./iova.js";
-import { type DmaMemoryUser, DmaSystem, dmaMemoryUsers } from "./system.js";
+import { type IovaDevicePolicy, iovaFastRangePfns } from "./iova.js";
+import { type DmaMemoryUser, DmaSystem, type DmaUserAudit, dmaMemoryUsers } from "./system.js";
 
 /**
  * `DMA_MAPPING_ERROR`: what a failed map returns. The kernel uses all ones (`~0`), which a
@@ -365,8 +365,36 @@ export class DmaState implements DmaMemoryUser {
   }
 
   /** See {@link DmaMemoryUser}. */
+  auditUsage(): DmaUserAudit {
+    let bounceSlots = 0;
+    let bounceMappings = 0;
+    let coherentBytes = 0;
+    const iova = new Map<IommuDomain, number>();
+    const list = this.allEntries();
+    for (const e of list) {
+      if (e.via === VIA_BOUNCE) {
+        bounceSlots += Math.ceil(((e.addr % IO_TLB_SIZE) + e.size) / IO_TLB_SIZE);
+        bounceMappings++;
+      } else if (e.via === VIA_IOMMU && e.domain !== null && !e.domain.freed) {
+        iova.set(e.domain, (iova.get(e.domain) ?? 0) + heldIova(e.domain, e.iovaSize));
+      }
+    }
+    for (const c of this.coherent) {
+      coherentBytes += c.blockSize;
+      if (c.domain !== null && !c.domain.freed)
+        iova.set(c.domain, (iova.get(c.domain) ?? 0) + heldIova(c.domain, c.iovaSize));
+    }
+    const live = list.length + this.coherent.size;
+    const problems =
+      live === this.liveCount
+        ? []
+        : [`${this.device}: ${this.liveCount} live by count, but ${live} listed`];
+    return { bounceSlots, bounceMappings, coherentBytes, live, iova, problems };
+  }
+
+  /** See {@link DmaMemoryUser}. */
   dropMappingsOf(pa: number, size: number): void {
-    if (this.dead || this.liveCount === this.coherent.size) return;
+    if (this.liveCount === this.coherent.size) return;
     const hit: MapEntry[] = [];
     for (const e of this.allEntries()) if (entryOverlaps(e, pa, size)) hit.push(e);
     for (const e of hit) {
@@ -476,6 +504,12 @@ export function liveDmaState(st: DeviceState): DmaState | null {
   if (!(f instanceof DeviceDma)) return null;
   const s = facadeState(f);
   return s.dead ? null : s;
+}
+
+/** IOVA bytes an allocation of `size` bytes in `domain` holds (the fast path rounds up). */
+function heldIova(domain: IommuDomain, size: number): number {
+  const g = domain.cookie?.granule ?? 1;
+  return iovaFastRangePfns(size / g) * g;
 }
 
 function entryOverlaps(e: MapEntry, pa: number, size: number): boolean {
@@ -903,7 +937,6 @@ function dmaUnbind(d: DmaState): void {
     step(st, "freeing a coherent buffer", () => coherentRelease(d, c));
   const client = d.client;
   d.dead = true;
-  dmaMemoryUsers(d.system).delete(d);
   if (client !== null) {
     step(st, "flushing the IOTLB", () => client.group.domain?.cookie?.fq?.flush());
     step(st, "releasing the device from its IOMMU", () => iommuReleaseClient(client));
@@ -925,6 +958,9 @@ function dmaUnbind(d: DmaState): void {
   }
   if (st.dmaOps === d.facade) st.dmaOps = null;
   st.iommu = null;
+  // A state that still holds something (an IOMMU refused to unmap) stays on the system's
+  // list, so that audits count it and freeing its memory still tears its mappings down.
+  if (d.liveCount === 0) dmaMemoryUsers(d.system).delete(d);
   const leaked = d.pendingLeaks.slice();
   d.pendingLeaks.length = 0;
   for (const e of d.allEntries()) leaked.push(entryOf(e));

@@ -27,6 +27,7 @@ import { iommuDmaMapRange, protOf } from "./dma-iommu.js";
 import { checkAttrs, checkDevice, checkDmaHandle, checkMapDirection } from "./internal/checks.js";
 import { IOMMU_DOMAIN_IDENTITY, type IommuDomain } from "./iommu.js";
 import { checkPaging, mapRange, unmapAndSync } from "./iommu-map.js";
+import { iovaAllocForDevice } from "./iova.js";
 import {
   DMA_DEFAULT_MAX_SEG_SIZE,
   DMA_MAPPING_ERROR,
@@ -133,7 +134,7 @@ function iommuDmaMap(
   const off = (pa >>> 0) & (granule - 1);
   const len = Math.ceil((off + size) / granule) * granule;
   const limit = d.streamingLimit();
-  const iova = cookie.iovad.allocForDev(len, limit, d.policy);
+  const iova = iovaAllocForDevice(cookie.iovad, len, limit, d.policy);
   if (iova === 0) {
     return mapError(d, iovaExhausted(d, len, limit), attrs);
   }
@@ -485,7 +486,7 @@ function iommuMapSg(
     total += Math.ceil((off + sg.length[i]!) / granule) * granule;
   }
   const limit = d.streamingLimit();
-  const iova = cookie.iovad.allocForDev(total, limit, d.policy);
+  const iova = iovaAllocForDevice(cookie.iovad, total, limit, d.policy);
   if (iova === 0) {
     mapError(d, iovaExhausted(d, total, limit), attrs);
     return 0;

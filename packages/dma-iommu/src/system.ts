@@ -16,9 +16,10 @@ import {
   type PhysAddr,
   SparseMemory,
 } from "@devref/raw-device";
+import type { DmaSystemAudit } from "./audit.js";
 import type { DmaLogSink } from "./constants.js";
 import { IO_TLB_DEFAULT_SIZE, IO_TLB_SIZE } from "./constants.js";
-import type { IommuDevice } from "./iommu.js";
+import type { IommuDevice, IommuDomain } from "./iommu.js";
 import { SwiotlbPool } from "./swiotlb.js";
 
 /** A memory region: physical base and length in bytes. */
@@ -77,6 +78,23 @@ export interface DmaMemoryUser {
    * Throws, with nothing freed by the caller, if a mapping cannot be torn down.
    */
   dropMappingsOf(pa: number, size: number): void;
+  /** What the device holds, for {@link DmaSystem.audit}. */
+  auditUsage(): DmaUserAudit;
+}
+
+/** @internal One device's share of the system's resources. */
+export interface DmaUserAudit {
+  /** swiotlb slots and mappings held by its bounced mappings. */
+  readonly bounceSlots: number;
+  readonly bounceMappings: number;
+  /** RAM blocks of its coherent buffers. */
+  readonly coherentBytes: number;
+  /** Its live mappings and buffers. */
+  readonly live: number;
+  /** IOVA bytes it holds, per domain. */
+  readonly iova: ReadonlyMap<IommuDomain, number>;
+  /** Disagreements inside its own bookkeeping. */
+  readonly problems: readonly string[];
 }
 
 let usersOf: (s: DmaSystem) => Set<DmaMemoryUser>;
@@ -276,6 +294,80 @@ export class DmaSystem {
       ? this.highRam
       : this.lowRam
     ).free(pa, block);
+  }
+
+  /**
+   * Checks that every resource the DMA layer hands out is held by exactly the bookkeeping
+   * that will give it back: RAM in use is the live buffers plus the coherent blocks; the
+   * swiotlb slots in use are the devices' bounced mappings; each DMA domain's allocated IOVA
+   * space is its devices' mappings plus its flush queue; each device's live count matches
+   * its lists. Counts only what went through this system's APIs.
+   *
+   * @example
+   * ```ts
+   * const a = system.audit();
+   * if (!a.ok) console.error(a.problems.join("\n"));
+   * ```
+   */
+  audit(): DmaSystemAudit {
+    const problems: string[] = [];
+    let bufferBytes = 0;
+    for (const b of this.buffers.values()) bufferBytes += b;
+    let coherentBytes = 0;
+    let slots = 0;
+    let bounceMappings = 0;
+    let live = 0;
+    const iovaOf = new Map<IommuDomain, number>();
+    for (const u of this.#users) {
+      const a = u.auditUsage();
+      coherentBytes += a.coherentBytes;
+      slots += a.bounceSlots;
+      bounceMappings += a.bounceMappings;
+      live += a.live;
+      for (const [dom, bytes] of a.iova) iovaOf.set(dom, (iovaOf.get(dom) ?? 0) + bytes);
+      problems.push(...a.problems);
+    }
+    const ramInUse = this.lowRam.bytesInUse + this.highRam.bytesInUse;
+    if (ramInUse !== bufferBytes + coherentBytes) {
+      problems.push(
+        `RAM: ${ramInUse} bytes in use, but buffers hold ${bufferBytes} and coherent allocations ${coherentBytes}`,
+      );
+    }
+    const pool = this.swiotlb.stats();
+    if (pool.usedSlots !== slots || pool.mappings !== bounceMappings) {
+      problems.push(
+        `swiotlb: ${pool.usedSlots} slots in ${pool.mappings} mapping(s) in use, but devices hold ${slots} in ${bounceMappings}`,
+      );
+    }
+    let iovaBytes = 0;
+    for (const iommu of this.iommus.values()) {
+      for (const g of iommu.groupList) {
+        const dom = g.defaultDomain;
+        const cookie = dom?.cookie ?? null;
+        if (dom === null || cookie === null || dom.freed) continue;
+        let pfns = 0;
+        for (const r of cookie.iovad.ranges())
+          if (!r.cached && !r.reserved) pfns += r.pfnHi - r.pfnLo + 1;
+        const held = pfns * cookie.granule;
+        iovaBytes += held;
+        const want = (iovaOf.get(dom) ?? 0) + (cookie.fq?.pendingPfns ?? 0) * cookie.granule;
+        if (held !== want) {
+          problems.push(
+            `IOVA: group ${g.id} of '${iommu.name}' has ${held} bytes allocated, but its devices and flush queue hold ${want}`,
+          );
+        }
+      }
+    }
+    return {
+      ok: problems.length === 0,
+      problems,
+      ramInUse,
+      bufferBytes,
+      coherentBytes,
+      bounceSlots: pool.usedSlots,
+      liveMappings: live,
+      iovaBytes,
+    };
   }
 
   static {
