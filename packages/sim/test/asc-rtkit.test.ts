@@ -1,10 +1,12 @@
 import { describe, expect, it } from "vitest";
 import {
   AscMailbox,
+  DMA_STATUS,
   type RtkitEndpoint,
   RtkitFirmware,
   type RtkitFirmwareOptions,
   Soc,
+  XLATE_FAULT,
 } from "../src/index.js";
 import { cstring, fourcc, parseCrashlog, u32, u64 } from "./asc/crashlog-reader.js";
 import { ApMailbox, ApRtkit, bits, type Msg, PWR, typed } from "./asc/driver.js";
@@ -333,6 +335,34 @@ describe("RTKit firmware: buffers and syslog", () => {
     expect(order.slice(order.indexOf("0:11"))).toEqual(["0:11", "1:1", "2:1", "4:1", "8:1", "2:8"]);
   });
 
+  it("reaches AP-allocated buffers through the bus master's IOMMU: the AP must map them", () => {
+    const { soc, fw, asc, ap, cpuRun } = rig();
+    // A stand-in IOMMU: 16 KiB pages, identity-mapped only where the test says.
+    const mapped = new Set<number>();
+    asc.dma.attachIommu(
+      {
+        pageSize: 0x4000,
+        translate: (_sid, dva) => (mapped.has(Math.floor(dva / 0x4000)) ? dva : XLATE_FAULT),
+      },
+      1,
+    );
+    cpuRun();
+    expect(ap.boot()).toBe(true);
+    ap.pump();
+    const ring = fw.bufferAddress(2);
+    fw.log("k", "unmapped");
+    ap.pump();
+    expect(fw.syslogDropped).toBe(1);
+    expect(asc.dma.status).toBe(DMA_STATUS.IOMMU_FAULT);
+    mapped.add(Math.floor(ring / 0x4000));
+    fw.log("k", "mapped");
+    ap.pump();
+    const b = new Uint8Array(8);
+    soc.memory.readBytes(ring + 0x20, b);
+    expect(cstring(b, 0)).toBe("mapped");
+    expect(fw.syslogDropped).toBe(1);
+  });
+
   it("reports a syslog ring it cannot write (DMA bus error) and sends no LOG", () => {
     const { soc, fw, ap, cpuRun } = rig({ fw: { syslog: { pages: 1, address: 0x1000_0000 } } });
     cpuRun();
@@ -415,10 +445,16 @@ describe("RTKit firmware: crashes", () => {
     expect(Number(u64(crg8!.payload, 0x110) & 0xfn)).toBe(5);
     expect(u64(crg8!.payload, 0x340)).toBe(0xf200_0001n);
     expect(fourcc(b, crg8!.offset + crg8!.size)).toBe("CLHE");
-    // A crashed firmware reads nothing more: the FIFO keeps what the AP sends.
+    // A crashed firmware reads nothing more: the FIFO keeps what the AP sends; nor does
+    // anything it would send (an endpoint's reply, a log line) get out.
     mb.send(0, typed(0xb, PWR.ON));
+    const dropped = fw.dropped;
+    fw.send(0, 0x00b0_0000, 0x20);
+    fw.log("k", "after the crash");
     soc.run();
     expect(asc.a2i.count).toBe(1);
+    expect(mb.inbox).toEqual([]);
+    expect(fw.dropped).toBe(dropped + 1);
     expect(soc.trace().some((r) => r.kind === "fault" && r.fault === "rtkit-crash")).toBe(true);
   });
 

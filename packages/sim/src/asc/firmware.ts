@@ -164,7 +164,7 @@ export class RtkitFirmware implements AscCoprocessor {
   received = 0;
   /** Messages sent (pushed or queued for I2A). */
   sent = 0;
-  /** Messages swallowed while silent (both directions). */
+  /** Messages swallowed: read while silent, or sent while silent, crashed or halted. */
   dropped = 0;
   /** Messages refused (see the class comment). */
   protocolErrors = 0;
@@ -337,7 +337,7 @@ export class RtkitFirmware implements AscCoprocessor {
       throw argumentError("RtkitFirmware.log", "context", "a string", context);
     if (typeof text !== "string")
       throw argumentError("RtkitFirmware.log", "text", "a string", text);
-    if (this.silent) return;
+    if (this.silent || this.st >= S_CRASHED) return;
     this.services.log(context, text);
   }
 
@@ -750,7 +750,8 @@ export class RtkitFirmware implements AscCoprocessor {
   // --- sending, scheduling, faults ----------------------------------------------------------
 
   private emit(ep: number, hi: number, lo: number): void {
-    if (this.silent) {
+    // Silent, or not running any software that could send (off, booting, crashed, halted).
+    if (this.silent || this.st <= S_BOOTING || this.st >= S_CRASHED) {
       this.dropped++;
       return;
     }
