@@ -11,6 +11,8 @@ import {
   checkString,
   DevrefError,
 } from "@devref/raw-device";
+import type { CrashlogCorruption } from "./asc/crashlog.js";
+import type { RtkitGarbageMode, SmcFaultMode } from "./asc/faults.js";
 import type { EventQueue } from "./clock.js";
 import type { DeviceModel } from "./model.js";
 import type { StepCounter } from "./steps.js";
@@ -55,6 +57,29 @@ export interface FaultKinds {
    * is reset by the simulator) when omitted.
    */
   "stuck-command": { readonly target: string; readonly durationNs?: number };
+  /** The RTKit firmware on the target ASC crashes (crashlog, then the crash message). */
+  "rtkit-crash": {
+    readonly target: string;
+    readonly reason?: string;
+    readonly corrupt?: CrashlogCorruption;
+  };
+  /** The firmware reads and ignores everything and sends nothing (for `durationNs`, or for good). */
+  "rtkit-silence": { readonly target: string; readonly durationNs?: number };
+  /** The firmware stops reading its mailbox (for `durationNs`, or for good). */
+  "rtkit-stall": { readonly target: string; readonly durationNs?: number };
+  /** The firmware's next `count` (default 1) messages are damaged (default `random`). */
+  "rtkit-garbage": {
+    readonly target: string;
+    readonly mode?: RtkitGarbageMode;
+    readonly count?: number;
+  };
+  /** The SMC endpoint on the target ASC misbehaves for its next `count` (default 1) commands. */
+  "smc-fault": {
+    readonly target: string;
+    readonly mode: SmcFaultMode;
+    readonly result?: number;
+    readonly count?: number;
+  };
 }
 
 /** A fault kind name. */

@@ -376,6 +376,18 @@ describe("Apple SMC: faults", () => {
     expectCode(() => s.soc.faults.inject({ kind: "smc-fault", target: "smc" }), "EINVAL");
   });
 
+  it("aims each fault mode at the commands it concerns", () => {
+    const s = setup();
+    s.smc.fault("wrong-id"); // INITIALIZE carries no ID: the fault waits for a real command
+    expect(probe(s)).toBe(SRAM);
+    expect(s.drv.cmd(READ_KEY, key("MSLD"), 1)!.id).toBe((s.drv.id + 1) & 0xf);
+    s.smc.fault("bad-shmem"); // only INITIALIZE: ordinary commands are untouched
+    expect(s.drv.cmd(READ_KEY, key("MSLD"), 1)).toMatchObject({ result: 0, id: s.drv.id });
+    s.ap.send(0x20, BigInt(INITIALIZE));
+    s.ap.pump(() => s.ap.app.length > 0);
+    expect(Number(s.ap.app.shift()!.msg0)).toBe(SRAM + SRAM_SIZE);
+  });
+
   it("answers INITIALIZE with an address outside SRAM when told to", () => {
     const s = setup();
     s.soc.faults.inject({ kind: "smc-fault", target: "smc", mode: "bad-shmem" });

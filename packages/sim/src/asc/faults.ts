@@ -1,8 +1,7 @@
-//! The fault kinds of the ASC firmware models, added to the core's `FaultKinds`. Each
-//! targets the ASC by its model name: `soc.faults.schedule({ step: 40 }, { kind:
-//! "rtkit-crash", target: "smc" })`.
-
-import type { CrashlogCorruption } from "./crashlog.js";
+//! The modes of the ASC firmware models' fault kinds (`rtkit-crash`, `rtkit-silence`,
+//! `rtkit-stall`, `rtkit-garbage`, `smc-fault` in the core's `FaultKinds`). Each targets
+//! the ASC by its model name: `soc.faults.schedule({ step: 40 }, { kind: "rtkit-crash",
+//! target: "smc" })`.
 
 /** What an injected SMC fault does to the next commands (see `AppleSmc.fault`). */
 export type SmcFaultMode =
@@ -25,31 +24,3 @@ export type RtkitGarbageMode =
   | "wrong-endpoint"
   /** Every field below the type set to all ones (versions, states, sizes, indexes, addresses). */
   | "out-of-range";
-
-declare module "../faults.js" {
-  interface FaultKinds {
-    /** The RTKit firmware on the target ASC crashes (crashlog, then the crash message). */
-    "rtkit-crash": {
-      readonly target: string;
-      readonly reason?: string;
-      readonly corrupt?: CrashlogCorruption;
-    };
-    /** The firmware reads and ignores everything and sends nothing (for `durationNs`, or for good). */
-    "rtkit-silence": { readonly target: string; readonly durationNs?: number };
-    /** The firmware stops reading its mailbox (for `durationNs`, or for good). */
-    "rtkit-stall": { readonly target: string; readonly durationNs?: number };
-    /** The firmware's next `count` (default 1) messages are damaged (default `random`). */
-    "rtkit-garbage": {
-      readonly target: string;
-      readonly mode?: RtkitGarbageMode;
-      readonly count?: number;
-    };
-    /** The SMC endpoint on the target ASC misbehaves for its next `count` (default 1) commands. */
-    "smc-fault": {
-      readonly target: string;
-      readonly mode: SmcFaultMode;
-      readonly result?: number;
-      readonly count?: number;
-    };
-  }
-}

@@ -429,7 +429,7 @@ export class RtkitFirmware implements AscCoprocessor {
           );
     this.endSilence();
     this.silent = true;
-    this.tracer.fault(this.traceId, "rtkit-silent", d);
+    this.tracer.fault(this.traceId, "rtkit-silent", Math.max(d, 0));
     if (d > 0) this.silenceTimer = this.asc.soc.events.after(d, () => this.endSilence());
   }
 
@@ -453,7 +453,7 @@ export class RtkitFirmware implements AscCoprocessor {
     this.endStall();
     this.stalled = true;
     this.cancelHandling();
-    this.tracer.fault(this.traceId, "rtkit-stall", d);
+    this.tracer.fault(this.traceId, "rtkit-stall", Math.max(d, 0));
     if (d > 0) this.stallTimer = this.asc.soc.events.after(d, () => this.endStall());
   }
 

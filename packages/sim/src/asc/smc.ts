@@ -324,13 +324,12 @@ export class AppleSmc implements RtkitEndpoint {
     const msg = lo & 0xff;
     const id = (lo >>> 12) & 0xf;
     let mode = 0;
-    if (this.faultLeft > 0) {
-      // bad-shmem only concerns INITIALIZE; the other modes hit any command.
-      if (this.faultMode !== 4 || msg === SMC_INITIALIZE) {
-        mode = this.faultMode;
-        this.faultLeft--;
-        this.tracer.fault(this.traceId, "smc-injected", mode, lo);
-      }
+    const fm = this.faultMode;
+    // no-reply hits any command; bad-shmem only INITIALIZE; wrong-id and result the others.
+    if (this.faultLeft > 0 && (fm === 1 || (fm === 4) === (msg === SMC_INITIALIZE))) {
+      mode = fm;
+      this.faultLeft--;
+      this.tracer.fault(this.traceId, "smc-injected", mode, lo);
     }
     if (mode === 1) return; // no-reply
     this.commands++;
