@@ -21,7 +21,7 @@ import type { DartFaultCode, FaultSpec } from "../faults.js";
 import type { IrqSource } from "../irq.js";
 import { DeviceModel } from "../model.js";
 import type { Soc } from "../soc.js";
-import { Iotlb, SID_KEY } from "./iotlb.js";
+import { Iotlb } from "./iotlb.js";
 import {
   DART_ERROR_FLAG,
   DART_PARAMS1,
@@ -119,7 +119,8 @@ const F_SP_END_SHIFT = 14;
 const F_CODE_SHIFT = 26;
 const F_NEG = 1 << 30;
 
-const WALK_LEVEL_KEY = 0x4000_0000;
+/** Walk-cache tags: the stream in bits 7:0, the table level above. */
+const WALK_LEVEL_TAG = 0x100;
 const DART_REGION_SIZE = 0x4000;
 
 /** What {@link Dart.iotlbEntries} lists. */
@@ -176,6 +177,10 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
   private readonly dart2: boolean;
   private readonly fourLevelSupported: boolean;
   private readonly vaSpan: number;
+  /** 2^(g + bpl) and 2^(g + 2·bpl): the DVA spans of one level-1 and one level-0 entry. */
+  private readonly l1Span: number;
+  private readonly l0Span: number;
+  private readonly indexMask: number;
   private readonly codeBits: readonly number[];
   private readonly tcr: Uint32Array;
   private readonly ttbr: Uint32Array;
@@ -280,6 +285,9 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
     this.dart2 = variant !== "t8020";
     this.fourLevelSupported = t8110 && vaWidth > 36;
     this.vaSpan = 2 ** (t8110 ? Math.min(vaWidth, 36) : 32);
+    this.l1Span = 2 ** (pageShift + (pageShift - 3));
+    this.l0Span = 2 ** (pageShift + 2 * (pageShift - 3));
+    this.indexMask = (1 << (pageShift - 3)) - 1;
     this.codeBits = t8110 ? T8110_BITS : T8020_BITS;
     this.tcr = new Uint32Array(streams);
     this.ttbr = new Uint32Array(streams * (t8110 ? 1 : 4));
@@ -324,7 +332,7 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
   /** The IOTLB's entries, most recent first. */
   iotlbEntries(): DartTlbEntry[] {
     return this.tlb.entries().map((e) => {
-      const page = e.key - e.sid * SID_KEY;
+      const page = e.n;
       const neg = (e.flags & F_NEG) !== 0;
       return {
         sid: e.sid,
@@ -348,7 +356,7 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
     if (this.armed[sid] !== -1) return this.fireArmed(sid, va);
     const page = Math.floor(va / this.pageSize);
     const tlb = this.tlb;
-    const slot = tlb.lookup(sid * SID_KEY + page);
+    const slot = tlb.lookup(sid, page);
     if (slot >= 0) {
       const f = tlb.flags[slot]!;
       const pa = tlb.values[slot]!;
@@ -362,17 +370,16 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
 
   private miss(sid: number, va: number, page: number, write: boolean, mode: number): number {
     const pa = this.walk(sid, va, mode);
-    const key = sid * SID_KEY + page;
     const tracer = this.soc.tracer;
     if (pa < 0) {
       if (this.cacheFaults) {
         const flags = F_NEG | (this.walkCode << F_CODE_SHIFT);
-        this.tlb.insert(key, -1, flags);
+        this.tlb.insert(sid, page, -1, flags);
         if (tracer.enabled) tracer.iotlb(this.traceId, "fill", sid, page * this.pageSize, -1, 1);
       }
       return this.fault(sid, va, this.walkCode, write);
     }
-    this.tlb.insert(key, pa, this.walkFlags);
+    this.tlb.insert(sid, page, pa, this.walkFlags);
     if (tracer.enabled) tracer.iotlb(this.traceId, "fill", sid, page * this.pageSize, pa, 1);
     return this.check(sid, va, page, this.walkFlags, pa, write);
   }
@@ -406,9 +413,7 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
    */
   private walk(sid: number, va: number, mode: number): number {
     const mem = this.soc.memory;
-    const g = this.pageShift;
-    const bpl = g - 3;
-    const mask = (1 << bpl) - 1;
+    const mask = this.indexMask;
     let table: number;
     if (this.t8110) {
       const reg = this.ttbr[sid]!;
@@ -416,16 +421,16 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
       table = ((reg >>> R110.TTBR_ADDR_SHIFT) & R110.TTBR_ADDR_MASK) * 2 ** R110.TTBR_SHIFT;
     } else {
       // The index above the top table selects one of four TTBRs (4 KiB pages, 32-bit DVA).
-      const idx = Math.floor(va / 2 ** (g + 2 * bpl)) & 3;
+      const idx = Math.floor(va / this.l0Span) & 3;
       const reg = this.ttbr[sid * 4 + idx]!;
       if ((reg & R20.TTBR_VALID) === 0) return this.walkFail(C_NO_TTBR);
       table = ((reg & R20.TTBR_ADDR_MASK) >>> 0) * 2 ** R20.TTBR_SHIFT;
     }
     if (mode === M_TRANSLATE4) {
-      table = this.tableStep(sid, 0, table, Math.floor(va / 2 ** (g + 2 * bpl)), mask, C_NO_PGD);
+      table = this.tableStep(sid, 0, table, Math.floor(va / this.l0Span), mask, C_NO_PGD);
       if (table < 0) return -1;
     }
-    table = this.tableStep(sid, 1, table, Math.floor(va / 2 ** (g + bpl)), mask, C_NO_PMD);
+    table = this.tableStep(sid, 1, table, Math.floor(va / this.l1Span), mask, C_NO_PMD);
     if (table < 0) return -1;
     const at = table + (Math.floor(va / this.pageSize) & mask) * 8;
     const lo = mem.read64Lo(at);
@@ -457,16 +462,16 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
     code: number,
   ): number {
     const cache = this.walkCache;
-    const key = sid * SID_KEY + level * WALK_LEVEL_KEY + prefix;
+    const tag = sid + WALK_LEVEL_TAG * level;
     if (cache !== null) {
-      const slot = cache.lookup(key);
+      const slot = cache.lookup(tag, prefix);
       if (slot >= 0) return cache.values[slot]!;
     }
     const at = table + (prefix & mask) * 8;
     const lo = this.soc.memory.read64Lo(at);
     if ((lo & DART_PTE.VALID) === 0) return this.walkFail(code);
     const next = this.decode(lo, this.soc.memory.read64Hi(at));
-    cache?.insert(key, next, 0);
+    cache?.insert(tag, prefix, next, 0);
     return next;
   }
 

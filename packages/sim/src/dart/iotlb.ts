@@ -1,26 +1,31 @@
-//! The DART's translation cache: a bounded, deterministic LRU.
+//! The DART's translation cache: a bounded, deterministic LRU on typed arrays.
 
 import { checkCount } from "@devref/raw-device";
 
-/** Keys are `sid * 2^32 + n`: one stream's keys form one contiguous range. */
-export const SID_KEY = 0x1_0000_0000;
-
 /** One cached entry, as {@link Iotlb.entries} lists it. */
 export interface IotlbEntry {
-  readonly key: number;
-  /** Stream of the entry (`floor(key / 2^32)`). */
+  /** Tag: the stream in bits 7:0 (the walk cache adds a level above them). */
+  readonly tag: number;
+  /** Stream of the entry (`tag & 0xff`). */
   readonly sid: number;
+  /** Page number (or table prefix) within the tag. */
+  readonly n: number;
   readonly value: number;
   readonly flags: number;
 }
 
+const EMPTY = -1;
+
 /**
- * A least-recently-used cache of `capacity` entries keyed by numbers, with a number value
- * and 32 bits of flags per entry. Used for the DART's IOTLB (leaf translations) and its
- * optional walk cache (table entries).
+ * A least-recently-used cache of `capacity` entries keyed by a (tag, n) pair of small
+ * integers, with a number value and 32 bits of flags per entry. Used for the DART's IOTLB
+ * (tag = stream, n = DVA page) and its optional walk cache (tag = stream + 256 × level,
+ * n = table prefix).
  *
- * Which entry is evicted depends only on the sequence of lookups and inserts, so stale
- * entries survive (or not) the same way on every run.
+ * Lookups go through an open-addressing hash on typed arrays (no allocation, no boxed
+ * keys); the LRU order is a doubly linked list over slots. Which entry is evicted depends
+ * only on the sequence of lookups and inserts, so stale entries survive (or not) the same
+ * way on every run.
  *
  * **Invariants:** at most `capacity` entries; a lookup hit makes the entry most recent; an
  * insert into a full cache evicts the least recent entry; nothing but `remove`, `flushSid`,
@@ -34,12 +39,16 @@ export class Iotlb {
   readonly values: Float64Array;
   /** Flags of each slot (read after a successful lookup). */
   readonly flags: Int32Array;
-  private readonly keys: Float64Array;
+  private readonly tags: Int32Array;
+  private readonly ns: Int32Array;
   private readonly prev: Int32Array;
   private readonly next: Int32Array;
-  private readonly slots = new Map<number, number>();
+  /** Hash buckets: slot index or EMPTY; linear probing. */
+  private readonly buckets: Int32Array;
+  private readonly mask: number;
   private readonly freeSlots: Int32Array;
   private freeTop: number;
+  private count = 0;
   /** Most recently used slot, or -1. */
   private head = -1;
   /** Least recently used slot, or -1. */
@@ -49,9 +58,14 @@ export class Iotlb {
     this.capacity = checkCount("new Iotlb", "capacity", capacity, 1, 1 << 20);
     this.values = new Float64Array(capacity);
     this.flags = new Int32Array(capacity);
-    this.keys = new Float64Array(capacity);
+    this.tags = new Int32Array(capacity);
+    this.ns = new Int32Array(capacity);
     this.prev = new Int32Array(capacity);
     this.next = new Int32Array(capacity);
+    let buckets = 4;
+    while (buckets < capacity * 2) buckets *= 2;
+    this.buckets = new Int32Array(buckets).fill(EMPTY);
+    this.mask = buckets - 1;
     this.freeSlots = new Int32Array(capacity);
     for (let i = 0; i < capacity; i++) this.freeSlots[i] = capacity - 1 - i;
     this.freeTop = capacity;
@@ -59,45 +73,47 @@ export class Iotlb {
 
   /** Entries held. */
   get size(): number {
-    return this.slots.size;
+    return this.count;
   }
 
-  /** The slot holding `key` (made most recent), or -1. */
-  lookup(key: number): number {
-    const slot = this.slots.get(key);
-    if (slot === undefined) return -1;
-    if (slot !== this.head) {
+  /** The slot holding (tag, n), made most recent, or -1. */
+  lookup(tag: number, n: number): number {
+    const slot = this.find(tag, n);
+    if (slot >= 0 && slot !== this.head) {
       this.unlink(slot);
       this.pushHead(slot);
     }
     return slot;
   }
 
-  /** The slot holding `key` without touching the LRU order, or -1. */
-  peek(key: number): number {
-    return this.slots.get(key) ?? -1;
+  /** The slot holding (tag, n) without touching the LRU order, or -1. */
+  peek(tag: number, n: number): number {
+    return this.find(tag, n);
   }
 
   /**
-   * Stores `key` → (`value`, `flags`) as the most recent entry; returns the key evicted
-   * to make room, or -1.
+   * Stores (tag, n) → (`value`, `flags`) as the most recent entry; returns the slot that
+   * was evicted to make room (its tag/n are gone), or -1.
    */
-  insert(key: number, value: number, flags: number): number {
-    let slot = this.slots.get(key);
+  insert(tag: number, n: number, value: number, flags: number): number {
+    let slot = this.find(tag, n);
     let evicted = -1;
-    if (slot !== undefined) {
+    if (slot >= 0) {
       this.unlink(slot);
     } else {
       if (this.freeTop === 0) {
         slot = this.tail;
-        evicted = this.keys[slot]!;
+        evicted = slot;
         this.unlink(slot);
-        this.slots.delete(evicted);
+        this.unhash(slot);
+        this.count--;
       } else {
         slot = this.freeSlots[--this.freeTop]!;
       }
-      this.keys[slot] = key;
-      this.slots.set(key, slot);
+      this.tags[slot] = tag;
+      this.ns[slot] = n;
+      this.hash(slot);
+      this.count++;
     }
     this.values[slot] = value;
     this.flags[slot] = flags;
@@ -105,35 +121,32 @@ export class Iotlb {
     return evicted;
   }
 
-  /** Drops `key`; returns whether it was cached. */
-  remove(key: number): boolean {
-    const slot = this.slots.get(key);
-    if (slot === undefined) return false;
+  /** Drops (tag, n); returns whether it was cached. */
+  remove(tag: number, n: number): boolean {
+    const slot = this.find(tag, n);
+    if (slot < 0) return false;
     this.drop(slot);
     return true;
   }
 
-  /** Drops every entry of stream `sid`; returns how many. */
+  /** Drops every entry whose tag's low byte is `sid`; returns how many. */
   flushSid(sid: number): number {
-    const lo = sid * SID_KEY;
-    const hi = lo + SID_KEY;
-    let n = 0;
+    let dropped = 0;
     let slot = this.head;
     while (slot !== -1) {
       const after = this.next[slot]!;
-      const k = this.keys[slot]!;
-      if (k >= lo && k < hi) {
+      if ((this.tags[slot]! & 0xff) === sid) {
         this.drop(slot);
-        n++;
+        dropped++;
       }
       slot = after;
     }
-    return n;
+    return dropped;
   }
 
   /** Drops everything; returns how many entries there were. */
   clear(): number {
-    const n = this.slots.size;
+    const n = this.count;
     while (this.head !== -1) this.drop(this.head);
     return n;
   }
@@ -142,10 +155,11 @@ export class Iotlb {
   entries(): IotlbEntry[] {
     const out: IotlbEntry[] = [];
     for (let slot = this.head; slot !== -1; slot = this.next[slot]!) {
-      const key = this.keys[slot]!;
+      const tag = this.tags[slot]!;
       out.push({
-        key,
-        sid: Math.floor(key / SID_KEY),
+        tag,
+        sid: tag & 0xff,
+        n: this.ns[slot]!,
         value: this.values[slot]!,
         flags: this.flags[slot]!,
       });
@@ -153,9 +167,51 @@ export class Iotlb {
     return out;
   }
 
+  private bucketOf(tag: number, n: number): number {
+    return ((Math.imul(n, 0x9e37_79b1) ^ Math.imul(tag + 1, 0x85eb_ca77)) >>> 0) & this.mask;
+  }
+
+  private find(tag: number, n: number): number {
+    const buckets = this.buckets;
+    const mask = this.mask;
+    for (let b = this.bucketOf(tag, n); ; b = (b + 1) & mask) {
+      const slot = buckets[b]!;
+      if (slot === EMPTY) return -1;
+      if (this.ns[slot] === n && this.tags[slot] === tag) return slot;
+    }
+  }
+
+  private hash(slot: number): void {
+    const buckets = this.buckets;
+    const mask = this.mask;
+    let b = this.bucketOf(this.tags[slot]!, this.ns[slot]!);
+    while (buckets[b] !== EMPTY) b = (b + 1) & mask;
+    buckets[b] = slot;
+  }
+
+  /** Removes `slot` from its bucket, shifting later entries of the run back (no tombstones). */
+  private unhash(slot: number): void {
+    const buckets = this.buckets;
+    const mask = this.mask;
+    let b = this.bucketOf(this.tags[slot]!, this.ns[slot]!);
+    while (buckets[b] !== slot) b = (b + 1) & mask;
+    let hole = b;
+    for (let i = (hole + 1) & mask; buckets[i] !== EMPTY; i = (i + 1) & mask) {
+      const s = buckets[i]!;
+      const home = this.bucketOf(this.tags[s]!, this.ns[s]!);
+      // Move s into the hole if its home is not cyclically in (hole, i].
+      if (((i - home) & mask) >= ((i - hole) & mask)) {
+        buckets[hole] = s;
+        hole = i;
+      }
+    }
+    buckets[hole] = EMPTY;
+  }
+
   private drop(slot: number): void {
     this.unlink(slot);
-    this.slots.delete(this.keys[slot]!);
+    this.unhash(slot);
+    this.count--;
     this.freeSlots[this.freeTop++] = slot;
   }
 

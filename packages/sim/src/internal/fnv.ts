@@ -1,5 +1,5 @@
-//! FNV-1a 64 over a byte stream, kept as four 16-bit limbs so every step stays on small
-//! integers (no bigint, no float rounding).
+//! FNV-1a 64 over a byte stream, kept as two 32-bit halves so every step is exact in
+//! doubles (no bigint).
 
 const PRIME_LOW = 0x1b3; // FNV 64 prime = 2^40 + 0x1b3
 
@@ -11,45 +11,36 @@ const PRIME_LOW = 0x1b3; // FNV 64 prime = 2^40 + 0x1b3
  * digest on every host.
  */
 export class Fnv64 {
-  private h0 = 0x2325;
-  private h1 = 0x8422;
-  private h2 = 0x9ce4;
-  private h3 = 0xcbf2;
+  // The state as two 32-bit halves in a typed array (no boxed doubles on the hot path);
+  // every product stays below 2^53, so the arithmetic is exact.
+  private readonly st = new Uint32Array([0xcbf2_9ce4, 0x8422_2325]);
 
   /** Starts over from the FNV offset basis. */
   reset(): void {
-    this.h0 = 0x2325;
-    this.h1 = 0x8422;
-    this.h2 = 0x9ce4;
-    this.h3 = 0xcbf2;
+    this.st[0] = 0xcbf2_9ce4;
+    this.st[1] = 0x8422_2325;
   }
 
   byte(b: number): void {
-    // h ^= b; h *= 2^40 + 0x1b3 (mod 2^64), limb by limb.
-    const x0 = this.h0 ^ (b & 0xff);
-    const x1 = this.h1;
-    let t0 = x0 * PRIME_LOW;
-    let t1 = x1 * PRIME_LOW;
-    let t2 = this.h2 * PRIME_LOW + (x0 << 8);
-    let t3 = this.h3 * PRIME_LOW + (x1 << 8);
-    t1 += t0 >>> 16;
-    t0 &= 0xffff;
-    t2 += t1 >>> 16;
-    t1 &= 0xffff;
-    t3 += t2 >>> 16;
-    t2 &= 0xffff;
-    this.h0 = t0;
-    this.h1 = t1;
-    this.h2 = t2;
-    this.h3 = t3 & 0xffff;
+    const st = this.st;
+    round(st, st[0]!, st[1]!, b);
   }
 
   /** Feeds the low 32 bits of `v` as four little-endian bytes. */
   u32(v: number): void {
-    this.byte(v);
-    this.byte(v >>> 8);
-    this.byte(v >>> 16);
-    this.byte(v >>> 24);
+    const st = this.st;
+    let hi = st[0]!;
+    let lo = st[1]!;
+    for (let i = 0; i < 4; i++) {
+      // h ^= byte; h *= 2^40 + 0x1b3 (mod 2^64): the 2^40 term only reaches the high half.
+      // The carry out of lo * 0x1b3 is computed from 16-bit halves: all integer arithmetic.
+      lo ^= (v >>> (8 * i)) & 0xff;
+      const carry = ((lo >>> 16) * PRIME_LOW + (((lo & 0xffff) * PRIME_LOW) >>> 16)) >>> 16;
+      hi = (Math.imul(hi, PRIME_LOW) + carry + (lo << 8)) | 0;
+      lo = Math.imul(lo, PRIME_LOW);
+    }
+    st[0] = hi;
+    st[1] = lo;
   }
 
   /** Feeds a non-negative safe integer (or any number, by its truncation) as two words. */
@@ -61,16 +52,23 @@ export class Fnv64 {
 
   str(s: string): void {
     this.u32(s.length);
+    const st = this.st;
     for (let i = 0; i < s.length; i++) {
       const c = s.charCodeAt(i);
-      this.byte(c);
-      this.byte(c >>> 8);
+      round(st, st[0]!, st[1]!, c);
+      round(st, st[0]!, st[1]!, c >>> 8);
     }
   }
 
   /** The hash as 16 lowercase hex digits. */
   hex(): string {
-    const part = (n: number): string => n.toString(16).padStart(4, "0");
-    return part(this.h3) + part(this.h2) + part(this.h1) + part(this.h0);
+    return this.st[0]!.toString(16).padStart(8, "0") + this.st[1]!.toString(16).padStart(8, "0");
   }
+}
+
+function round(st: Uint32Array, hi: number, lo: number, b: number): void {
+  const x = lo ^ (b & 0xff);
+  const carry = ((x >>> 16) * PRIME_LOW + (((x & 0xffff) * PRIME_LOW) >>> 16)) >>> 16;
+  st[0] = Math.imul(hi, PRIME_LOW) + carry + (x << 8);
+  st[1] = Math.imul(x, PRIME_LOW);
 }
