@@ -40,43 +40,18 @@ import {
   PWR_SLEEP,
 } from "./constants.js";
 import { buildCrashlog, type CrashlogCorruption } from "./crashlog.js";
-import type { RtkitGarbageMode } from "./faults.js";
+import {
+  CRASHLOG_CORRUPTIONS,
+  firmwareFault,
+  GARBAGE_MODES,
+  type RtkitGarbageMode,
+} from "./faults.js";
 import { checkFirmwareOptions, type RtkitFirmwareOptions } from "./firmware-options.js";
+import { FIRMWARE_STATES, type RtkitEndpoint, type RtkitFirmwareState } from "./firmware-types.js";
 import type { AscCoprocessor, AscMailbox } from "./mailbox.js";
+import { FirmwareOutbox } from "./outbox.js";
 import { Services, SVC_CRASHLOG } from "./services.js";
 
-/** Where the firmware is in its life. */
-export type RtkitFirmwareState =
-  /** CPU held in reset (`CPU_CONTROL.RUN` never set). */
-  | "off"
-  /** Leaving reset; HELLO follows after the boot delay. */
-  | "booting"
-  /** Running but asleep: a SET_IOP_PWR_STATE to ON or INIT starts a handshake. */
-  | "asleep"
-  /** HELLO sent, waiting for HELLO_REPLY. */
-  | "hello"
-  /** Sending EPMAP pages, one per reply. */
-  | "epmap"
-  /** EPMAP done, waiting for the system endpoints to be started. */
-  | "starting"
-  /** IOP power ON acknowledged. */
-  | "running"
-  /** Crashed: nothing is read from the mailbox until the CPU is reset. */
-  | "crashed"
-  /** Powered OFF, or the device is gone: only a CPU reset revives it. */
-  | "halted";
-
-const STATES: readonly RtkitFirmwareState[] = [
-  "off",
-  "booting",
-  "asleep",
-  "hello",
-  "epmap",
-  "starting",
-  "running",
-  "crashed",
-  "halted",
-];
 const S_OFF = 0;
 const S_BOOTING = 1;
 const S_ASLEEP = 2;
@@ -87,40 +62,6 @@ const S_RUNNING = 6;
 const S_CRASHED = 7;
 const S_HALTED = 8;
 
-const GARBAGE_MODES: readonly RtkitGarbageMode[] = [
-  "random",
-  "wrong-type",
-  "wrong-endpoint",
-  "out-of-range",
-];
-
-/** The crashlog damage modes {@link RtkitFirmware.crash} accepts. */
-export const CRASHLOG_CORRUPTIONS: readonly CrashlogCorruption[] = [
-  "none",
-  "bad-magic",
-  "too-large",
-  "zero-section",
-  "no-footer",
-];
-
-/**
- * An application endpoint's firmware (the SMC is one). `msg0` travels as two 32-bit
- * halves; the endpoint answers with {@link RtkitFirmware.send}.
- */
-export interface RtkitEndpoint {
-  /** STARTEP with the start flag. */
-  start(): void;
-  /** STARTEP with m1n1's stop flag (what real firmware does with it is unknown). */
-  stop(): void;
-  /** A message from the AP while the endpoint is started. */
-  receive(hi: number, lo: number): void;
-  /** The firmware forgot its session (sleep, CPU reset): drop per-session state. */
-  reset(): void;
-  /** Fault kinds the endpoint accepts, like `DeviceModel.prepareFault`. */
-  prepareFault(spec: FaultSpec): (() => void) | null;
-}
-
-const HIST = 16;
 const NO_TIMER = null;
 
 /**
@@ -203,12 +144,7 @@ export class RtkitFirmware implements AscCoprocessor {
   private stalled = false;
   private corruptMode = 0;
   private corruptLeft = 0;
-  private out = new Uint32Array(3 * 16);
-  private outHead = 0;
-  private outCount = 0;
-  private readonly hist = new Uint32Array(HIST * 5);
-  private histNext = 0;
-  private histCount = 0;
+  private readonly outbox: FirmwareOutbox;
 
   constructor(asc: AscMailbox, options: RtkitFirmwareOptions = {}) {
     if (typeof asc?.attach !== "function" || typeof asc.popInbox !== "function") {
@@ -236,6 +172,7 @@ export class RtkitFirmware implements AscCoprocessor {
       },
       cfg.services,
     );
+    this.outbox = new FirmwareOutbox(asc);
     this.handleNextFn = () => this.handleNext();
     this.st = asc.cpuRunning ? S_ASLEEP : S_OFF;
     this.iopPowerState = asc.cpuRunning ? PWR_SLEEP : PWR_OFF;
@@ -243,7 +180,7 @@ export class RtkitFirmware implements AscCoprocessor {
 
   /** Where the firmware is (see {@link RtkitFirmwareState}). */
   get state(): RtkitFirmwareState {
-    return STATES[this.st]!;
+    return FIRMWARE_STATES[this.st]!;
   }
 
   /** Whether the firmware swallows everything (see {@link RtkitFirmware.silence}). */
@@ -381,19 +318,13 @@ export class RtkitFirmware implements AscCoprocessor {
       return false;
     }
     const size = this.services.size(SVC_CRASHLOG);
-    const hist = new Uint32Array(this.histCount * 5);
-    const first = (this.histNext - this.histCount + HIST) % HIST;
-    for (let i = 0; i < this.histCount; i++) {
-      const from = ((first + i) % HIST) * 5;
-      hist.set(this.hist.subarray(from, from + 5), i * 5);
-    }
     const bytes = buildCrashlog({
       reason,
       firmwareVersion: this.firmwareVersion,
       timeNs: this.asc.soc.nowNs,
-      history: hist,
-      historyCount: this.histCount,
-      historyIndex: this.histNext,
+      history: this.outbox.history(),
+      historyCount: this.outbox.historyCount,
+      historyIndex: this.outbox.historyNext,
       corrupt,
       capacity: size,
     });
@@ -484,8 +415,7 @@ export class RtkitFirmware implements AscCoprocessor {
     this.endSilence();
     this.endStall();
     this.corruptLeft = 0;
-    this.outCount = 0;
-    this.outHead = 0;
+    this.outbox.clear();
     this.resetSession();
     this.iopPowerState = PWR_OFF;
     this.setState(S_BOOTING);
@@ -503,7 +433,7 @@ export class RtkitFirmware implements AscCoprocessor {
 
   /** @internal */
   outboxSpace(): void {
-    if (this.outCount > 0) this.flushOut();
+    if (this.outbox.count > 0 && !this.stalled) this.outbox.flush();
   }
 
   /** @internal */
@@ -515,45 +445,13 @@ export class RtkitFirmware implements AscCoprocessor {
 
   /** @internal The fault kinds of the firmware and of its endpoints. */
   prepareFault(spec: FaultSpec): (() => void) | null {
-    switch (spec.kind) {
-      case "rtkit-crash": {
-        const reason = spec.reason ?? "injected crash";
-        if (typeof reason !== "string")
-          throw argumentError("rtkit-crash fault", "reason", "a string", reason);
-        const corrupt = checkOneOf(
-          "rtkit-crash fault",
-          "corrupt",
-          spec.corrupt ?? "none",
-          CRASHLOG_CORRUPTIONS,
-        );
-        return () => {
-          this.crash(reason, corrupt);
-        };
-      }
-      case "rtkit-silence":
-      case "rtkit-stall": {
-        const d = spec.durationNs;
-        if (d !== undefined)
-          checkInteger(`${spec.kind} fault`, "durationNs", d, 1, Number.MAX_SAFE_INTEGER / 2);
-        return spec.kind === "rtkit-silence" ? () => this.silence(d) : () => this.stall(d);
-      }
-      case "rtkit-garbage": {
-        const mode = checkOneOf(
-          "rtkit-garbage fault",
-          "mode",
-          spec.mode ?? "random",
-          GARBAGE_MODES,
-        );
-        const count = checkInteger("rtkit-garbage fault", "count", spec.count ?? 1, 1, 0x7fff_ffff);
-        return () => this.corrupt(mode, count);
-      }
-      default:
-        for (const h of this.handlers) {
-          const action = h?.prepareFault(spec) ?? null;
-          if (action !== null) return action;
-        }
-        return null;
+    const own = firmwareFault(this, spec);
+    if (own !== null) return own;
+    for (const h of this.handlers) {
+      const action = h?.prepareFault(spec) ?? null;
+      if (action !== null) return action;
     }
+    return null;
   }
 
   // --- the protocol -----------------------------------------------------------------------
@@ -568,7 +466,7 @@ export class RtkitFirmware implements AscCoprocessor {
       const lo = f.lo;
       const msg1 = f.msg1;
       this.received++;
-      this.remember(hi, lo, msg1, 1);
+      this.outbox.remember(hi, lo, msg1, 1, asc.soc.nowNs);
       if (this.silent) this.dropped++;
       else this.handle(hi, lo, msg1 & 0xff);
     }
@@ -774,53 +672,9 @@ export class RtkitFirmware implements AscCoprocessor {
       }
       this.tracer.fault(this.traceId, "rtkit-corrupt-message", mode, ep);
     }
-    this.remember(hi, lo, ep, 0);
+    this.outbox.remember(hi, lo, ep, 0, this.asc.soc.nowNs);
     this.sent++;
-    if (this.outCount === 0 && !this.stalled && this.asc.pushOutbox(hi, lo, ep)) return;
-    this.enqueue(hi, lo, ep);
-  }
-
-  private enqueue(hi: number, lo: number, ep: number): void {
-    let out = this.out;
-    const cap = out.length / 3;
-    if (this.outCount === cap) {
-      const bigger = new Uint32Array(out.length * 2);
-      for (let i = 0; i < cap; i++) {
-        const from = ((this.outHead + i) % cap) * 3;
-        bigger.set(out.subarray(from, from + 3), i * 3);
-      }
-      this.out = out = bigger;
-      this.outHead = 0;
-    }
-    const at = ((this.outHead + this.outCount) % (out.length / 3)) * 3;
-    out[at] = hi;
-    out[at + 1] = lo;
-    out[at + 2] = ep;
-    this.outCount++;
-  }
-
-  private flushOut(): void {
-    const asc = this.asc;
-    const out = this.out;
-    const cap = out.length / 3;
-    while (this.outCount > 0 && !this.stalled && asc.outboxFree > 0) {
-      const at = this.outHead * 3;
-      asc.pushOutbox(out[at]!, out[at + 1]!, out[at + 2]!);
-      this.outHead = this.outHead + 1 === cap ? 0 : this.outHead + 1;
-      this.outCount--;
-    }
-  }
-
-  private remember(hi: number, lo: number, msg1: number, toIop: number): void {
-    const h = this.hist;
-    const at = this.histNext * 5;
-    h[at] = hi;
-    h[at + 1] = lo;
-    h[at + 2] = msg1;
-    h[at + 3] = Math.floor(this.asc.soc.nowNs / 1000);
-    h[at + 4] = toIop;
-    this.histNext = this.histNext + 1 === HIST ? 0 : this.histNext + 1;
-    if (this.histCount < HIST) this.histCount++;
+    this.outbox.send(hi, lo, ep, this.stalled);
   }
 
   private canProcess(): boolean {
@@ -861,7 +715,7 @@ export class RtkitFirmware implements AscCoprocessor {
     this.stallTimer = null;
     if (!this.stalled) return;
     this.stalled = false;
-    this.flushOut();
+    this.outbox.flush();
     this.scheduleHandling();
   }
 

@@ -1,18 +1,19 @@
 //! The Apple ASC mailbox, an RTKit firmware framework and the Apple SMC.
 
 export type { CrashlogCorruption } from "./crashlog.js";
-export type { RtkitGarbageMode, SmcFaultMode } from "./faults.js";
 export {
   CRASHLOG_CORRUPTIONS,
-  type RtkitEndpoint,
-  RtkitFirmware,
-  type RtkitFirmwareState,
-} from "./firmware.js";
+  GARBAGE_MODES,
+  type RtkitGarbageMode,
+  type SmcFaultMode,
+} from "./faults.js";
+export { RtkitFirmware } from "./firmware.js";
 export type {
   RtkitBufferOption,
   RtkitFirmwareOptions,
   RtkitOslogOption,
 } from "./firmware-options.js";
+export { FIRMWARE_STATES, type RtkitEndpoint, type RtkitFirmwareState } from "./firmware-types.js";
 export {
   type AscCoprocessor,
   type AscIrqLines,

@@ -31,7 +31,8 @@ import {
   SMC_WRITE_KEY,
 } from "./constants.js";
 import type { SmcFaultMode } from "./faults.js";
-import type { RtkitEndpoint, RtkitFirmware } from "./firmware.js";
+import type { RtkitFirmware } from "./firmware.js";
+import type { RtkitEndpoint } from "./firmware-types.js";
 import { defaultSmcKeys, fourcc, fourccName, SmcKey, type SmcKeyDef } from "./smc-keys.js";
 
 /** What an {@link AppleSmc} is built with. */
