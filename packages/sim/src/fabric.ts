@@ -286,6 +286,14 @@ export class MmioFabric {
     this.memory = memory;
   }
 
+  /**
+   * Throws `EBUSY` if `[base, base + size)` overlaps a mapped region (and `EINVAL` for a bad
+   * range), so a model can check its addresses before it changes anything.
+   */
+  checkFree(name: string, base: number, size: number): void {
+    this.clash(new Region(name, base, size, "mmio", "", null, null));
+  }
+
   /** Maps `port` at `base`. */
   map(base: number, port: MmioPort, owner: string): void {
     this.add(new Region(port.name, base, port.size, "mmio", owner, port, null));
@@ -400,6 +408,13 @@ export class MmioFabric {
   }
 
   private add(r: Region): void {
+    this.clash(r);
+    this.regions.push(r);
+    this.regions.sort((a, b) => a.base - b.base);
+    this.invalidate();
+  }
+
+  private clash(r: Region): void {
     if (
       !(Number.isSafeInteger(r.base) && r.base >= 0 && r.end <= PHYS_ADDR_LIMIT && r.end > r.base)
     ) {
@@ -418,9 +433,6 @@ export class MmioFabric {
           `'${clash.name}' at ${formatAddr(clash.base)}: pick a free address (see soc.memoryMap())`,
       );
     }
-    this.regions.push(r);
-    this.regions.sort((a, b) => a.base - b.base);
-    this.invalidate();
   }
 }
 

@@ -393,3 +393,15 @@ describe("trace and digest", () => {
     expect(soc.tracer.count).toBe(5);
   });
 });
+
+describe("construction validates before it registers anything", () => {
+  it("a model whose window overlaps is refused without taking its name", () => {
+    const soc = new Soc();
+    new ToyDevice(soc, "toy0", TOY, 3);
+    expectCode(() => soc.fabric.checkFree("x", TOY + 0x100, 4), "EBUSY");
+    expectCode(() => new ToyDevice(soc, "toy1", TOY + 0x200, 3), "EBUSY");
+    expect(soc.device("toy1")).toBeUndefined();
+    new ToyDevice(soc, "toy1", TOY + 0x1000, 3); // the name is still free
+    expect(soc.devices().map((d) => d.name)).toEqual(["toy0", "toy1"]);
+  });
+});

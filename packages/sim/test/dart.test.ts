@@ -497,6 +497,9 @@ describe("DART caches and options", () => {
 
   it("refuses bad options", () => {
     const soc = new Soc();
+    soc.addMemory("sram", DART_BASE + 0x1000, 0x1000);
+    expectCode(() => resetDart(soc, "t8110"), "EBUSY"); // overlaps: nothing registered
+    expect(soc.device("dart0")).toBeUndefined();
     expectCode(() => resetDart(soc, "t8110", { pageShift: 12 }), "EINVAL");
     expectCode(() => resetDart(soc, "t8020", { streams: 32 }), "EINVAL");
     expectCode(() => resetDart(soc, "t8110", { streams: 300 }), "EINVAL");

@@ -36,6 +36,7 @@ export class ToyDevice extends DeviceModel implements MmioHandler {
   private readonly line: IrqSource;
 
   constructor(soc: Soc, name: string, base: number, irq: number) {
+    soc.fabric.checkFree(name, base, 0x400);
     super(soc, name, "toy");
     this.port = this.addPort(name, 0x400, this);
     this.line = this.addIrq(irq);

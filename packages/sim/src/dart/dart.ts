@@ -271,6 +271,7 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
     const strict = checkBoolean(where, "options.strictSubpage", options.strictSubpage ?? false);
     checkInteger(where, "options.base", options.base, 0, 2 ** 52 - DART_REGION_SIZE);
     checkInteger(where, "options.irq", options.irq, 0, soc.irq.lines - 1);
+    soc.fabric.checkFree(name, options.base, DART_REGION_SIZE);
     super(soc, name, "dart");
     this.variant = variant;
     this.base = options.base;

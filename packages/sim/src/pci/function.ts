@@ -210,7 +210,16 @@ export class PciFunction extends DeviceModel {
       msix = m;
     }
     const dmaIommu = options.iommu;
-    if (dmaIommu !== undefined) checkInteger(w, "options.streamId", options.streamId, 0, 255);
+    if (dmaIommu !== undefined) {
+      if (
+        typeof dmaIommu !== "object" ||
+        dmaIommu === null ||
+        typeof dmaIommu.translate !== "function"
+      ) {
+        throw argumentError(w, "options.iommu", "a DmaTranslator (a Dart)", dmaIommu);
+      }
+      checkInteger(w, "options.streamId", options.streamId, 0, 255);
+    }
     super(soc, name, "pci-function");
     this.vendor = options.vendor;
     this.deviceId = options.device;

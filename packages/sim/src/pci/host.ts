@@ -182,6 +182,26 @@ export class PciHost extends DeviceModel {
       0,
       2 ** 52 - options.windowSize,
     );
+    soc.fabric.checkFree(`${name}.ecam`, options.ecamBase, ECAM_SIZE);
+    soc.fabric.checkFree(`${name}.hotplug`, options.hotplugBase, PCI_HOTPLUG.SIZE);
+    soc.fabric.checkFree(`${name}.window`, options.windowBase, options.windowSize);
+    const regions: [number, number][] = [
+      [options.ecamBase, ECAM_SIZE],
+      [options.hotplugBase, PCI_HOTPLUG.SIZE],
+      [options.windowBase, options.windowSize],
+    ];
+    for (const [i, [b, n]] of regions.entries()) {
+      for (const [c, m] of regions.slice(i + 1)) {
+        if (b < c + m && c < b + n) {
+          throw argumentError(
+            w,
+            "options",
+            "ECAM, hot-plug and window ranges that do not overlap",
+            b,
+          );
+        }
+      }
+    }
     super(soc, name, "pci-host");
     this.ecamBase = options.ecamBase;
     this.windowBase = options.windowBase;
