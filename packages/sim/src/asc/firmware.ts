@@ -664,7 +664,7 @@ export class RtkitFirmware implements AscCoprocessor {
         hi = (ep === EP_OSLOG ? hi ^ 0xf000_0000 : hi ^ 0x0f00_0000) >>> 0;
       } else if (mode === 3) {
         let e = (ep + 1) & 0xff;
-        while (this.announced[e] === 1) e = (e + 1) & 0xff;
+        for (let n = 0; n < 255 && this.announced[e] === 1; n++) e = (e + 1) & 0xff;
         ep = e;
       } else {
         hi = ep === EP_OSLOG ? (hi | 0x00ff_ffff) >>> 0 : (hi | 0x000f_ffff) >>> 0;
