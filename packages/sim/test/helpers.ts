@@ -18,9 +18,10 @@ export function expectCode(fn: () => unknown, code: Errno): DevrefError {
   } catch (e) {
     caught = e;
   }
-  expect(caught).toBeInstanceOf(DevrefError);
-  expect((caught as DevrefError).code).toBe(code);
-  return caught as DevrefError;
+  if (!(caught instanceof DevrefError))
+    throw new Error(`expected a DevrefError ${code}, got ${String(caught)}`);
+  expect(caught.code).toBe(code);
+  return caught;
 }
 
 /**
