@@ -275,6 +275,24 @@ describe("DART t8110 specifics", () => {
     expect(dart.port.read32(0x1000)).toBe(1);
   });
 
+  it("records faulting streams in ERROR_STREAMS (W1C); t602x-like DARTs hold the IRQ on them", () => {
+    for (const hold of [false, true]) {
+      const soc = new Soc();
+      const dart = resetDart(soc, "t8110", { streams: 40, errorStreamsHoldIrq: hold });
+      soc.faults.inject({ kind: "iommu-fault", target: "dart0", sid: 3 });
+      soc.faults.inject({ kind: "iommu-fault", target: "dart0", sid: 35 }); // secondary
+      expect(dart.port.read32(0x1c0)).toBe(1 << 3);
+      expect(dart.port.read32(0x1c4)).toBe(1 << 3);
+      dart.port.write32(0x100, dart.port.read32(0x100)); // what kernels before ecf6508923f8 do
+      expect(soc.irq.isAsserted(DART_IRQ)).toBe(hold);
+      dart.port.write32(0x1c0, 0xffff_ffff); // and what the kernel does since
+      dart.port.write32(0x1c4, 0xffff_ffff);
+      expect(dart.port.read32(0x1c0)).toBe(0);
+      expect(soc.irq.isAsserted(DART_IRQ)).toBe(false);
+    }
+    expectCode(() => resetDart(new Soc(), "t8020", { errorStreamsHoldIrq: true }), "EINVAL");
+  });
+
   it("suppresses errors whose bit is set in ERROR_MASK", () => {
     const soc = new Soc();
     const dart = resetDart(soc, "t8110");

@@ -69,6 +69,11 @@ export interface DartOptions {
   readonly latchBlocked?: boolean;
   /** Fault accesses outside a leaf's subpage range (default false: ignore the fields). */
   readonly strictSubpage?: boolean;
+  /**
+   * t8110: keep the interrupt asserted while any `ERROR_STREAMS` bit is set, as t602x
+   * DARTs do (default false: only `ERROR.FLAG` drives the line).
+   */
+  readonly errorStreamsHoldIrq?: boolean;
 }
 
 const M_BLOCKED = 0;
@@ -196,6 +201,8 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
   private readonly jitterNs: number;
   private readonly irqOut: IrqSource;
   private readonly select = new Uint32Array(3);
+  private readonly errorStreams = new Uint32Array(8);
+  private readonly errorStreamsHoldIrq: boolean;
   private error = 0;
   private errorAddr = 0;
   private errorMask = 0;
@@ -269,6 +276,19 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
     );
     const latchBlocked = checkBoolean(where, "options.latchBlocked", options.latchBlocked ?? false);
     const strict = checkBoolean(where, "options.strictSubpage", options.strictSubpage ?? false);
+    const hold = checkBoolean(
+      where,
+      "options.errorStreamsHoldIrq",
+      options.errorStreamsHoldIrq ?? false,
+    );
+    if (hold && variant !== "t8110") {
+      throw argumentError(
+        where,
+        "options.errorStreamsHoldIrq",
+        "false on t8020/t6000 (no ERROR_STREAMS)",
+        hold,
+      );
+    }
     checkInteger(where, "options.base", options.base, 0, 2 ** 52 - DART_REGION_SIZE);
     checkInteger(where, "options.irq", options.irq, 0, soc.irq.lines - 1);
     soc.fabric.checkFree(name, options.base, DART_REGION_SIZE);
@@ -299,6 +319,7 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
     this.walkCache = cacheTables ? new Iotlb(entries) : null;
     this.cacheFaults = cacheFaults;
     this.strictSubpage = strict;
+    this.errorStreamsHoldIrq = hold;
     this.latchBlocked = latchBlocked;
     this.latencyNs = latency;
     this.jitterNs = jitter;
@@ -522,6 +543,8 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
   private latch(sid: number, code: number, va: number): void {
     const bit = this.codeBits[code]!;
     if (this.t8110 && (this.errorMask & bit) !== 0) return;
+    if (this.t8110)
+      this.errorStreams[sid >>> 5] = (this.errorStreams[sid >>> 5]! | (1 << (sid & 31))) >>> 0;
     if ((this.error & DART_ERROR_FLAG) !== 0) {
       if (this.t8110) this.error |= R110.ERROR_SECONDARY;
       return;
@@ -659,6 +682,9 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
     if (off >= R110.ENABLE_STREAMS && off < R110.ENABLE_STREAMS + 32) {
       return this.enable[(off - R110.ENABLE_STREAMS) >>> 2]!;
     }
+    if (off >= R110.ERROR_STREAMS && off < R110.ERROR_STREAMS + 32) {
+      return this.errorStreams[(off - R110.ERROR_STREAMS) >>> 2]!;
+    }
     switch (off) {
       case DART_PARAMS1:
         return this.params1();
@@ -713,6 +739,12 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
       const w = (off - R110.ENABLE_STREAMS) >>> 2;
       this.enable[w] = (this.enable[w]! | value) & this.wordMask(w);
       this.updateModes(w);
+      return;
+    }
+    if (off >= R110.ERROR_STREAMS && off < R110.ERROR_STREAMS + 32) {
+      const w = (off - R110.ERROR_STREAMS) >>> 2;
+      this.errorStreams[w] = (this.errorStreams[w]! & ~value) >>> 0;
+      this.updateIrq();
       return;
     }
     if (off >= R110.DISABLE_STREAMS && off < R110.DISABLE_STREAMS + 32) {
@@ -777,7 +809,14 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
 
   private clearError(value: number): void {
     this.error = (this.error & ~value) >>> 0;
-    if ((this.error & DART_ERROR_FLAG) === 0) this.irqOut.lower();
+    this.updateIrq();
+  }
+
+  /** The line follows `ERROR.FLAG` (and, on t602x-like DARTs, the stream error bits). */
+  private updateIrq(): void {
+    let on = (this.error & DART_ERROR_FLAG) !== 0;
+    if (!on && this.errorStreamsHoldIrq) on = this.errorStreams.some((w) => w !== 0);
+    this.irqOut.set(on);
   }
 
   // ---------------------------------------------------------------- commands

@@ -67,6 +67,11 @@ export const DART_T8110 = {
   ERROR_MASK: 0x104,
   ERROR_ADDR_LO: 0x170,
   ERROR_ADDR_HI: 0x174,
+  /**
+   * Per-stream error indicator bits, W1C, one word per 32 streams (the kernel's
+   * `DART_T8110_ERROR_STREAMS`, upstream ecf6508923f8; m1n1's `ERR_SECONDARY`).
+   */
+  ERROR_STREAMS: 0x1c0,
   PROTECT: 0x200,
   UNPROTECT: 0x204,
   PROTECT_LOCK: 0x208,
