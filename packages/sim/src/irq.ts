@@ -249,7 +249,15 @@ export class InterruptController {
     if (this.edgePending[line] === 1) this.edgePending[line] = 0;
     else if (this.level[line] === 0) return;
     this.traceIrq(line, "deliver");
-    handler(line);
+    try {
+      handler(line);
+    } finally {
+      // Even if the handler threw, a line still pending is delivered again (never left hanging).
+      this.afterDelivery(line);
+    }
+  }
+
+  private afterDelivery(line: number): void {
     if (this.level[line]! > 0 || this.edgePending[line] === 1) {
       if (this.level[line]! > 0 && ++this.storm[line]! >= this.stormLimit) {
         this.masked[line] = 1;

@@ -249,6 +249,21 @@ describe("interrupt controller", () => {
     expect(soc.trace().some((r) => r.kind === "irq" && r.action === "storm")).toBe(true);
   });
 
+  it("a handler that throws surfaces the error and the still-asserted line is delivered again", () => {
+    const soc = new Soc();
+    let calls = 0;
+    soc.irq.connect(6, () => {
+      calls++;
+      if (calls === 1) throw new Error("handler bug");
+      soc.irq.lower(6);
+    });
+    soc.irq.raise(6);
+    expect(() => soc.run()).toThrow("handler bug");
+    soc.run();
+    expect(calls).toBe(2);
+    expect(soc.irq.isAsserted(6)).toBe(false);
+  });
+
   it("lowers a gone device's lines and ignores it afterwards", () => {
     const soc = new Soc();
     const toy = new ToyDevice(soc, "toy0", TOY, 3);
