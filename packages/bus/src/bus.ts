@@ -6,6 +6,7 @@ import { type BusEvent, Device, defaultMachine, Machine } from "@devref/device-c
 import {
   Binding,
   type BusHooks,
+  coreOf,
   DeviceScope,
   type DeviceState,
   deleteTree,
@@ -174,7 +175,7 @@ export abstract class BusType<H extends Device = Device> {
     checkInstance("new bus", "options.machine", machine, Machine);
     this.name = name;
     this.machine = machine;
-    machine.claimName("bus", this);
+    coreOf(machine).claimName("bus", this);
     this.devName = devName;
     this.#Handle = Handle;
     // SAFETY: the hooks use only members whose meaning does not depend on H.
@@ -192,9 +193,6 @@ export abstract class BusType<H extends Device = Device> {
 
   /** Whether `drv` is a driver for this kind of bus. */
   protected abstract acceptsDriver(drv: Driver<unknown>): boolean;
-
-  /** Sets the DMA defaults of a device before probe (bus->dma_configure). */
-  protected dmaConfigure(_st: DeviceState): void {}
 
   // --- drivers ----------------------------------------------------------------------------
 
@@ -378,7 +376,7 @@ export abstract class BusType<H extends Device = Device> {
       throw new DevrefError("ENODEV", `device '${st.name}' does not match driver '${drv.name}'`);
     }
     if (m === "defer") {
-      this.machine.deferredAdd(st);
+      coreOf(this.machine).deferredAdd(st);
       throw new DevrefError("EPROBE_DEFER", `bus '${this.name}' cannot match '${st.name}' yet`);
     }
     const outcome = await this.#reallyProbe(st, rec, m.info);
@@ -508,7 +506,7 @@ export abstract class BusType<H extends Device = Device> {
       const m = this.#match(st, rec);
       if (m === null) continue;
       if (m === "defer") {
-        this.machine.deferredAdd(st);
+        coreOf(this.machine).deferredAdd(st);
         return undefined;
       }
       const r = this.#reallyProbe(st, rec, m.info);
@@ -522,7 +520,7 @@ export abstract class BusType<H extends Device = Device> {
         // A failed asynchronous probe lets the next driver try its luck, as a failed
         // synchronous one does.
         const next = r.then((outcome) => (outcome === BOUND ? undefined : this.#attach(st, done)));
-        this.machine.track(next);
+        coreOf(this.machine).track(next);
         return next;
       }
     }
@@ -537,7 +535,7 @@ export abstract class BusType<H extends Device = Device> {
       const m = this.#match(st, rec);
       if (m === null) continue;
       if (m === "defer") {
-        this.machine.deferredAdd(st);
+        coreOf(this.machine).deferredAdd(st);
         continue;
       }
       this.#reallyProbe(st, rec, m.info);
@@ -559,8 +557,11 @@ export abstract class BusType<H extends Device = Device> {
     const machine = this.machine;
     const b = new Binding(rec.name, rec);
     st.binding = b;
-    const trigger = machine.triggerCount;
-    this.dmaConfigure(st);
+    const core = coreOf(machine);
+    const trigger = core.triggerCount;
+    // bus->dma_configure: the bus's default masks (32 bits for platform and PCI devices).
+    if (st.dmaMaskBits === null) st.dmaMaskBits = 32;
+    if (st.coherentDmaMaskBits === null) st.coherentDmaMaskBits = 32;
     try {
       machine.dma?.configure(st);
     } catch (e) {
@@ -582,7 +583,7 @@ export abstract class BusType<H extends Device = Device> {
         (data) => this.#probeDone(st, b, rec, scope, data),
         (e: unknown) => this.#probeFailed(st, b, rec, scope, e, trigger),
       );
-      machine.track(p);
+      core.track(p);
       return p;
     }
     return this.#probeDone(st, b, rec, scope, result);
@@ -615,8 +616,8 @@ export abstract class BusType<H extends Device = Device> {
     rec.devices.add(st);
     st.probeError = undefined;
     // driver_bound: off the deferred list, retry the others, then BOUND_DRIVER.
-    this.machine.deferredDel(st);
-    this.machine.triggerDeferred();
+    coreOf(this.machine).deferredDel(st);
+    coreOf(this.machine).triggerDeferred();
     this.#notify("BOUND_DRIVER", st);
     return BOUND;
   }
@@ -642,7 +643,7 @@ export abstract class BusType<H extends Device = Device> {
       );
       return FAILED;
     }
-    const machine = this.machine;
+    const core = coreOf(this.machine);
     st.probeError = e;
     this.#notify("DRIVER_NOT_BOUND", st);
     this.#endBinding(st, b);
@@ -650,9 +651,9 @@ export abstract class BusType<H extends Device = Device> {
     if (err?.code === "EPROBE_DEFER") {
       if (st.deferredReason === null) st.deferredReason = err.message;
       st.log("dbg", `Driver ${rec.name} requests probe deferral`);
-      if (!st.dead) machine.deferredAdd(st);
+      if (!st.dead) core.deferredAdd(st);
       // A bind that happened while this probe ran would be missed: retry now.
-      if (trigger !== machine.triggerCount) machine.triggerDeferred();
+      if (trigger !== core.triggerCount) core.triggerDeferred();
     } else if (err !== null && (err.code === "ENODEV" || err.code === "ENXIO")) {
       st.log("dbg", `probe of ${st.name} rejects match ${-err.errno}: ${err.message}`);
     } else {
@@ -740,7 +741,7 @@ export abstract class BusType<H extends Device = Device> {
     };
     hookRemove = (bus, st) => {
       bus.#releaseDriver(st);
-      bus.machine.deferredDel(st);
+      coreOf(bus.machine).deferredDel(st);
       if (bus.#byName.get(st.name) === st) bus.#byName.delete(st.name);
       const holder = st.busRef;
       if (holder !== null) {

@@ -4,7 +4,59 @@
 import type { Device } from "@devref/device-core";
 import { type DeviceState, deviceStateOf } from "@devref/device-core/unsafe";
 import type { Bound } from "@devref/raw-device";
-import { DevrefError } from "@devref/raw-device";
+import {
+  argumentError,
+  checkBoolean,
+  checkCallback,
+  checkObject,
+  checkString,
+  DevrefError,
+  describeValue,
+} from "@devref/raw-device";
+
+/**
+ * Checks what every driver spec has: an object with a name, a probe, an optional remove
+ * and an optional suppressBindAttrs.
+ *
+ * **Errors:** `EINVAL` naming the first bad field.
+ */
+export function checkDriverSpec(
+  where: string,
+  spec: {
+    readonly name: string;
+    readonly probe: unknown;
+    readonly remove?: unknown;
+    readonly suppressBindAttrs?: boolean;
+  },
+): void {
+  checkObject(where, "spec", spec);
+  checkString(where, "spec.name", spec.name, true);
+  checkCallback(where, "spec.probe", spec.probe as () => unknown);
+  if (spec.remove !== undefined) checkCallback(where, "spec.remove", spec.remove as () => unknown);
+  if (spec.suppressBindAttrs !== undefined) {
+    checkBoolean(where, "spec.suppressBindAttrs", spec.suppressBindAttrs);
+  }
+}
+
+/**
+ * Checks an id table: an array of objects, each checked by `entry`.
+ *
+ * **Errors:** `EINVAL` naming the first bad entry.
+ */
+export function checkTable<E>(
+  where: string,
+  param: string,
+  table: readonly E[] | undefined,
+  entry: (e: E, at: string) => void,
+): readonly E[] {
+  if (table === undefined) return [];
+  if (!Array.isArray(table)) throw argumentError(where, param, "an array", table);
+  table.forEach((e, i) => {
+    checkObject(where, `${param}[${i}]`, e as object);
+    entry(e, `${param}[${i}]`);
+  });
+  return table;
+}
 
 /** @internal What the bus core calls; typed driver definitions erase into this. */
 export class DriverRecord {
@@ -58,12 +110,15 @@ export abstract class Driver<D = unknown> {
     probe: (dev: Device, info: unknown) => unknown,
     remove: ((dev: Device, data: unknown) => void) | null,
   ) {
-    if (!/^[A-Za-z0-9_.,+-]+$/.test(name)) {
+    if (typeof name !== "string" || !/^[A-Za-z0-9_.,+-]+$/.test(name)) {
       throw new DevrefError(
         "EINVAL",
-        `driver name '${name}' is not valid; use letters, digits and _ . , + -`,
+        `driver name ${describeValue(name)} is not valid; use letters, digits and _ . , + -`,
       );
     }
+    checkBoolean("Driver", "suppressBindAttrs", suppressBindAttrs);
+    checkCallback("Driver", "probe", probe);
+    if (remove !== null) checkCallback("Driver", "remove", remove);
     this.name = name;
     this.suppressBindAttrs = suppressBindAttrs;
     this.#record = new DriverRecord(this, probe, remove);

@@ -12,6 +12,7 @@ import {
   type IrqHandler,
   type IrqLine,
   type IrqSpec,
+  Machine,
   type MemResource,
   type MmioBackend,
   MmioRegion,
@@ -52,7 +53,7 @@ import {
 } from "@devref/raw-device";
 import { adoptRef, CONTEXT_CORE, liveObject, requireContext } from "@devref/raw-device/unsafe";
 import { type BusOptions, BusType, type MatchResult } from "./bus.js";
-import { Driver, type DriverRegistration } from "./driver.js";
+import { checkDriverSpec, checkTable, Driver, type DriverRegistration } from "./driver.js";
 import type { IommuRefSpec } from "./platform.js";
 
 /** One BAR (base address register) of a PCI function. */
@@ -418,6 +419,20 @@ export class PciDriver<D = unknown, I = unknown> extends Driver<D> {
 
   /** @internal Use {@link definePciDriver}. */
   constructor(spec: PciDriverSpec<D, I>) {
+    const where = "definePciDriver";
+    checkDriverSpec(where, spec);
+    const table = checkTable(where, "spec.idTable", spec.idTable, (e, at) => {
+      for (const [k, max] of [
+        ["vendor", 0xffff],
+        ["device", 0xffff],
+        ["subvendor", 0xffff],
+        ["subdevice", 0xffff],
+        ["classCode", 0xff_ffff],
+        ["classMask", 0xff_ffff],
+      ] as const) {
+        if (e[k] !== undefined) checkInteger(where, `${at}.${k}`, e[k], 0, max);
+      }
+    });
     const remove = spec.remove;
     super(
       spec.name,
@@ -431,7 +446,7 @@ export class PciDriver<D = unknown, I = unknown> extends Driver<D> {
         : // SAFETY: as for probe; data is what this driver's probe returned.
           (dev, data) => remove(dev as unknown as Borrowed<PciDevice<Core>, never>, data as D),
     );
-    this.idTable = [...spec.idTable];
+    this.idTable = [...table];
   }
 }
 
@@ -544,10 +559,18 @@ export class PciBus extends BusType<PciDevice> {
    *
    * **Errors:** `EEXIST` if the machine has a bus of that name; `EINVAL` for bad numbers.
    */
-  constructor(options: BusOptions & { readonly domain?: number; readonly busNumber?: number } = {}) {
+  constructor(
+    options: BusOptions & { readonly domain?: number; readonly busNumber?: number } = {},
+  ) {
     super(options, "pci", undefined, PciDevice);
     this.domain = checkInteger("new PciBus", "options.domain", options.domain ?? 0, 0, 0xffff);
-    this.busNumber = checkInteger("new PciBus", "options.busNumber", options.busNumber ?? 0, 0, 0xff);
+    this.busNumber = checkInteger(
+      "new PciBus",
+      "options.busNumber",
+      options.busNumber ?? 0,
+      0,
+      0xff,
+    );
   }
 
   protected override acceptsDriver(drv: Driver<unknown>): boolean {
@@ -569,11 +592,6 @@ export class PciBus extends BusType<PciDevice> {
       return { info: id.data };
     }
     return null;
-  }
-
-  protected override dmaConfigure(st: DeviceState): void {
-    if (st.dmaMaskBits === null) st.dmaMaskBits = 32;
-    if (st.coherentDmaMaskBits === null) st.coherentDmaMaskBits = 32;
   }
 
   /** Registers a PCI driver; see {@link BusType.registerDriver}. */
@@ -618,10 +636,16 @@ export class PciBus extends BusType<PciDevice> {
     if (spec.msiTarget !== undefined) {
       checkObject(where, "spec.msiTarget", spec.msiTarget);
       if (typeof spec.msiTarget.setVector !== "function") {
-        throw argumentError(where, "spec.msiTarget.setVector", "a function", spec.msiTarget.setVector);
+        throw argumentError(
+          where,
+          "spec.msiTarget.setVector",
+          "a function",
+          spec.msiTarget.setVector,
+        );
       }
     }
-    if (spec.driverOverride !== undefined) checkString(where, "spec.driverOverride", spec.driverOverride);
+    if (spec.driverOverride !== undefined)
+      checkString(where, "spec.driverOverride", spec.driverOverride);
     const name = `${hex(this.domain, 4)}:${hex(this.busNumber, 2)}:${hex(spec.slot, 2)}.${func}`;
     if (spec.release !== undefined) checkRelease(name, spec.release);
     const barSpecs = spec.bars === undefined ? [] : spec.bars;
@@ -677,6 +701,7 @@ export class PciBus extends BusType<PciDevice> {
 
 /** The MSI interrupt domain of `machine` (created on first use). */
 export function msiDomainOf(machine: import("@devref/device-core").Machine): IrqDomain {
+  checkInstance("msiDomainOf", "machine", machine, Machine);
   return (
     IrqDomain.find(machine, MSI_IRQ_DOMAIN) ??
     new IrqDomain({ machine, name: MSI_IRQ_DOMAIN, size: MSI_LINES })

@@ -10,6 +10,7 @@ import {
   type IrqHandler,
   type IrqLine,
   type IrqSpec,
+  Machine,
   type MemResource,
   type MmioBackend,
   MmioRegion,
@@ -51,7 +52,7 @@ import {
 } from "@devref/raw-device";
 import { adoptRef, liveObject } from "@devref/raw-device/unsafe";
 import { type BusOptions, BusType, type MatchResult } from "./bus.js";
-import { Driver, type DriverRegistration } from "./driver.js";
+import { checkDriverSpec, checkTable, Driver, type DriverRegistration } from "./driver.js";
 
 /** One memory resource of a platform device, as given when the device is created. */
 export interface MemResourceSpec {
@@ -179,10 +180,7 @@ export class PlatformDevice<Ctx extends DeviceContext = Normal> extends Device<C
     checkInteger("resource", "index", index, 0, 31);
     const r = st.fwnode.mem[index];
     if (r === undefined) {
-      throw new DevrefError(
-        "ENXIO",
-        `device '${st.name}' has no memory resource ${String(index)}`,
-      );
+      throw new DevrefError("ENXIO", `device '${st.name}' has no memory resource ${String(index)}`);
     }
     return { name: r.name, start: r.start, size: r.size };
   }
@@ -318,6 +316,14 @@ export class PlatformDriver<D = unknown, I = unknown> extends Driver<D> {
 
   /** @internal Use {@link definePlatformDriver}. */
   constructor(spec: PlatformDriverSpec<D, I>) {
+    const where = "definePlatformDriver";
+    checkDriverSpec(where, spec);
+    const of = checkTable(where, "spec.ofMatchTable", spec.ofMatchTable, (e, at) => {
+      checkString(where, `${at}.compatible`, e.compatible, true);
+    });
+    const ids = checkTable(where, "spec.idTable", spec.idTable, (e, at) => {
+      checkString(where, `${at}.name`, e.name, true);
+    });
     const remove = spec.remove;
     super(
       spec.name,
@@ -331,8 +337,8 @@ export class PlatformDriver<D = unknown, I = unknown> extends Driver<D> {
         : // SAFETY: as for probe; data is what this driver's probe returned.
           (dev, data) => remove(dev as unknown as Borrowed<PlatformDevice<Core>, never>, data as D),
     );
-    this.ofMatchTable = [...(spec.ofMatchTable ?? [])];
-    this.idTable = [...(spec.idTable ?? [])];
+    this.ofMatchTable = [...of];
+    this.idTable = [...ids];
   }
 }
 
@@ -399,12 +405,6 @@ export class PlatformBus extends BusType<PlatformDevice> {
     return drv.name === st.baseName ? { info: undefined } : null;
   }
 
-  protected override dmaConfigure(st: DeviceState): void {
-    // Platform devices start with 32-bit masks (of_dma_configure / setup_pdev_dma_masks).
-    if (st.dmaMaskBits === null) st.dmaMaskBits = 32;
-    if (st.coherentDmaMaskBits === null) st.coherentDmaMaskBits = 32;
-  }
-
   /** Registers a platform driver; see {@link BusType.registerDriver}. */
   override registerDriver<D, I>(drv: PlatformDriver<D, I>): DriverRegistration {
     return super.registerDriver(drv);
@@ -439,7 +439,10 @@ export class PlatformBus extends BusType<PlatformDevice> {
   } {
     const where = "PlatformBus.register";
     checkObject(where, "spec", spec);
-    if (typeof spec.name !== "string" || !/^[A-Za-z0-9_@,+:-][A-Za-z0-9_@,.+:-]*$/.test(spec.name)) {
+    if (
+      typeof spec.name !== "string" ||
+      !/^[A-Za-z0-9_@,+:-][A-Za-z0-9_@,.+:-]*$/.test(spec.name)
+    ) {
       throw new DevrefError(
         "EINVAL",
         `platform device name '${String(spec.name)}' is not valid; use letters, digits and _ @ , . + : -`,
@@ -447,7 +450,8 @@ export class PlatformBus extends BusType<PlatformDevice> {
     }
     if (spec.id !== undefined) checkInteger(where, "spec.id", spec.id, 0, 0x7fff_ffff);
     const name = spec.id === undefined ? spec.name : `${spec.name}.${spec.id}`;
-    if (spec.driverOverride !== undefined) checkString(where, "spec.driverOverride", spec.driverOverride);
+    if (spec.driverOverride !== undefined)
+      checkString(where, "spec.driverOverride", spec.driverOverride);
     if (spec.release !== undefined) checkRelease(name, spec.release);
     const parent =
       spec.parent === undefined || spec.parent === null
@@ -465,23 +469,22 @@ export class PlatformBus extends BusType<PlatformDevice> {
       checkInteger(where, `spec.irqs[${i}]`, n, 0, DEFAULT_IRQ_LINES - 1);
     });
     const interrupts = spec.interrupts === undefined ? [] : spec.interrupts;
-    if (!Array.isArray(interrupts)) throw argumentError(where, "spec.interrupts", "an array", interrupts);
+    if (!Array.isArray(interrupts))
+      throw argumentError(where, "spec.interrupts", "an array", interrupts);
     const iommus = spec.iommus === undefined ? [] : spec.iommus;
     if (!Array.isArray(iommus)) throw argumentError(where, "spec.iommus", "an array", iommus);
     const fwnode = checkFirmwareNode(`platform device '${name}'`, {
       compatible: spec.compatible === undefined ? [] : spec.compatible,
-      mem: memSpecs.map(
-        (r, i): MemResource => {
-          checkObject(where, `spec.mem[${i}]`, r);
-          if (r.name !== undefined) checkString(where, `spec.mem[${i}].name`, r.name);
-          return {
-            name: r.name ?? `mem${i}`,
-            start: r.start,
-            size: r.size,
-            backend: r.backend ?? lazyRegisterFile(r.size),
-          };
-        },
-      ),
+      mem: memSpecs.map((r, i): MemResource => {
+        checkObject(where, `spec.mem[${i}]`, r);
+        if (r.name !== undefined) checkString(where, `spec.mem[${i}].name`, r.name);
+        return {
+          name: r.name ?? `mem${i}`,
+          start: r.start,
+          size: r.size,
+          backend: r.backend ?? lazyRegisterFile(r.size),
+        };
+      }),
       interrupts: [
         ...interrupts,
         ...irqs.map((hwirq): IrqSpec => ({ domain: DEFAULT_IRQ_DOMAIN, hwirq, trigger: "edge" })),
@@ -520,6 +523,7 @@ function lazyRegisterFile(size: number): MmioBackend {
 
 /** The default interrupt domain of `machine`, for the `irqs` shorthand (created on first use). */
 export function defaultIrqDomain(machine: import("@devref/device-core").Machine): IrqDomain {
+  checkInstance("defaultIrqDomain", "machine", machine, Machine);
   return (
     IrqDomain.find(machine, DEFAULT_IRQ_DOMAIN) ??
     new IrqDomain({ machine, name: DEFAULT_IRQ_DOMAIN, size: DEFAULT_IRQ_LINES })

@@ -1,4 +1,4 @@
-import { definePlatformDriver, type PlatformDevice, PlatformBus } from "@devref/bus";
+import { definePlatformDriver, PlatformBus, type PlatformDevice } from "@devref/bus";
 import type { Devres, IrqSpec, MmioRegion } from "@devref/device-core";
 import type { ARef, Borrowed, Core } from "@devref/raw-device";
 import { describe, expectTypeOf, it } from "vitest";

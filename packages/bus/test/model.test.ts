@@ -406,7 +406,9 @@ describe("the driver model against a reference model", () => {
           for (const x of real.refs) if (x.live) x.handle.put();
           await real.bus.settle();
           expect(real.releases.every((n) => n === 1)).toBe(true);
-          expect(auditDevices(real.bus.machine).filter((a) => a.name.startsWith(`${prefix}d`))).toEqual([]);
+          expect(
+            auditDevices(real.bus.machine).filter((a) => a.name.startsWith(`${prefix}d`)),
+          ).toEqual([]);
           for (const t of real.tokens) {
             expect(t.events.join(" ")).toMatch(TOKEN_ORDER);
             // Every binding's resources were released.

@@ -7,7 +7,7 @@ import {
   formatHolders,
   holders,
 } from "@devref/device-core";
-import { deviceStateOf, DevresNode, devresAdd, RES } from "@devref/device-core/unsafe";
+import { DevresNode, deviceStateOf, devresAdd, RES } from "@devref/device-core/unsafe";
 import { type ARef, DevrefError, refcountOf } from "@devref/raw-device";
 import { describe, expect, it } from "vitest";
 import { captureLog, currentMachine, freshBus, gate, recordEvents } from "./helpers.js";

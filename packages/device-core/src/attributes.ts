@@ -52,4 +52,3 @@ export function defineAttribute<T>(spec: Attribute<T>): Static<Attribute<T>> {
   // SAFETY: attribute definitions live as long as the program (they are module constants).
   return spec as Static<Attribute<T>>;
 }
-

@@ -3,9 +3,15 @@
 //! Work a driver schedules itself — deferred work, timers, completions, mailbox callbacks
 //! — gets a Bound borrow only while the binding lasts.
 
-import { type Borrowed, type Bound, checkCallback, checkString, isThenable } from "@devref/raw-device";
+import {
+  type Borrowed,
+  type Bound,
+  checkCallback,
+  checkString,
+  isThenable,
+} from "@devref/raw-device";
 import { CONTEXT_BOUND } from "@devref/raw-device/unsafe";
-import { type Device, boundState } from "./device.js";
+import { boundState, type Device } from "./device.js";
 import { DevresNode, devresAdd, devresDetach, RES } from "./devres-list.js";
 import { DeviceScope } from "./scope.js";
 

@@ -14,15 +14,9 @@ import {
 import { adoptRef } from "@devref/raw-device/unsafe";
 import { Device } from "./device.js";
 import { devresReleaseAll } from "./devres-list.js";
-import { defaultMachine, Machine } from "./machine.js";
+import { coreOf, defaultMachine, Machine } from "./machine.js";
 import { checkMemResource, checkMmioBackend } from "./mmio.js";
-import {
-  DeviceState,
-  deviceStateOf,
-  type FirmwareNode,
-  listAppend,
-  listRemove,
-} from "./state.js";
+import { DeviceState, deviceStateOf, type FirmwareNode, listAppend, listRemove } from "./state.js";
 
 /** What {@link createDevice} takes. */
 export interface DeviceInit {
@@ -63,7 +57,8 @@ export function createDevice(init: DeviceInit, label = "creator"): ARef<Device> 
       ? null
       : deviceStateOf(checkInstance("createDevice", "init.parent", init.parent, Device));
   const machine = machineFor("createDevice", init.machine, parent);
-  const fwnode = init.fwnode === undefined ? undefined : checkFirmwareNode("createDevice", init.fwnode);
+  const fwnode =
+    init.fwnode === undefined ? undefined : checkFirmwareNode("createDevice", init.fwnode);
   checkRelease(init.name, init.release);
   const st = new DeviceState(
     { name: init.name, parent, machine, fwnode, release: init.release },
@@ -120,7 +115,8 @@ export function checkFirmwareNode(where: string, fw: Partial<FirmwareNode>): Fir
     checkMemResource(where, r, `mem[${i}]`);
     checkMmioBackend(where, `mem[${i}].backend`, r.backend);
   });
-  const interrupts = fw.interrupts === undefined ? [] : checkArray(where, "interrupts", fw.interrupts);
+  const interrupts =
+    fw.interrupts === undefined ? [] : checkArray(where, "interrupts", fw.interrupts);
   interrupts.forEach((irq, i) => {
     checkObject(where, `interrupts[${i}]`, irq);
     checkString(where, `interrupts[${i}].domain`, irq.domain, true);
@@ -145,7 +141,11 @@ export function checkFirmwareNode(where: string, fw: Partial<FirmwareNode>): Fir
   });
 }
 
-function checkArray<T>(where: string, param: string, value: readonly T[] | undefined): readonly T[] {
+function checkArray<T>(
+  where: string,
+  param: string,
+  value: readonly T[] | undefined,
+): readonly T[] {
   if (!Array.isArray(value)) throw argumentError(where, param, "an array", value);
   return value;
 }
@@ -238,7 +238,7 @@ export function addState(st: DeviceState): void {
     st.bus?.notify("ADD_DEVICE", st);
     if (!st.dead) st.bus?.probeDevice(st);
     if (st.registered) {
-      if (parent === null) listAppend(st.machine.roots, st, false);
+      if (parent === null) listAppend(coreOf(st.machine).roots, st, false);
       else parent.addChild(st);
     }
   } finally {
@@ -274,7 +274,7 @@ export function delState(st: DeviceState): void {
     devresReleaseAll(st);
     st.bus?.notify("REMOVED_DEVICE", st);
     st.registered = false;
-    if (st.parent === null) listRemove(st.machine.roots, st, false);
+    if (st.parent === null) listRemove(coreOf(st.machine).roots, st, false);
     else st.parent.removeChild(st);
     st.dropParentRef();
   } finally {

@@ -4,7 +4,8 @@
 //! devm_* call made from a release() callback is a double free found much later. Here every
 //! managed resource knows its device and binding, so the misuse is reported where it happens.
 
-import { defaultMachine, type Machine } from "./machine.js";
+import { checkInstance } from "@devref/raw-device";
+import { defaultMachine, Machine } from "./machine.js";
 
 /** The kinds of devres misuse the debug mode reports. */
 export type DevresMisuseKind =
@@ -66,7 +67,9 @@ export function configureDevresDebug(
   options: DevresDebugOptions,
   machine: Machine = defaultMachine(),
 ): { debug: boolean; onMisuse: ((misuse: DevresMisuse) => void) | null } {
-  return machine.configureDevresDebug(options);
+  return checkInstance("configureDevresDebug", "machine", machine, Machine).configureDevresDebug(
+    options,
+  );
 }
 
 /** Sends one report to `machine`'s reporter. */

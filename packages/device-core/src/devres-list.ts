@@ -6,6 +6,7 @@
 import { DevrefError } from "@devref/raw-device";
 import type { Lifetime } from "@devref/raw-device/unsafe";
 import { captureStack, reportDevresMisuse } from "./debug.js";
+import { coreOf } from "./machine.js";
 import type { DeviceState } from "./state.js";
 
 /** Node kinds: a resource, a group's opening marker, a group's closing marker. */
@@ -24,7 +25,8 @@ export class DevresGroup {
 
 /** A devres node: one managed resource (or a group marker) on a device's list. */
 export class DevresNode {
-  /** @internal The device reference this node holds while on a list. */ holder: Lifetime | null = null;
+  /** @internal The device reference this node holds while on a list. */ holder: Lifetime | null =
+    null;
   readonly label: string;
   /** @internal 0 resource, 1 group open, 2 group close. */
   readonly kind: number;
@@ -145,7 +147,7 @@ export function devresAttach(st: DeviceState, node: DevresNode): void {
 /** @internal Reports a devres release made from a device release callback (debug mode). */
 export function noteReleaseFromReleaseCallback(label: string, st: DeviceState): void {
   if (!st.machine.devresDebug) return;
-  const running = st.machine.releaseRunning;
+  const running = coreOf(st.machine).releaseRunning;
   if (running === undefined) return;
   reportDevresMisuse(st.machine, {
     kind: "released-from-release-callback",

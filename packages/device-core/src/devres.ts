@@ -9,6 +9,7 @@ function checkRevocableOptions<T>(where: string, options: RevocableOptions<T>): 
   if (options.label !== undefined) checkString(where, "options.label", options.label);
   if (options.release !== undefined) checkCallback(where, "options.release", options.release);
 }
+
 import { captureStack, reportDevresMisuse } from "./debug.js";
 import { boundState, type Device } from "./device.js";
 import {
@@ -77,6 +78,7 @@ export class Revocable<T> implements Disposable {
 
   /** Calls `fn` with the value and returns its result, or undefined once revoked (try_access_with). */
   tryAccessWith<R>(fn: (value: T) => R): R | undefined {
+    checkCallback("Revocable.tryAccessWith", "fn", fn);
     if (!this.revAvailable) {
       this.onRevokedAccess();
       return undefined;

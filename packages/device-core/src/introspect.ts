@@ -1,9 +1,9 @@
 //! Introspection: the device tree (like `tree /sys/devices`), holders, and an audit of
 //! everything not yet released.
 
-import { holders } from "@devref/raw-device";
+import { checkInstance, holders } from "@devref/raw-device";
 import type { Device } from "./device.js";
-import { defaultMachine, Machine } from "./machine.js";
+import { coreOf, defaultMachine, Machine } from "./machine.js";
 import { type DeviceLifecycle, type DeviceState, deviceStateOf } from "./state.js";
 
 function describe(st: DeviceState): string {
@@ -17,13 +17,15 @@ function describe(st: DeviceState): string {
   }
   if (st.disconnected) parts.push("disconnected");
   const failed = st.probeError;
-  if (failed !== undefined && (b === null || b.phase === "ended")) parts.push(`probe failed: ${errnoName(failed)}`);
+  if (failed !== undefined && (b === null || b.phase === "ended"))
+    parts.push(`probe failed: ${errnoName(failed)}`);
   parts.push(`${st.refcount.value} ref${st.refcount.value === 1 ? "" : "s"}`);
   return `${st.name} [${parts.join(", ")}]`;
 }
 
 function errnoName(e: unknown): string {
-  if (typeof e === "object" && e !== null && "code" in e && typeof e.code === "string") return e.code;
+  if (typeof e === "object" && e !== null && "code" in e && typeof e.code === "string")
+    return e.code;
   return "exception";
 }
 
@@ -56,7 +58,8 @@ export function deviceTree(root?: Device | Machine): string {
     walk(deviceStateOf(root), "", true, out, true);
   } else {
     const machine = root ?? defaultMachine();
-    for (let st = machine.roots.head; st !== null; st = st.nextSibling) walk(st, "", true, out, true);
+    for (let st = coreOf(machine).roots.head; st !== null; st = st.nextSibling)
+      walk(st, "", true, out, true);
   }
   return out.length === 0 ? "(no devices)" : out.join("\n");
 }
@@ -95,8 +98,9 @@ export interface DeviceAudit {
  * behind.
  */
 export function auditDevices(machine: Machine = defaultMachine()): DeviceAudit[] {
+  checkInstance("auditDevices", "machine", machine, Machine);
   const out: DeviceAudit[] = [];
-  for (let st = machine.live.head; st !== null; st = st.nextLive) {
+  for (let st = coreOf(machine).live.head; st !== null; st = st.nextLive) {
     out.push({
       name: st.name,
       lifecycle: st.lifecycle,

@@ -2,7 +2,7 @@
 //! (platform_get_irq: the device's interrupts come from its firmware description)
 
 import { checkCallback, checkInteger, DevrefError, describeValue } from "@devref/raw-device";
-import { type Device, boundState } from "./device.js";
+import { boundState, type Device } from "./device.js";
 import { Devres } from "./devres.js";
 import { IrqAction, IrqDomain, type IrqHandler, type IrqLine } from "./irq.js";
 import type { IrqSpec } from "./state.js";
@@ -25,7 +25,10 @@ export function requestIrqOf(
   checkInteger("requestIrq", "index", index, 0, 0x7fff_ffff);
   checkCallback("requestIrq", "handler", handler);
   if (name !== undefined && typeof name !== "string") {
-    throw new DevrefError("EINVAL", `requestIrq: name must be a string, not ${describeValue(name)}`);
+    throw new DevrefError(
+      "EINVAL",
+      `requestIrq: name must be a string, not ${describeValue(name)}`,
+    );
   }
   const irq = spec ?? st.fwnode.interrupts[index];
   if (irq === undefined) {

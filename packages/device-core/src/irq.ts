@@ -9,15 +9,18 @@ import {
   type Borrowed,
   type Bound,
   checkCallback,
+  checkInstance,
   checkInteger,
   checkObject,
+  checkOneOf,
   checkString,
   DevrefError,
+  describeValue,
 } from "@devref/raw-device";
 import { CONTEXT_BOUND, type HandleConstructor } from "@devref/raw-device/unsafe";
 import type { Device } from "./device.js";
+import { coreOf, defaultMachine, Machine } from "./machine.js";
 import { DeviceScope } from "./scope.js";
-import { defaultMachine, Machine } from "./machine.js";
 import type { DeviceState, IrqTrigger } from "./state.js";
 
 /** What an interrupt handler returns (irqreturn_t). */
@@ -132,17 +135,13 @@ export class IrqDomain {
       throw new DevrefError("EINVAL", "new IrqDomain: options.machine must be a Machine");
     }
     this.machine = machine;
-    machine.claimName("irq domain", this);
+    coreOf(machine).claimName("irq domain", this);
   }
 
   /** The domain named `name` on `machine`, or undefined. */
   static find(machine: Machine, name: string): IrqDomain | undefined {
-    const d = machine.lookup("irq domain", name);
+    const d = coreOf(machine).lookup("irq domain", name);
     return d instanceof IrqDomain ? d : undefined;
-  }
-
-  private checkLine(where: string, hwirq: number): void {
-    checkInteger(where, "hwirq", hwirq, 0, this.size - 1);
   }
 
   /**
@@ -152,7 +151,7 @@ export class IrqDomain {
    * **Errors:** `EINVAL` for a line outside the domain.
    */
   raise(hwirq: number): boolean {
-    this.checkLine("IrqDomain.raise", hwirq);
+    checkInteger("IrqDomain.raise", "hwirq", hwirq, 0, this.size - 1);
     const line = this.lines.get(hwirq);
     if (line === undefined) return false;
     if (line.trigger === "edge") {
@@ -161,7 +160,7 @@ export class IrqDomain {
       if (line.asserted) return false;
       line.asserted = true;
     }
-    return this.deliver(hwirq, line);
+    return deliver(this, hwirq, line);
   }
 
   /**
@@ -171,7 +170,7 @@ export class IrqDomain {
    * **Errors:** `EINVAL` for a line outside the domain.
    */
   lower(hwirq: number): void {
-    this.checkLine("IrqDomain.lower", hwirq);
+    checkInteger("IrqDomain.lower", "hwirq", hwirq, 0, this.size - 1);
     const line = this.lines.get(hwirq);
     if (line === undefined) return;
     line.asserted = false;
@@ -211,20 +210,20 @@ export class IrqDomain {
     if (!this.allocated.delete(first)) {
       throw new DevrefError(
         "EINVAL",
-        `interrupt domain '${this.name}': line ${String(first)} does not start an allocation`,
+        `interrupt domain '${this.name}': line ${describeValue(first)} does not start an allocation`,
       );
     }
   }
 
   /** Whether level line `hwirq` is asserted. */
   isAsserted(hwirq: number): boolean {
-    this.checkLine("IrqDomain.isAsserted", hwirq);
+    checkInteger("IrqDomain.isAsserted", "hwirq", hwirq, 0, this.size - 1);
     return this.lines.get(hwirq)?.asserted ?? false;
   }
 
   /** Whether line `hwirq` was disabled by the spurious-interrupt detector. */
   isDisabled(hwirq: number): boolean {
-    this.checkLine("IrqDomain.isDisabled", hwirq);
+    checkInteger("IrqDomain.isDisabled", "hwirq", hwirq, 0, this.size - 1);
     return this.lines.get(hwirq)?.disabled ?? false;
   }
 
@@ -236,68 +235,6 @@ export class IrqDomain {
       .map(([n, l]) => `${n}: ${l.count} ${l.actions.map((a) => a.line.name).join(", ")}`);
   }
 
-  /** Runs the handlers of a line until nothing is pending; returns whether one handled it. */
-  private deliver(hwirq: number, line: LineState): boolean {
-    if (line.delivering || line.disabled || line.actions.length === 0) return false;
-    line.delivering = true;
-    let handled = false;
-    try {
-      do {
-        line.pendingEdge = false;
-        line.count++;
-        const round = this.runHandlers(line);
-        handled ||= round;
-        if (round) line.unhandled = 0;
-        else if (++line.unhandled >= IRQ_UNHANDLED_LIMIT) {
-          this.disable(line, hwirq, "nobody cared (no handler returned handled)");
-          break;
-        }
-      } while (line.pendingEdge && !line.disabled && line.actions.length > 0);
-    } finally {
-      line.delivering = false;
-    }
-    if (line.trigger === "level" && line.asserted && !line.disabled) this.queueRedelivery(hwirq, line);
-    return handled;
-  }
-
-  private queueRedelivery(hwirq: number, line: LineState): void {
-    if (line.redeliveryQueued) return;
-    if (++line.storm >= IRQ_STORM_LIMIT) {
-      this.disable(line, hwirq, "interrupt storm (the line stayed asserted)");
-      return;
-    }
-    line.redeliveryQueued = true;
-    this.machine.scheduler.queue(() => {
-      line.redeliveryQueued = false;
-      if (line.asserted) this.deliver(hwirq, line);
-    });
-  }
-
-  private disable(line: LineState, hwirq: number, why: string): void {
-    line.disabled = true;
-    const names = line.actions.map((a) => a.st.name).join(", ") || "no device";
-    this.machine.log("err", `irq ${this.name}:${hwirq}`, null, `${why}; disabling it (${names})`);
-  }
-
-  private runHandlers(line: LineState): boolean {
-    let handled = false;
-    for (const action of [...line.actions]) {
-      if (!action.active) continue;
-      const scope = new DeviceScope(CONTEXT_BOUND);
-      try {
-        // SAFETY: the action is active only while its binding holds the devres, so the device
-        // is bound (or unbinding) for the whole call; the borrow dies after it.
-        const dev = scope.borrow(action.st, action.Handle) as Borrowed<Device<Bound>, never>;
-        if (action.handler(dev) === "handled") handled = true;
-      } catch (e) {
-        action.st.log("err", `IRQ ${this.name}:${action.line.hwirq} handler failed: ${String(e)}`);
-      } finally {
-        scope.close();
-      }
-    }
-    return handled;
-  }
-
   /**
    * @internal Adds a handler (request_irq). A line's trigger is set by its first request;
    * a shared request with another trigger is refused.
@@ -305,7 +242,9 @@ export class IrqDomain {
    * **Errors:** `EBUSY` for a trigger mismatch; `EINVAL` for a line outside the domain.
    */
   request(action: IrqAction, trigger: IrqTrigger): void {
-    this.checkLine("requestIrq", action.line.hwirq);
+    checkInstance("IrqDomain.request", "action", action, IrqAction);
+    checkOneOf("IrqDomain.request", "trigger", trigger, ["level", "edge"]);
+    checkInteger("requestIrq", "hwirq", action.line.hwirq, 0, this.size - 1);
     checkCallback("requestIrq", "handler", action.handler);
     let line = this.lines.get(action.line.hwirq);
     if (line === undefined) {
@@ -323,12 +262,13 @@ export class IrqDomain {
     line.actions.push(action);
     // A level line already asserted interrupts the new handler at once.
     if (line.trigger === "level" && line.asserted && !line.delivering) {
-      this.queueRedelivery(action.line.hwirq, line);
+      queueRedelivery(this, action.line.hwirq, line);
     }
   }
 
   /** @internal Removes a handler (free_irq); it never runs again. */
   free(action: IrqAction): void {
+    checkInstance("IrqDomain.free", "action", action, IrqAction);
     action.active = false;
     const line = this.lines.get(action.line.hwirq);
     if (line === undefined) return;
@@ -340,4 +280,67 @@ export class IrqDomain {
       line.storm = 0;
     }
   }
+}
+
+/** Runs the handlers of a line until nothing is pending; returns whether one handled it. */
+function deliver(domain: IrqDomain, hwirq: number, line: LineState): boolean {
+  if (line.delivering || line.disabled || line.actions.length === 0) return false;
+  line.delivering = true;
+  let handled = false;
+  try {
+    do {
+      line.pendingEdge = false;
+      line.count++;
+      const round = runHandlers(domain, line);
+      handled ||= round;
+      if (round) line.unhandled = 0;
+      else if (++line.unhandled >= IRQ_UNHANDLED_LIMIT) {
+        disable(domain, line, hwirq, "nobody cared (no handler returned handled)");
+        break;
+      }
+    } while (line.pendingEdge && !line.disabled && line.actions.length > 0);
+  } finally {
+    line.delivering = false;
+  }
+  if (line.trigger === "level" && line.asserted && !line.disabled)
+    queueRedelivery(domain, hwirq, line);
+  return handled;
+}
+
+function queueRedelivery(domain: IrqDomain, hwirq: number, line: LineState): void {
+  if (line.redeliveryQueued) return;
+  if (++line.storm >= IRQ_STORM_LIMIT) {
+    disable(domain, line, hwirq, "interrupt storm (the line stayed asserted)");
+    return;
+  }
+  line.redeliveryQueued = true;
+  domain.machine.scheduler.queue(() => {
+    line.redeliveryQueued = false;
+    if (line.asserted) deliver(domain, hwirq, line);
+  });
+}
+
+function disable(domain: IrqDomain, line: LineState, hwirq: number, why: string): void {
+  line.disabled = true;
+  const names = line.actions.map((a) => a.st.name).join(", ") || "no device";
+  domain.machine.log("err", `irq ${domain.name}:${hwirq}`, null, `${why}; disabling it (${names})`);
+}
+
+function runHandlers(domain: IrqDomain, line: LineState): boolean {
+  let handled = false;
+  for (const action of [...line.actions]) {
+    if (!action.active) continue;
+    const scope = new DeviceScope(CONTEXT_BOUND);
+    try {
+      // SAFETY: the action is active only while its binding holds the devres, so the device
+      // is bound (or unbinding) for the whole call; the borrow dies after it.
+      const dev = scope.borrow(action.st, action.Handle) as Borrowed<Device<Bound>, never>;
+      if (action.handler(dev) === "handled") handled = true;
+    } catch (e) {
+      action.st.log("err", `IRQ ${domain.name}:${action.line.hwirq} handler failed: ${String(e)}`);
+    } finally {
+      scope.close();
+    }
+  }
+  return handled;
 }

@@ -1,8 +1,8 @@
 //! C header: include/linux/dev_printk.h (dev_err, dev_warn, dev_info, dev_dbg, dev_err_probe)
 
-import { checkString, DevrefError, type Errno } from "@devref/raw-device";
+import { checkInstance, checkString, DevrefError, type Errno } from "@devref/raw-device";
 import type { Device } from "./device.js";
-import { defaultMachine, type LogLevel, type LogSink, type Machine } from "./machine.js";
+import { defaultMachine, type LogLevel, type LogSink, Machine } from "./machine.js";
 import { deviceStateOf } from "./state.js";
 
 export {
@@ -24,7 +24,7 @@ export {
  * ```
  */
 export function setLogSink(next: LogSink, machine: Machine = defaultMachine()): LogSink {
-  return machine.setLogSink(next);
+  return checkInstance("setLogSink", "machine", machine, Machine).setLogSink(next);
 }
 
 function devLog(level: LogLevel, dev: Device, message: string): void {

@@ -8,7 +8,9 @@
 
 import {
   checkCallback,
+  checkInstance,
   checkObject,
+  checkOneOf,
   checkString,
   DevrefError,
   defaultOwnershipSettings,
@@ -122,6 +124,151 @@ export interface DeviceList {
 }
 
 /**
+ * The parts of a machine only device packages reach (through `@devref/device-core/unsafe`,
+ * {@link coreOf}): the device registry, the names of buses and interrupt domains, the
+ * driver core's deferred-probe lists and work in flight, the release-callback stack.
+ *
+ * **Invariants:** a device is on `live` from creation to release, and on `roots` (or its
+ * parent's child list) while registered.
+ */
+export class MachineCore {
+  readonly machine: Machine;
+  /** Every initialized, unreleased device. */
+  readonly live: DeviceList = { head: null, tail: null };
+  /** Registered devices without a parent. */
+  readonly roots: DeviceList = { head: null, tail: null };
+  private readonly named: Map<string, NamedOnMachine> = new Map();
+  /** Which devices are running their release callback (a release may put a parent). */
+  private readonly releasing: string[] = [];
+  // Deferred probe (drivers/base/dd.c): pending waits for a trigger, active is being retried.
+  private readonly pending: Set<DeviceState> = new Set();
+  private readonly active: DeviceState[] = [];
+  private triggers = 0;
+  private workQueued = false;
+  /** @internal */
+  readonly inflight: Set<Promise<unknown>> = new Set();
+
+  constructor(machine: Machine) {
+    this.machine = machine;
+  }
+
+  /**
+   * Registers a bus or an interrupt domain under its kind and name.
+   *
+   * **Errors:** `EEXIST` if the name is taken on this machine.
+   */
+  claimName(kind: string, item: NamedOnMachine): void {
+    const key = `${kind}:${item.name}`;
+    if (this.named.has(key)) {
+      throw new DevrefError(
+        "EEXIST",
+        `machine '${this.machine.name}' already has a ${kind} named '${item.name}'; pick another name`,
+      );
+    }
+    this.named.set(key, item);
+  }
+
+  /** The bus or interrupt domain of `kind` named `name`, if any. */
+  lookup(kind: string, name: string): NamedOnMachine | undefined {
+    return this.named.get(`${kind}:${name}`);
+  }
+
+  /** The names of everything of `kind` registered on the machine, in order. */
+  names(kind: string): string[] {
+    const prefix = `${kind}:`;
+    return [...this.named.keys()]
+      .filter((k) => k.startsWith(prefix))
+      .map((k) => k.slice(prefix.length));
+  }
+
+  enterRelease(name: string): void {
+    this.releasing.push(name);
+  }
+  exitRelease(): void {
+    this.releasing.pop();
+  }
+  /** The device whose release callback is running, if any. */
+  get releaseRunning(): string | undefined {
+    return this.releasing[this.releasing.length - 1];
+  }
+
+  /** Tracks an asynchronous probe or attach so `waitForDeviceProbe` waits for it. */
+  track(p: Promise<unknown>): void {
+    const inflight = this.inflight;
+    inflight.add(p);
+    const done = (): void => {
+      inflight.delete(p);
+    };
+    p.then(done, done);
+  }
+
+  /** driver_deferred_probe_add. */
+  deferredAdd(st: DeviceState): void {
+    this.pending.add(st);
+  }
+
+  /** driver_deferred_probe_del. */
+  deferredDel(st: DeviceState): void {
+    if (this.pending.size === 0 && this.active.length === 0) return;
+    this.pending.delete(st);
+    const i = this.active.indexOf(st);
+    if (i >= 0) this.active.splice(i, 1);
+  }
+
+  /** The trigger count: a probe that defers compares it with its start value. */
+  get triggerCount(): number {
+    return this.triggers;
+  }
+
+  /**
+   * driver_deferred_probe_trigger: moves every pending device to the active list and
+   * queues the work that retries them. Runs after any successful bind.
+   */
+  triggerDeferred(): void {
+    for (const st of this.pending) this.active.push(st);
+    this.pending.clear();
+    this.triggers++;
+    if (this.workQueued) return;
+    this.workQueued = true;
+    this.track(
+      new Promise<void>((resolve) => {
+        this.machine.scheduler.queue(() => {
+          try {
+            this.runDeferredWork();
+          } finally {
+            resolve();
+          }
+        });
+      }),
+    );
+  }
+
+  private runDeferredWork(): void {
+    this.workQueued = false;
+    const active = this.active;
+    while (active.length > 0) {
+      const st = active.shift()!;
+      if (st.registered && !st.dead && st.binding === null) st.bus?.probeDevice(st);
+    }
+  }
+
+  /** Whether `st` is on a deferred list. */
+  isDeferred(st: DeviceState): boolean {
+    return this.pending.has(st) || this.active.includes(st);
+  }
+
+  /** The deferred devices, pending first, in order. */
+  deferred(): DeferredDevice[] {
+    return [...this.pending, ...this.active].map((st) => ({
+      name: st.name,
+      reason: st.deferredReason,
+    }));
+  }
+}
+
+let coreOfMachine: (machine: Machine) => MachineCore;
+
+/**
  * One running system (a board, a simulated SoC, a test): its devices, driver-core work,
  * log, debug settings, buses, interrupt domains and DMA layer.
  *
@@ -142,30 +289,21 @@ export class Machine {
   readonly scheduler: Scheduler;
   /** Ownership debug settings of this machine's devices (stacks, leak reports). */
   readonly ownership: OwnershipSettings;
-  /** @internal Every initialized, unreleased device. */
-  readonly live: DeviceList = { head: null, tail: null };
-  /** @internal Registered devices without a parent. */
-  readonly roots: DeviceList = { head: null, tail: null };
-  /** @internal The DMA layer, once one was created on this machine. */
-  dma: DmaLayer | null = null;
+  private readonly core: MachineCore;
+  private dmaLayer: DmaLayer | null = null;
   private sink: LogSink;
   private devresDebugOn = false;
   private misuseReporter: ((misuse: DevresMisuse) => void) | null = null;
-  /** Which devices are running their release callback (a release may put a parent). */
-  private readonly releasing: string[] = [];
-  private readonly named: Map<string, NamedOnMachine> = new Map();
-  // Deferred probe (drivers/base/dd.c): pending waits for a trigger, active is being retried.
-  private readonly pending: Set<DeviceState> = new Set();
-  private readonly active: DeviceState[] = [];
-  private triggers = 0;
-  private workQueued = false;
-  private readonly inflight: Set<Promise<unknown>> = new Set();
 
   constructor(options: MachineOptions = {}) {
     checkObject("new Machine", "options", options);
     this.name = checkString("new Machine", "options.name", options.name ?? "machine", true);
     const scheduler = options.scheduler ?? microtaskScheduler;
-    if (typeof scheduler !== "object" || scheduler === null || typeof scheduler.queue !== "function") {
+    if (
+      typeof scheduler !== "object" ||
+      scheduler === null ||
+      typeof scheduler.queue !== "function"
+    ) {
       throw new DevrefError(
         "EINVAL",
         "new Machine: options.scheduler must have a queue(job) method",
@@ -175,9 +313,17 @@ export class Machine {
     this.sink = checkCallback("new Machine", "options.logSink", options.logSink ?? consoleSink);
     const ownership = options.ownership ?? new OwnershipSettings();
     if (!(ownership instanceof OwnershipSettings)) {
-      throw new DevrefError("EINVAL", "new Machine: options.ownership must be an OwnershipSettings");
+      throw new DevrefError(
+        "EINVAL",
+        "new Machine: options.ownership must be an OwnershipSettings",
+      );
     }
     this.ownership = ownership;
+    this.core = new MachineCore(this);
+  }
+
+  static {
+    coreOfMachine = (machine) => machine.core;
   }
 
   // --- log ---------------------------------------------------------------------------------
@@ -192,8 +338,44 @@ export class Machine {
 
   /** Emits one record (`"<prefix> <device>: message"`). */
   log(level: LogLevel, device: string, prefix: string | null, message: string): void {
+    checkOneOf("Machine.log", "level", level, LOG_LEVELS);
+    checkString("Machine.log", "device", device);
+    if (prefix !== null) checkString("Machine.log", "prefix", prefix);
+    checkString("Machine.log", "message", message);
     const text = prefix === null ? `${device}: ${message}` : `${prefix} ${device}: ${message}`;
     this.sink({ level, device, prefix, message, text });
+  }
+
+  // --- DMA layer -------------------------------------------------------------------------------
+
+  /** The DMA layer created on this machine, if any (e.g. `@devref/dma-iommu`'s `DmaSystem`). */
+  get dma(): DmaLayer | null {
+    return this.dmaLayer;
+  }
+
+  /**
+   * Plugs in the DMA layer (done by the layer itself when created on the machine).
+   *
+   * **Errors:** `EEXIST` if the machine has one; `EINVAL` if `layer` lacks a method.
+   */
+  set dma(layer: DmaLayer | null) {
+    if (layer === null) {
+      this.dmaLayer = null;
+      return;
+    }
+    checkObject("Machine.dma", "layer", layer);
+    for (const m of ["configure", "quiesce", "deconfigure"] as const) {
+      if (typeof layer[m] !== "function") {
+        throw new DevrefError("EINVAL", `Machine.dma: the layer has no ${m}() method`);
+      }
+    }
+    if (this.dmaLayer !== null && this.dmaLayer !== layer) {
+      throw new DevrefError(
+        "EEXIST",
+        `machine '${this.name}' already has a DMA layer; one DMA system per machine`,
+      );
+    }
+    this.dmaLayer = layer;
   }
 
   // --- debug settings ------------------------------------------------------------------------
@@ -207,17 +389,15 @@ export class Machine {
     onMisuse: ((misuse: DevresMisuse) => void) | null;
   } {
     checkObject("configureDevresDebug", "options", options);
+    if (options.debug !== undefined && typeof options.debug !== "boolean") {
+      throw new DevrefError("EINVAL", "configureDevresDebug: debug must be true or false");
+    }
+    if (options.onMisuse !== undefined && options.onMisuse !== null) {
+      checkCallback("configureDevresDebug", "onMisuse", options.onMisuse);
+    }
     const previous = { debug: this.devresDebugOn, onMisuse: this.misuseReporter };
-    if (options.debug !== undefined) {
-      if (typeof options.debug !== "boolean") {
-        throw new DevrefError("EINVAL", "configureDevresDebug: debug must be true or false");
-      }
-      this.devresDebugOn = options.debug;
-    }
-    if (options.onMisuse !== undefined) {
-      if (options.onMisuse !== null) checkCallback("configureDevresDebug", "onMisuse", options.onMisuse);
-      this.misuseReporter = options.onMisuse;
-    }
+    if (options.debug !== undefined) this.devresDebugOn = options.debug;
+    if (options.onMisuse !== undefined) this.misuseReporter = options.onMisuse;
     return previous;
   }
 
@@ -226,119 +406,19 @@ export class Machine {
     return this.devresDebugOn;
   }
 
-  /** @internal Sends one misuse report to the configured reporter (or the log). */
+  /** Sends one devres misuse report to the configured reporter (or the log). */
   reportMisuse(misuse: DevresMisuse): void {
+    checkObject("Machine.reportMisuse", "misuse", misuse);
     if (this.misuseReporter === null) logMisuse(this, misuse);
     else this.misuseReporter(misuse);
   }
 
-  /** @internal */
-  enterRelease(name: string): void {
-    this.releasing.push(name);
-  }
-  /** @internal */
-  exitRelease(): void {
-    this.releasing.pop();
-  }
-  /** The device whose release callback is running, if any. */
-  get releaseRunning(): string | undefined {
-    return this.releasing[this.releasing.length - 1];
-  }
+  // --- introspection and the driver core's work ---------------------------------------------
 
-  // --- names: buses and interrupt domains ---------------------------------------------------
-
-  /**
-   * @internal Registers a bus or an interrupt domain under its kind and name.
-   *
-   * **Errors:** `EEXIST` if the name is taken on this machine.
-   */
-  claimName(kind: string, item: NamedOnMachine): void {
-    const key = `${kind}:${item.name}`;
-    if (this.named.has(key)) {
-      throw new DevrefError(
-        "EEXIST",
-        `machine '${this.name}' already has a ${kind} named '${item.name}'; pick another name`,
-      );
-    }
-    this.named.set(key, item);
-  }
-
-  /** @internal The bus or interrupt domain of `kind` named `name`, if any. */
-  lookup(kind: string, name: string): NamedOnMachine | undefined {
-    return this.named.get(`${kind}:${name}`);
-  }
-
-  /** The names of everything of `kind` registered on this machine, in order. */
-  names(kind: string): string[] {
-    const prefix = `${kind}:`;
-    return [...this.named.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
-  }
-
-  // --- the driver core's work: deferred probe and probes in flight -------------------------
-
-  /** @internal Tracks an asynchronous probe or attach so `waitForDeviceProbe` waits for it. */
-  track(p: Promise<unknown>): void {
-    const inflight = this.inflight;
-    inflight.add(p);
-    const done = (): void => {
-      inflight.delete(p);
-    };
-    p.then(done, done);
-  }
-
-  /** @internal driver_deferred_probe_add. */
-  deferredAdd(st: DeviceState): void {
-    this.pending.add(st);
-  }
-
-  /** @internal driver_deferred_probe_del. */
-  deferredDel(st: DeviceState): void {
-    if (this.pending.size === 0 && this.active.length === 0) return;
-    this.pending.delete(st);
-    const i = this.active.indexOf(st);
-    if (i >= 0) this.active.splice(i, 1);
-  }
-
-  /** @internal The trigger count: a probe that defers compares it with its start value. */
-  get triggerCount(): number {
-    return this.triggers;
-  }
-
-  /**
-   * @internal driver_deferred_probe_trigger: moves every pending device to the active list
-   * and queues the work that retries them. Runs after any successful bind.
-   */
-  triggerDeferred(): void {
-    for (const st of this.pending) this.active.push(st);
-    this.pending.clear();
-    this.triggers++;
-    if (this.workQueued) return;
-    this.workQueued = true;
-    this.track(
-      new Promise<void>((resolve) => {
-        this.scheduler.queue(() => {
-          try {
-            this.runDeferredWork();
-          } finally {
-            resolve();
-          }
-        });
-      }),
-    );
-  }
-
-  private runDeferredWork(): void {
-    this.workQueued = false;
-    const active = this.active;
-    while (active.length > 0) {
-      const st = active.shift()!;
-      if (st.registered && !st.dead && st.binding === null) st.bus?.probeDevice(st);
-    }
-  }
-
-  /** @internal Whether `st` is on a deferred list. */
-  isDeferred(st: DeviceState): boolean {
-    return this.pending.has(st) || this.active.includes(st);
+  /** The names of the buses (`kind` `"bus"`) or interrupt domains (`"irq domain"`) on this machine. */
+  names(kind: "bus" | "irq domain"): string[] {
+    checkOneOf("Machine.names", "kind", kind, ["bus", "irq domain"]);
+    return this.core.names(kind);
   }
 
   /**
@@ -346,10 +426,7 @@ export class Machine {
    * kernel's debugfs `devices_deferred`).
    */
   deferredDevices(): DeferredDevice[] {
-    return [...this.pending, ...this.active].map((st) => ({
-      name: st.name,
-      reason: st.deferredReason,
-    }));
+    return this.core.deferred();
   }
 
   /**
@@ -357,7 +434,7 @@ export class Machine {
    * registered). Wait with {@link waitForDeviceProbe}.
    */
   deferredProbeTrigger(): void {
-    this.triggerDeferred();
+    this.core.triggerDeferred();
   }
 
   /**
@@ -369,14 +446,22 @@ export class Machine {
    * An asynchronous probe that never settles makes it wait forever, as in the kernel.
    */
   async waitForDeviceProbe(): Promise<void> {
-    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+    const inflight = this.core.inflight;
+    while (inflight.size > 0) await Promise.allSettled([...inflight]);
   }
 
   /** Whether probes or driver-core work are still in flight. */
   get busy(): boolean {
-    return this.inflight.size > 0;
+    return this.core.inflight.size > 0;
   }
 }
+
+/** The internals of `machine`, for device packages (`@devref/device-core/unsafe`). */
+export function coreOf(machine: Machine): MachineCore {
+  return coreOfMachine(machine);
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ["err", "warn", "notice", "info", "dbg"];
 
 /**
  * The machine of short examples and of devices created without one: made on first use,
@@ -395,15 +480,15 @@ export function defaultMachine(): Machine {
 
 /** The deferred-probe list of `machine` (the default machine when omitted); see {@link Machine.deferredDevices}. */
 export function deferredDevices(machine: Machine = defaultMachine()): DeferredDevice[] {
-  return machine.deferredDevices();
+  return checkInstance("deferredDevices", "machine", machine, Machine).deferredDevices();
 }
 
 /** Waits for `machine`'s probes and driver-core work; see {@link Machine.waitForDeviceProbe}. */
 export function waitForDeviceProbe(machine: Machine = defaultMachine()): Promise<void> {
-  return machine.waitForDeviceProbe();
+  return checkInstance("waitForDeviceProbe", "machine", machine, Machine).waitForDeviceProbe();
 }
 
 /** Re-runs every deferred probe of `machine`; see {@link Machine.deferredProbeTrigger}. */
 export function deferredProbeTrigger(machine: Machine = defaultMachine()): void {
-  machine.deferredProbeTrigger();
+  checkInstance("deferredProbeTrigger", "machine", machine, Machine).deferredProbeTrigger();
 }

@@ -1,9 +1,16 @@
 //! C header: include/asm-generic/io.h (readl/writel), lib/devres.c (devm_ioremap_resource)
 //! Rust: rust/kernel/io.rs (Io, IoMem wrapped in Devres)
 
-import { argumentError, checkInteger, DevrefError, PHYS_ADDR_LIMIT } from "@devref/raw-device";
+import {
+  argumentError,
+  checkInstance,
+  checkInteger,
+  checkObject,
+  DevrefError,
+  PHYS_ADDR_LIMIT,
+} from "@devref/raw-device";
 import { captureStack, reportDevresMisuse } from "./debug.js";
-import type { DeviceState } from "./state.js";
+import { DeviceState } from "./state.js";
 
 /**
  * The hardware side of an MMIO region: what a simulator (or a test) implements. Offsets
@@ -29,12 +36,15 @@ export class RegisterFile implements MmioBackend {
     this.size = checkInteger("new RegisterFile", "size", size, 4, PHYS_ADDR_LIMIT);
   }
   read32(offset: number): number {
-    if (!(offset >= 0 && offset < this.size)) return 0xffff_ffff;
-    const word = offset >>> 2;
+    if (typeof offset !== "number" || !(offset >= 0 && offset < this.size)) return 0xffff_ffff;
+    const word = Math.floor(offset / 4);
     return this.pages.get(Math.floor(word / PAGE_WORDS))?.[word % PAGE_WORDS] ?? 0;
   }
   write32(offset: number, value: number): void {
-    if (!(offset >= 0 && offset < this.size)) return;
+    if (typeof offset !== "number" || !(offset >= 0 && offset < this.size)) return;
+    if (typeof value !== "number") {
+      throw argumentError("RegisterFile.write32", "value", "a 32-bit value", value);
+    }
     const word = Math.floor(offset / 4);
     const key = Math.floor(word / PAGE_WORDS);
     let page = this.pages.get(key);
@@ -98,7 +108,12 @@ export class MmioRegion {
   private mapped = true;
 
   constructor(st: DeviceState, init: MmioRegionInit) {
-    this.name = init.resource.name;
+    checkInstance("new MmioRegion", "st", st, DeviceState);
+    checkObject("new MmioRegion", "init", init);
+    checkObject("new MmioRegion", "init.resource", init.resource);
+    checkMemResource("new MmioRegion", init.resource, "init.resource");
+    checkMmioBackend("new MmioRegion", "init.resource.backend", init.resource.backend);
+    this.name = String(init.resource.name);
     this.start = init.resource.start;
     this.size = init.resource.size;
     this.backend = init.resource.backend;
@@ -214,14 +229,28 @@ export function unmapRegion(region: MmioRegion): void {
  * **Errors:** `EINVAL` naming `what` for a start that is not an address below 2^52, a size
  * that is not a positive multiple of 4, or a range that runs past 2^52.
  */
-export function checkMemResource(owner: string, r: { start: number; size: number }, what: string): void {
-  if (typeof r.start !== "number" || !Number.isSafeInteger(r.start) || r.start < 0 || r.start >= PHYS_ADDR_LIMIT) {
+export function checkMemResource(
+  owner: string,
+  r: { start: number; size: number },
+  what: string,
+): void {
+  if (
+    typeof r.start !== "number" ||
+    !Number.isSafeInteger(r.start) ||
+    r.start < 0 ||
+    r.start >= PHYS_ADDR_LIMIT
+  ) {
     throw new DevrefError(
       "EINVAL",
       `${owner}: ${what} starts at ${String(r.start)}, not a physical address below 2^52`,
     );
   }
-  if (typeof r.size !== "number" || !Number.isSafeInteger(r.size) || r.size <= 0 || r.size % 4 !== 0) {
+  if (
+    typeof r.size !== "number" ||
+    !Number.isSafeInteger(r.size) ||
+    r.size <= 0 ||
+    r.size % 4 !== 0
+  ) {
     throw new DevrefError(
       "EINVAL",
       `${owner}: ${what} has size ${String(r.size)}; give a positive multiple of 4 bytes`,

@@ -8,9 +8,9 @@ import { DevrefError } from "@devref/raw-device";
 import type { Lifetime } from "@devref/raw-device/unsafe";
 import { type HandleConstructor, Kobject, liveObject } from "@devref/raw-device/unsafe";
 import { captureStack, reportDevresMisuse } from "./debug.js";
-import { devresReleaseAll, NO_DEVRES } from "./devres-list.js";
 import type { DevresNode } from "./devres-list.js";
-import type { Machine } from "./machine.js";
+import { devresReleaseAll, NO_DEVRES } from "./devres-list.js";
+import { coreOf, type Machine } from "./machine.js";
 import type { MemResource } from "./mmio.js";
 
 /** Bus notifier events, in the kernel's numeric order (`BUS_NOTIFY_*`). */
@@ -314,7 +314,7 @@ export class DeviceState extends Kobject {
     this.parent = init.parent ?? null;
     this.bus = init.bus ?? null;
     this.userReleaseFn = init.release;
-    listAppend(machine.live, this, true);
+    listAppend(coreOf(machine).live, this, true);
   }
 
   /** Registered children, oldest first. */
@@ -402,7 +402,7 @@ export class DeviceState extends Kobject {
   /** device_release: leftover devres, then the release callback, exactly once. */
   private runDeviceRelease(): void {
     const machine = this.machine;
-    listRemove(machine.live, this, true);
+    listRemove(coreOf(machine).live, this, true);
     if (this.devres.length > 0) {
       if (machine.devresDebug) {
         reportDevresMisuse(machine, {
@@ -424,11 +424,11 @@ export class DeviceState extends Kobject {
     this.iommu = null;
     const release = this.userReleaseFn;
     this.userReleaseFn = null;
-    machine.enterRelease(this.name);
+    coreOf(machine).enterRelease(this.name);
     try {
       release?.();
     } finally {
-      machine.exitRelease();
+      coreOf(machine).exitRelease();
     }
   }
 }

@@ -23,7 +23,7 @@ export {
   RES,
 } from "./devres-list.js";
 export { requestIrqOf } from "./irq-request.js";
-export type { DeviceList, NamedOnMachine } from "./machine.js";
+export { coreOf, type DeviceList, MachineCore, type NamedOnMachine } from "./machine.js";
 export {
   checkMemResource,
   checkMmioBackend,

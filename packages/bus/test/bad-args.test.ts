@@ -1,0 +1,60 @@
+// Issue 8, items 17 and 18: every export of @devref/bus, called with wrong-typed and
+// out-of-range arguments, succeeds or throws a DevrefError, and no phantom device is left.
+import * as bus from "@devref/bus";
+import { definePciDriver, definePlatformDriver, PciBus, PlatformBus } from "@devref/bus";
+import { auditDevices, Machine } from "@devref/device-core";
+import { DevrefError } from "@devref/raw-device";
+import { describe, expect, it } from "vitest";
+import { sweepExports } from "../../../scripts/bad-args.js";
+
+describe("item 18: wrong arguments to every export", () => {
+  it("are a DevrefError or a success, never another exception, and leave no phantom device", async () => {
+    const machine = new Machine({ name: "swept", logSink: () => {} });
+    const platform = new PlatformBus({ machine });
+    const pci = new PciBus({ machine });
+    const slot = pci.addSlot("s0", 3);
+    const plat = platform.register({ name: "sample", mem: [{ start: 0x1000, size: 0x100 }] });
+    const func = pci.register({
+      slot: 1,
+      vendor: 1,
+      device: 2,
+      classCode: 0,
+      bars: [{ size: 0x100 }],
+    });
+    const pdrv = definePlatformDriver({ name: "swept-drv", probe: () => null });
+    const cdrv = definePciDriver({
+      name: "swept-pci",
+      idTable: [{ vendor: 1 }],
+      probe: () => null,
+    });
+    const samples = new Set(["sample", func.name]);
+    const bad = await sweepExports({
+      module: bus,
+      expected: DevrefError,
+      instances: () => ({ platform, pci, slot, plat, func, pdrv, cdrv }),
+      skipMembers: [
+        "plat.put",
+        "plat.get",
+        "plat.clone",
+        "plat.getParent",
+        "func.put",
+        "func.get",
+        "func.clone",
+        "func.getParent",
+        "slot.device",
+      ],
+      check: () => {
+        // Only the samples, on this machine; nothing created half-way by a refused call.
+        const left = auditDevices(machine)
+          .map((a) => a.name)
+          .filter((n) => !samples.has(n));
+        expect(left).toEqual([]);
+      },
+      runs: 800,
+    });
+    expect(bad).toEqual([]);
+    platform.unregister(plat);
+    pci.unregister(func);
+    expect(auditDevices(machine)).toEqual([]);
+  });
+});
