@@ -4,7 +4,7 @@
 // run. The driver runs the loops from an interrupt handler, where it holds a Bound borrow.
 // Prints figures; asserts nothing.
 import { definePlatformDriver, PlatformBus } from "@devref/bus";
-import type { Device } from "@devref/device-core";
+import { type Device, Machine } from "@devref/device-core";
 import {
   DMA_BIDIRECTIONAL,
   DMA_TO_DEVICE,
@@ -86,8 +86,9 @@ function withDevice<R>(
   fn: (dev: Device<Bound>, system: DmaSystem) => R,
 ): R {
   uniq++;
-  const system = new DmaSystem(options);
-  const bus = new PlatformBus(`bench${uniq}`);
+  const machine = new Machine({ name: `bench${uniq}` });
+  const system = new DmaSystem({ ...options, machine });
+  const bus = new PlatformBus({ name: `bench${uniq}`, machine });
   if (behindIommu) {
     const ops = benchIommuOps(system);
     bus.registerDriver(
@@ -103,6 +104,7 @@ function withDevice<R>(
     bus.register({ name: "mmu", compatible: ["bench,mmu"] });
   }
   let out: R | undefined;
+  let run: (() => void) | null = null;
   bus.registerDriver(
     definePlatformDriver({
       name: `nic-drv${uniq}`,
@@ -110,10 +112,10 @@ function withDevice<R>(
       probe: (dev) => {
         dmaConfigure(system, dev);
         dmaSetMaskAndCoherent(dev, maskBits);
-        dev.requestIrq(0, (d) => {
+        // What an interrupt handler gets: a Bound borrow while the driver is bound.
+        run = dev.devmCallback((d) => {
           out = fn(d, system);
-          return "handled";
-        });
+        }, "bench");
         return {};
       },
     }),
@@ -121,10 +123,9 @@ function withDevice<R>(
   bus.register({
     name: "nic",
     compatible: ["bench,nic"],
-    irqs: [7],
     ...(behindIommu ? { iommus: [{ iommu: "mmu", ids: [1] }] } : {}),
   });
-  bus.raiseIrq(7);
+  run!();
   return out!;
 }
 

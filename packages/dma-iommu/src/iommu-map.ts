@@ -3,7 +3,6 @@
 //! iommu_iova_to_phys, report_iommu_fault)
 
 import type { Device } from "@devref/device-core";
-import { emit } from "@devref/device-core/unsafe";
 import type { IommuIotlbGather, IotlbGather } from "@devref/io-pgtable";
 import {
   argumentError,
@@ -219,7 +218,7 @@ export function unmapRangeFast(
   if (ops === null || domain.freed) return 0;
   const min = domain.minPagesz;
   if (rem(iova, min) !== 0 || rem(size, min) !== 0) {
-    emit(
+    domain.iommu.machine.log(
       "err",
       domain.iommu.name,
       null,
@@ -389,7 +388,7 @@ export function reportIommuFault(
   const name = dev === null ? domain.iommu.name : checkDevice(where, dev).name;
   checkAddress(where, "iova", iova, DMA_ADDR_LIMIT);
   checkOneOf(where, "flags", flags, [IOMMU_FAULT_READ, IOMMU_FAULT_WRITE]);
-  emit(
+  domain.iommu.machine.log(
     "dbg",
     name,
     null,

@@ -2,7 +2,7 @@
 //! C source: drivers/iommu/iommu.c (registration, probe and release of devices, groups,
 //! default domains, attach and detach)
 
-import type { Device } from "@devref/device-core";
+import type { Device, Machine } from "@devref/device-core";
 import { DeviceScope, type DeviceState, deviceStateOf } from "@devref/device-core/unsafe";
 import { IotlbGather } from "@devref/io-pgtable";
 import {
@@ -429,6 +429,8 @@ export class IommuDevice {
   readonly name: string;
   readonly ops: IommuOps;
   readonly system: DmaSystem;
+  /** The machine of the IOMMU's hardware device (where its messages go). */
+  readonly machine: Machine;
   #hw: ARef<Device> | null;
   readonly #hwName: string;
   readonly #clients: Map<DeviceState, IommuClient> = new Map();
@@ -441,6 +443,7 @@ export class IommuDevice {
     this.system = system;
     this.name = name;
     this.ops = ops;
+    this.machine = deviceStateOf(hw).machine;
     this.#hw = hw;
     this.#hwName = hw.name;
   }

@@ -4,7 +4,7 @@
 //! (really_probe → dma_configure, dma_cleanup)
 
 import type { Device } from "@devref/device-core";
-import { DeviceScope, DeviceState, deviceStateOf, emit } from "@devref/device-core/unsafe";
+import { DeviceScope, DeviceState, deviceStateOf } from "@devref/device-core/unsafe";
 import {
   type Core,
   checkBoolean,
@@ -17,6 +17,7 @@ import {
   type Iova,
   type PhysAddr,
 } from "@devref/raw-device";
+import { CONTEXT_CORE } from "@devref/raw-device/unsafe";
 import type { DmaAuditEntry, DmaDeviceAudit, DmaUnbindReport } from "./audit.js";
 import {
   DMA_ATTR_SKIP_CPU_SYNC,
@@ -37,7 +38,13 @@ import {
   setClientGoneHook,
 } from "./iommu.js";
 import { type IovaDevicePolicy, iovaFastRangePfns } from "./iova.js";
-import { type DmaMemoryUser, DmaSystem, type DmaUserAudit, dmaMemoryUsers } from "./system.js";
+import {
+  type DmaMemoryUser,
+  DmaSystem,
+  type DmaUserAudit,
+  dmaMemoryUsers,
+  setDmaLayerHooks,
+} from "./system.js";
 
 /**
  * `DMA_MAPPING_ERROR`: what a failed map returns. The kernel uses all ones (`~0`), which a
@@ -141,7 +148,7 @@ export class DmaState implements DmaMemoryUser {
   /** @internal dma-iommu's IOVA policy for this device (`prefer32` is cleared on a miss). */
   policy: IovaDevicePolicy;
   /** Bounce every dma-direct mapping (`is_swiotlb_force_bounce`). */
-  readonly forceBounce: boolean;
+  forceBounce: boolean;
   /** @internal */
   readonly entries: AddrTable<MapEntry> = new AddrTable();
   /** @internal */
@@ -158,6 +165,8 @@ export class DmaState implements DmaMemoryUser {
   dead = false;
   /** @internal Leaked mappings torn down before the final report (binding end, freed memory). */
   readonly pendingLeaks: DmaAuditEntry[] = [];
+  /** @internal What the device held when its binding began to end (for the unbind report). */
+  endAudit: DmaDeviceAudit | null = null;
   private seq = 0;
   private pool: MapEntry | null = null;
   private hot: MapEntry | null = null;
@@ -360,7 +369,9 @@ export class DmaState implements DmaMemoryUser {
 
   /** See {@link DeviceDma.cleanup}. */
   cleanup(): void {
-    if (this.dead || this.liveCount === this.coherent.size) return;
+    if (this.dead) return;
+    this.endAudit ??= auditOf(this.st, this);
+    if (this.liveCount === this.coherent.size) return;
     for (const e of this.allEntries()) releaseLeaked(this, e, "a leaked mapping");
   }
 
@@ -398,10 +409,8 @@ export class DmaState implements DmaMemoryUser {
     const hit: MapEntry[] = [];
     for (const e of this.allEntries()) if (entryOverlaps(e, pa, size)) hit.push(e);
     for (const e of hit) {
-      emit(
+      this.st.log(
         "err",
-        this.device,
-        this.st.driverString(),
         `DMA-API: device driver frees memory [${formatAddr(pa, 1)}+${size}] that is still mapped for DMA ` +
           `[device address=${formatAddr(e.addr, 1)}] [size=${e.size} bytes] [${dmaDirectionName(e.dir)}]: ` +
           "the mapping is torn down first; unmap before freeing",
@@ -479,6 +488,18 @@ export class DeviceDma {
   }
 
   /**
+   * device-core's hook before a driver changes the device's masks (however it does it):
+   * refuses with `EBUSY` while anything is mapped or allocated, and with `EIO` for a mask
+   * dma-direct cannot serve (`dma_supported`), before anything changes.
+   *
+   * **Errors:** as said; `EINVAL` for bits outside 1 … 64.
+   */
+  maskChanging(_st: unknown, bits: number, _streaming?: boolean, _coherent?: boolean): void {
+    checkInteger("dma_set_mask", "bits", bits, 1, 64);
+    maskChange(this.#s, bits, "dma_set_mask");
+  }
+
+  /**
    * The kernel's `dma_cleanup` step of unbinding, for the bus to call after `remove()` (or
    * a failed or aborted probe) and **before** the driver's devres actions run: streaming
    * mappings the driver leaked are torn down now, so that no devres action can free a
@@ -532,7 +553,7 @@ function releaseLeaked(d: DmaState, e: MapEntry, what: string): boolean {
     unmapEntry(d, e, DMA_ATTR_SKIP_CPU_SYNC);
   } catch (err) {
     const st = dmaDeviceState(d);
-    emit("err", st.name, st.driverString(), `DMA-API: tearing down ${what} failed: ${String(err)}`);
+    st.log("err", `DMA-API: tearing down ${what} failed: ${String(err)}`);
     return false;
   }
   d.pendingLeaks.push(entryOf(e));
@@ -556,6 +577,19 @@ export function unmapEntry(d: DmaState, e: MapEntry, attrs: number): void {
     iommuDmaUnmapRange(e.domain, e.iova as Iova, e.iovaSize);
   }
 }
+
+setDmaLayerHooks({
+  configure: (system, st) => {
+    dmaConfigureDevice(system, st);
+  },
+  quiesce: (st) => {
+    liveDmaState(st)?.cleanup();
+  },
+  deconfigure: (st) => {
+    const f = st.dmaOps;
+    if (f instanceof DeviceDma) dmaUnbind(facadeState(f));
+  },
+});
 
 setClientGoneHook((client) => {
   const st = clientStateOf(client);
@@ -590,20 +624,9 @@ interface FirmwareIommuRef {
   readonly ids: readonly number[];
 }
 
-/** The device's firmware IOMMU reference: device-core's `iommu` slot, else a bus's `iommus`. */
+/** The device's firmware IOMMU reference (`iommus`, the first entry: one IOMMU per device). */
 function iommuRefOf(st: DeviceState): FirmwareIommuRef | null {
-  if (st.iommu !== null) return st.iommu;
-  // Platform devices carry the DT `iommus` list on their state object (bus package).
-  const list: unknown = (st as { readonly iommus?: unknown }).iommus;
-  if (!Array.isArray(list) || list.length === 0) return null;
-  const first: unknown = list[0];
-  if (typeof first !== "object" || first === null) return null;
-  const ref = first as { readonly iommu?: unknown; readonly ids?: unknown };
-  if (typeof ref.iommu !== "string") return null;
-  const ids = Array.isArray(ref.ids)
-    ? ref.ids.filter((x): x is number => typeof x === "number")
-    : [];
-  return { iommu: ref.iommu, ids };
+  return st.fwnode.iommus[0] ?? null;
 }
 
 function checkConfigureOptions(where: string, options: DmaConfigureOptions): void {
@@ -657,6 +680,18 @@ export function dmaConfigure(
         `device '${st.name}' is already configured for another DMA system`,
       );
     }
+    // Configured already (by the machine's DMA layer at the start of probe): the driver's
+    // options apply while nothing is mapped yet.
+    const bounce = options.forceBounce;
+    const pci = options.pci32bitWorkaround;
+    if ((bounce !== undefined || pci !== undefined) && cur.liveCount > 0) {
+      throw new DevrefError(
+        "EBUSY",
+        `dma_configure(${st.name}): options change how mappings are made; give them before the first mapping`,
+      );
+    }
+    if (bounce !== undefined) cur.forceBounce = bounce;
+    if (pci !== undefined && cur.client !== null) cur.policy.prefer32 = pci;
     return cur.facade;
   }
   const ref = iommuRefOf(st);
@@ -724,7 +759,7 @@ export function dmaConfigureDevice(
       `device '${st.name}' is not being probed: DMA is configured at the start of really_probe`,
     );
   }
-  const scope = new DeviceScope();
+  const scope = new DeviceScope(CONTEXT_CORE);
   try {
     // SAFETY: a binding in its probing phase is exactly what a Core borrow stands for; the
     // borrow ends with this call.
@@ -767,9 +802,8 @@ export function maskLimit(bits: number): number {
   return bits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** bits - 1;
 }
 
-function checkMaskChange(dev: Device<Core>, bits: number, what: string): DmaState {
-  const d = dmaOf(checkDevice(what, dev));
-  checkInteger(what, "bits", bits, 1, 64);
+/** The checks of a mask change (`dma_set_mask`): before the device's masks change. */
+function maskChange(d: DmaState, bits: number, what: string): void {
   if (d.liveCount > 0) {
     throw new DevrefError(
       "EBUSY",
@@ -785,7 +819,11 @@ function checkMaskChange(dev: Device<Core>, bits: number, what: string): DmaStat
         `${formatAddr(d.system.minDirectMask, 1)} (the lowest DMA zone); use a wider mask or an IOMMU`,
     );
   }
-  return d;
+}
+
+function checkMaskChange(dev: Device<Core>, bits: number, what: string): void {
+  dmaOf(checkDevice(what, dev));
+  checkInteger(what, "bits", bits, 1, 64);
 }
 
 /**
@@ -916,7 +954,7 @@ function step(st: DeviceState, what: string, fn: () => void): void {
   try {
     fn();
   } catch (err) {
-    emit("err", st.name, st.driverString(), `DMA-API: ${what} failed: ${String(err)}`);
+    st.log("err", `DMA-API: ${what} failed: ${String(err)}`);
   }
 }
 
@@ -931,8 +969,8 @@ function step(st: DeviceState, what: string, fn: () => void): void {
 function dmaUnbind(d: DmaState): void {
   if (d.dead) return;
   const st = dmaDeviceState(d);
-  const audit = auditOf(st, d);
   d.cleanup();
+  const audit = d.endAudit ?? auditOf(st, d);
   for (const c of [...d.coherent])
     step(st, "freeing a coherent buffer", () => coherentRelease(d, c));
   const client = d.client;
@@ -948,10 +986,8 @@ function dmaUnbind(d: DmaState): void {
       d.liveCount--;
       (c.fromLow ? d.system.lowRam : d.system.highRam).free(c.pa, c.blockSize);
     } else {
-      emit(
+      st.log(
         "err",
-        st.name,
-        st.driverString(),
         `DMA-API: coherent buffer ${formatAddr(c.dmaAddr, 1)}+${c.size} is still mapped and stays allocated`,
       );
     }
@@ -968,10 +1004,8 @@ function dmaUnbind(d: DmaState): void {
     const first = leaked[0]!;
     const report: DmaUnbindReport = { ...audit, leaked, coherentFreed: d.coherentFreedAtUnbind };
     d.system.leakReports.push(report);
-    emit(
+    st.log(
       "err",
-      st.name,
-      st.driverString(),
       `DMA-API: device driver has pending DMA allocations while released from device [count=${leaked.length}]; ` +
         `one of leaked entries details: [device address=${formatAddr(first.dmaAddr, 1)}] [size=${first.size} bytes] ` +
         `[mapped as ${first.kind}] [via ${first.via}] [${first.dir}]: unmap every buffer in remove()`,

@@ -3,7 +3,6 @@
 //! drivers/iommu/dma-iommu.c (iommu_dma_map_page, iommu_dma_map_sg)
 
 import type { Device } from "@devref/device-core";
-import { emit } from "@devref/device-core/unsafe";
 import {
   argumentError,
   type Bound,
@@ -59,7 +58,7 @@ function checkBuffer(d: DmaState, pa: number, size: number, what: string): void 
 function mapError(d: DmaState, err: DevrefError, attrs: number): DmaAddr {
   d.lastError = err;
   if ((attrs & DMA_ATTR_NO_WARN) === 0) {
-    emit("warn", d.device, dmaDeviceState(d).driverString(), err.message);
+    dmaDeviceState(d).log("warn", err.message);
   }
   return DMA_MAPPING_ERROR;
 }

@@ -1,12 +1,15 @@
 //! C source: kernel/dma/mapping.c, kernel/dma/swiotlb.c (the system-wide parts: RAM zones,
 //! the default io_tlb_mem), drivers/iommu/iommu.c (the list of registered IOMMUs)
 
+import { type DmaLayer, Machine } from "@devref/device-core";
+import type { DeviceState } from "@devref/device-core/unsafe";
 import {
   BuddyAllocator,
   checkAddress,
   checkBoolean,
   checkCallback,
   checkCount,
+  checkInstance,
   checkInteger,
   checkObject,
   checkOneOf,
@@ -61,6 +64,28 @@ export interface DmaSystemOptions {
   readonly iommuPassthrough?: boolean;
   /** Receives the warnings the kernel would print; dropped if omitted. */
   readonly warn?: DmaLogSink;
+  /**
+   * The machine whose DMA layer this system becomes (one per machine): every probe on it
+   * then gets `dma_configure` without asking, and every binding's end tears the streaming
+   * mappings its driver left down **before** the driver's devres frees their buffers (the
+   * kernel's `dma_cleanup` step). Without it, drivers call `dmaConfigure` in probe and the
+   * teardown runs as a devres action.
+   */
+  readonly machine?: Machine;
+}
+
+/** @internal What mapping.ts plugs in for the machine's DMA layer hooks. */
+export interface DmaLayerHooks {
+  configure(system: DmaSystem, st: DeviceState): void;
+  quiesce(st: DeviceState): void;
+  deconfigure(st: DeviceState): void;
+}
+
+let layerHooks: DmaLayerHooks | null = null;
+
+/** @internal */
+export function setDmaLayerHooks(hooks: DmaLayerHooks): void {
+  layerHooks = hooks;
 }
 
 const GiB = 2 ** 30;
@@ -146,6 +171,8 @@ export class DmaSystem {
   readonly iommus: Map<string, IommuDevice> = new Map();
   /** Where warnings go. */
   readonly warn: DmaLogSink | undefined;
+  /** The machine this system is the DMA layer of, or null. */
+  readonly machine: Machine | null;
   /** Unbind reports that found leaks (see `dmaUnbindReports`). */
   readonly leakReports: import("./audit.js").DmaUnbindReport[] = [];
   /** @internal Group ids, unique per system. */
@@ -187,6 +214,16 @@ export class DmaSystem {
     if (options.iommuPassthrough !== undefined)
       checkBoolean(where, "options.iommuPassthrough", options.iommuPassthrough);
     if (options.warn !== undefined) checkCallback(where, "options.warn", options.warn);
+    const machine =
+      options.machine === undefined
+        ? null
+        : checkInstance(where, "options.machine", options.machine, Machine);
+    if (machine !== null && machine.dma !== null) {
+      throw new DevrefError(
+        "EEXIST",
+        `machine '${machine.name}' already has a DMA layer: one DmaSystem per machine`,
+      );
+    }
     const tlb = options.swiotlb ?? { base: 0x4000_0000, nslabs: IO_TLB_DEFAULT_SIZE / IO_TLB_SIZE };
     const regions: [string, number, number][] = [
       ["lowRam", low.base, low.size],
@@ -231,6 +268,31 @@ export class DmaSystem {
     this.zoneDmaLimit = 2 ** zoneBits - 1;
     this.iommuDefaultDomain = options.iommuDefaultDomain ?? "strict";
     this.iommuPassthrough = options.iommuPassthrough ?? false;
+    this.machine = machine;
+    if (machine !== null) machine.dma = this.layer();
+  }
+
+  /** The machine's DMA layer hooks, calling into this system. */
+  private layer(): DmaLayer {
+    const system = this;
+    const quietly = (st: DeviceState, what: string, fn: () => void): void => {
+      try {
+        fn();
+      } catch (e) {
+        st.log("err", `DMA-API: ${what} failed: ${String(e)}`);
+      }
+    };
+    return {
+      configure(st: DeviceState): void {
+        layerHooks?.configure(system, st);
+      },
+      quiesce(st: DeviceState): void {
+        quietly(st, "quiescing DMA at the end of the binding", () => layerHooks?.quiesce(st));
+      },
+      deconfigure(st: DeviceState): void {
+        quietly(st, "tearing DMA down", () => layerHooks?.deconfigure(st));
+      },
+    };
   }
 
   /**

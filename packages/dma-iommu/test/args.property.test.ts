@@ -891,7 +891,8 @@ const METHODS: ReadonlyMap<abstract new (...a: never[]) => unknown, MethodCases>
           },
         },
       },
-      privates: [],
+      // The machine DMA layer object it builds once, in its constructor.
+      privates: ["layer"],
     },
   ],
   [api.ScatterList, { self: (c) => c.sgs[0]!.sg, cases: {}, privates: [] }],
@@ -941,7 +942,22 @@ const METHODS: ReadonlyMap<abstract new (...a: never[]) => unknown, MethodCases>
     },
   ],
   [DmaIommuCookie, { self: selfCookie, cases: cases(selfCookie, { destroy: none }), privates: [] }],
-  [DeviceDma, { self: selfDma, cases: cases(selfDma, { cleanup: none }), privates: [] }],
+  [
+    DeviceDma,
+    {
+      self: selfDma,
+      cases: cases(selfDma, {
+        cleanup: none,
+        maskChanging: () => [
+          fc.constant(null),
+          fc.integer({ min: 1, max: 64 }),
+          fc.boolean(),
+          fc.boolean(),
+        ],
+      }),
+      privates: [],
+    },
+  ],
   [IommuDomain, { self: (c) => c.un, cases: {}, privates: [] }],
   [IommuGroup, { self: (c) => api.iommuGroupGet(c.devs.behind.ref)!, cases: {}, privates: [] }],
   [

@@ -1,5 +1,6 @@
 import { definePlatformDriver, PlatformBus } from "@devref/bus";
-import type { DeviceState } from "@devref/device-core/unsafe";
+import { Machine } from "@devref/device-core";
+import { deviceStateOf } from "@devref/device-core/unsafe";
 import { describe, expect, it } from "vitest";
 import {
   DMA_ATTR_MMIO,
@@ -16,24 +17,14 @@ import {
   dmaUnmapSingle,
 } from "../src/index.js";
 import { addDevice, makeEnv } from "./dma-helpers.js";
+import { expectCode } from "./expect-code.js";
 
-/** A platform bus whose dma_configure hook sets DMA up for every probe, as the kernel's does. */
-class DmaPlatformBus extends PlatformBus {
-  readonly system: DmaSystem;
-  constructor(name: string, system: DmaSystem) {
-    super(name);
-    this.system = system;
-  }
-  protected override dmaConfigure(st: DeviceState): void {
-    super.dmaConfigure(st);
-    dmaConfigureDevice(this.system, st);
-  }
-}
-
-describe("bus hook", () => {
-  it("a bus that configures DMA in its dma_configure hook gives drivers a ready device", () => {
-    const system = new DmaSystem();
-    const bus = new DmaPlatformBus("dmabus", system);
+describe("the machine's DMA layer", () => {
+  it("a DmaSystem created on a machine configures every probe on it, as dma_configure does", () => {
+    const machine = new Machine({ name: "hook" });
+    const system = new DmaSystem({ machine });
+    expect(machine.dma).not.toBeNull();
+    const bus = new PlatformBus({ name: "dmabus", machine });
     let ops: string | null = null;
     bus.registerDriver(
       definePlatformDriver({
@@ -50,6 +41,18 @@ describe("bus hook", () => {
     const ref = bus.register({ name: "auto", compatible: ["test,auto"] });
     expect(ref.isBound).toBe(true);
     expect(ops).toBe("dma-direct");
+    bus.unregister(ref);
+    expect(system.audit().problems).toEqual([]);
+  });
+
+  it("one DMA system per machine; dmaConfigureDevice only for a device being probed", () => {
+    const machine = new Machine({ name: "hook2" });
+    const system = new DmaSystem({ machine });
+    expectCode(() => new DmaSystem({ machine }), "EEXIST");
+    const bus = new PlatformBus({ name: "dmabus2", machine });
+    const ref = bus.register({ name: "idle", compatible: ["test,none"] });
+    expectCode(() => dmaConfigureDevice(system, deviceStateOf(ref)), "EINVAL", /not being probed/);
+    expectCode(() => dmaConfigureDevice(system, {} as never), "EINVAL");
     bus.unregister(ref);
   });
 });

@@ -1,7 +1,6 @@
 import { definePlatformDriver } from "@devref/bus";
-import { type LogRecord, setLogSink } from "@devref/device-core";
 import { DevrefError, dmaAddr, type PhysAddr } from "@devref/raw-device";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   DMA_ATTR_NO_WARN,
   DMA_ATTR_SKIP_CPU_SYNC,
@@ -25,16 +24,6 @@ import {
   ScatterList,
 } from "../src/index.js";
 import { addDevice, makeEnv } from "./dma-helpers.js";
-
-let logs: LogRecord[] = [];
-let restore: ReturnType<typeof setLogSink> | null = null;
-beforeEach(() => {
-  logs = [];
-  restore = setLogSink((r) => logs.push(r));
-});
-afterEach(() => {
-  if (restore !== null) setLogSink(restore);
-});
 
 function fill(env: ReturnType<typeof makeEnv>, pa: number, n: number, seed: number): Uint8Array {
   const bytes = new Uint8Array(n);
@@ -174,14 +163,14 @@ describe("mapping errors", () => {
     expect(err.message).toContain("0xffffffff"); // the mask
     expect(err.message).toMatch(/128 slots, 128 used/);
     expect(
-      logs.some((r) => r.level === "warn" && r.message.includes("swiotlb buffer is full")),
+      env.logs.some((r) => r.level === "warn" && r.message.includes("swiotlb buffer is full")),
     ).toBe(true);
     // NO_WARN keeps it quiet but still fails.
-    const n = logs.length;
+    const n = env.logs.length;
     expect(d.run((dev) => dmaMapSingle(dev, buf, 64, DMA_TO_DEVICE, DMA_ATTR_NO_WARN))).toBe(
       DMA_MAPPING_ERROR,
     );
-    expect(logs.length).toBe(n);
+    expect(env.logs.length).toBe(n);
     d.run((dev) => {
       for (const a of addrs) dmaUnmapSingle(dev, a as never, 4096, DMA_TO_DEVICE);
     });
@@ -321,7 +310,7 @@ describe("leak audit at unbind", () => {
     expect(env.system.swiotlb.stats().usedSlots).toBe(0);
     expect(read(env, buf, 16)).toEqual(new Uint8Array(16)); // no copy back for a gone driver
     expect(
-      logs.some((r) => r.level === "err" && r.message.includes("pending DMA allocations")),
+      env.logs.some((r) => r.level === "err" && r.message.includes("pending DMA allocations")),
     ).toBe(true);
     d.ref.put();
   });
@@ -338,8 +327,29 @@ describe("leak audit at unbind", () => {
     d.ref.put();
   });
 
-  it("DMA without dmaConfigure in this binding is a clear error", () => {
+  it("on a machine whose DMA layer is the system, every probe is configured without asking", () => {
     const env = makeEnv();
+    let addr: number | null = null;
+    env.bus.registerDriver(
+      definePlatformDriver({
+        name: "auto-drv",
+        ofMatchTable: [{ compatible: "test,auto" }],
+        probe: (dev) => {
+          const buf = env.system.allocBuffer(4096, "low");
+          addr = dmaMapSingle(dev, buf, 8, DMA_TO_DEVICE);
+          dmaUnmapSingle(dev, addr as never, 8, DMA_TO_DEVICE);
+          return {};
+        },
+      }),
+    );
+    const ref = env.bus.register({ name: "auto", compatible: ["test,auto"] });
+    expect(addr).not.toBeNull();
+    expect(ref.dmaOps?.name).toBe("dma-direct");
+    ref.put();
+  });
+
+  it("DMA without dmaConfigure in this binding is a clear error (no DMA layer on the machine)", () => {
+    const env = makeEnv({}, false);
     let caught: unknown = null;
     const drv = definePlatformDriver({
       name: "noconf-drv",

@@ -2,8 +2,14 @@
 // probe and lends a Bound borrow to test code through an interrupt handler, and a small
 // IOMMU driver built on io-pgtable.
 
-import { definePlatformDriver, type IommuRef, PlatformBus, type PlatformDevice } from "@devref/bus";
-import type { Device } from "@devref/device-core";
+import { definePlatformDriver, PlatformBus, type PlatformDevice } from "@devref/bus";
+import {
+  type BoundCallback,
+  type Device,
+  type IommuRef,
+  type LogRecord,
+  Machine,
+} from "@devref/device-core";
 import {
   type ArmLpaeIoPgtable,
   allocIoPgtable,
@@ -39,13 +45,28 @@ import {
 let uniq = 0;
 
 export interface Env {
+  readonly machine: Machine;
   readonly system: DmaSystem;
   readonly bus: PlatformBus;
+  /** Everything the machine logged. */
+  readonly logs: LogRecord[];
 }
 
-export function makeEnv(options: DmaSystemOptions = {}): Env {
+/**
+ * A machine of its own with a platform bus, and a DMA system that is the machine's DMA
+ * layer (so every probe is DMA-configured and every binding's end quiesces DMA first), or
+ * with `layer` false a standalone one that drivers configure themselves.
+ */
+export function makeEnv(options: DmaSystemOptions = {}, layer = true): Env {
   uniq++;
-  return { system: new DmaSystem(options), bus: new PlatformBus(`dmatest${uniq}`) };
+  const logs: LogRecord[] = [];
+  const machine = new Machine({ name: `dmatest${uniq}`, logSink: (r) => logs.push(r) });
+  return {
+    machine,
+    system: new DmaSystem(layer ? { ...options, machine } : options),
+    bus: new PlatformBus({ name: `dmatest${uniq}`, machine }),
+    logs,
+  };
 }
 
 export interface TestDevice {
@@ -67,11 +88,8 @@ export interface DeviceSpec {
 /** Registers a device and a driver for it; the driver binds at once. */
 export function addDevice(env: Env, spec: DeviceSpec): TestDevice {
   uniq++;
-  const irq = 1000 + uniq;
   const compatible = `test,dev${uniq}`;
-  let work: ((dev: Device<Bound>) => unknown) | null = null;
-  let result: unknown;
-  let error: unknown = null;
+  let runner: BoundCallback<[(dev: Device<Bound>) => unknown], unknown> | null = null;
   const drv = definePlatformDriver({
     name: `drv${uniq}`,
     ofMatchTable: [{ compatible }],
@@ -79,17 +97,8 @@ export function addDevice(env: Env, spec: DeviceSpec): TestDevice {
       dmaConfigure(env.system, dev, spec.configure ?? {});
       if (spec.maskBits !== undefined) dmaSetMaskAndCoherent(dev, spec.maskBits);
       spec.probe?.(dev);
-      dev.requestIrq(0, (d) => {
-        const fn = work;
-        work = null;
-        if (fn === null) return "none";
-        try {
-          result = fn(d);
-        } catch (e) {
-          error = e;
-        }
-        return "handled";
-      });
+      // What an interrupt handler or deferred work gets: a Bound borrow while bound.
+      runner = dev.devmCallback((d, fn: (dev: Device<Bound>) => unknown) => fn(d), "test work");
       return {};
     },
   });
@@ -97,17 +106,13 @@ export function addDevice(env: Env, spec: DeviceSpec): TestDevice {
   const ref = env.bus.register({
     name: spec.name,
     compatible: [compatible],
-    irqs: [irq],
     ...(spec.iommus === undefined ? {} : { iommus: spec.iommus }),
   });
   return {
     ref,
     run<R>(fn: (dev: Device<Bound>) => R): R {
-      work = fn;
-      error = null;
-      if (!env.bus.raiseIrq(irq)) throw new Error(`device ${spec.name} is not bound`);
-      if (error !== null) throw error;
-      return result as R;
+      if (runner === null || !runner.isActive) throw new Error(`device ${spec.name} is not bound`);
+      return runner(fn) as R;
     },
   };
 }

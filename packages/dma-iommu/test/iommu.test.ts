@@ -1,6 +1,6 @@
-import { deferredDevices, waitForDeviceProbe } from "@devref/bus";
+import { deferredDevices, waitForDeviceProbe } from "@devref/device-core";
 import { IOMMU_READ, IOMMU_WRITE } from "@devref/io-pgtable";
-import { dmaAddr, iova, type PhysAddr, physAddr, refcountOf } from "@devref/raw-device";
+import { dmaAddr, holders, iova, type PhysAddr, physAddr, refcountOf } from "@devref/raw-device";
 import { describe, expect, it } from "vitest";
 import {
   DMA_BIDIRECTIONAL,
@@ -59,11 +59,11 @@ describe("devices behind an IOMMU", () => {
     const env = makeEnv();
     const d = addDevice(env, { name: "early", iommus: [{ iommu: "late-mmu", ids: [1] }] });
     expect(d.ref.isBound).toBe(false);
-    expect(deferredDevices().find((x) => x.name === "early")?.reason).toMatch(
+    expect(deferredDevices(env.machine).find((x) => x.name === "early")?.reason).toMatch(
       /late-mmu.*not registered/,
     );
     addTestIommu(env, { name: "late-mmu" });
-    await waitForDeviceProbe();
+    await waitForDeviceProbe(env.machine);
     expect(d.ref.isBound).toBe(true);
     expect(d.ref.dmaOps?.name).toBe("iommu-dma");
   });
@@ -147,7 +147,7 @@ describe("devices behind an IOMMU", () => {
     const buf = env.system.allocBuffer(4096, "high");
     const a = d.run((dev) => dmaMapSingle(dev, buf, 4096, DMA_TO_DEVICE));
     const dom = iommuGetDomainForDev(d.ref)!;
-    const before = refcountOf(d.ref);
+    expect(holders(d.ref).filter((h) => h.label === "iommu mmu")).toHaveLength(1);
     env.bus.unplug(d.ref);
     const r = env.system.leakReports[0]!;
     expect(r.leaked[0]).toMatchObject({ dmaAddr: a, via: "iommu-dma", size: 4096 });
@@ -155,7 +155,9 @@ describe("devices behind an IOMMU", () => {
     expect(iommuIovaToPhys(dom, a)).toBe(0);
     expect(mmu.events.at(-1)).toBe("free"); // last device gone: the default domain is freed
     expect(mmu.iommu().clientNames).toEqual([]);
-    expect(refcountOf(d.ref)).toBe(before - 2); // the bus's and the IOMMU's references went
+    // The bus's, the IOMMU's and the binding's references went: only the creator's is left.
+    expect(holders(d.ref).map((h) => h.label)).toEqual(["creator"]);
+    expect(refcountOf(d.ref)).toBe(1);
     d.ref.put();
   });
 
@@ -163,11 +165,13 @@ describe("devices behind an IOMMU", () => {
     const env = makeEnv();
     const mmu = addTestIommu(env, { name: "mmu" });
     const d = addDevice(env, { name: "m", iommus: [{ iommu: "mmu", ids: [1] }] });
-    const hwCount = refcountOf(mmu.ref);
     const devCount = refcountOf(d.ref);
+    const iommuRefs = (r: typeof d.ref): number =>
+      holders(r).filter((h) => h.label === "iommu mmu").length;
+    expect([iommuRefs(mmu.ref), iommuRefs(d.ref)]).toEqual([1, 1]);
     env.bus.unbind(mmu.ref);
     expect(env.system.iommus.has("mmu")).toBe(false);
-    expect(refcountOf(mmu.ref)).toBe(hwCount - 1);
+    expect([iommuRefs(mmu.ref), iommuRefs(d.ref)]).toEqual([0, 0]);
     expect(refcountOf(d.ref)).toBe(devCount - 1);
     const buf = env.system.allocBuffer(4096, "low");
     expect(d.run((dev) => dmaMapSingle(dev, buf, 64, DMA_TO_DEVICE))).toBe(DMA_MAPPING_ERROR);

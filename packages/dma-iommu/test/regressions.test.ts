@@ -2,9 +2,16 @@
 // moment": each is named after the issue item it pins down.
 
 import { definePlatformDriver } from "@devref/bus";
-import { type LogRecord, setLogSink } from "@devref/device-core";
-import { BuddyAllocator, dmaAddr, type PhysAddr, physAddr, refcountOf } from "@devref/raw-device";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { deviceStateOf } from "@devref/device-core/unsafe";
+import {
+  BuddyAllocator,
+  dmaAddr,
+  holders,
+  type PhysAddr,
+  physAddr,
+  refcountOf,
+} from "@devref/raw-device";
+import { describe, expect, it } from "vitest";
 import {
   DMA_BIDIRECTIONAL,
   DMA_FROM_DEVICE,
@@ -25,16 +32,6 @@ import {
 } from "../src/index.js";
 import { addDevice, addTestIommu, makeEnv } from "./dma-helpers.js";
 import { expectCode } from "./expect-code.js";
-
-let logs: LogRecord[] = [];
-let restore: ReturnType<typeof setLogSink> | null = null;
-beforeEach(() => {
-  logs = [];
-  restore = setLogSink((r) => logs.push(r));
-});
-afterEach(() => {
-  if (restore !== null) setLogSink(restore);
-});
 
 /** Puts (and disposes) every reference-like value an object exposes, as a careless caller would. */
 function putEverythingHandedOut(obj: object): void {
@@ -75,6 +72,11 @@ describe("regressions", () => {
     const iommu = mmu.iommu();
     const hwCount = refcountOf(mmu.ref);
     const devCount = refcountOf(d.ref);
+    // The core's own references, as raw-device lists them.
+    const coreRefs = (r: typeof d.ref): number =>
+      holders(r).filter((h) => h.label === "iommu smmu8").length;
+    expect(coreRefs(mmu.ref)).toBe(1);
+    expect(coreRefs(d.ref)).toBe(1);
     // Whatever the IOMMU object, its per-device data and its groups expose, put it all.
     putEverythingHandedOut(iommu);
     putEverythingHandedOut(dmaStateOf(d.ref)!.iommuClient!);
@@ -101,9 +103,12 @@ describe("regressions", () => {
     expect(refcountOf(d.ref)).toBe(devCount);
     expect(iommu.clientNames).toEqual(["gpu8"]);
     expect(iommu.hwDeviceName).toBe("smmu8");
+    expect(coreRefs(mmu.ref)).toBe(1);
+    expect(coreRefs(d.ref)).toBe(1);
     // The core still holds exactly its own references and gives them back once.
     env.bus.unbind(mmu.ref);
-    expect(refcountOf(mmu.ref)).toBe(hwCount - 1);
+    expect(coreRefs(mmu.ref)).toBe(0);
+    expect(coreRefs(d.ref)).toBe(0);
     expect(refcountOf(d.ref)).toBe(devCount - 1);
     expect(iommu.getHwDevice("late")).toBeNull();
     expect(iommu.getClientRefs("late")).toEqual([]);
@@ -147,6 +152,7 @@ describe("regressions", () => {
     d.run((dev) => dmaUnmapSingle(dev, a, 2048, DMA_TO_DEVICE));
     expect(pool.stats().usedSlots).toBe(0);
     expect(dmaDeviceAudit(d.ref).entries).toHaveLength(0);
+    expect(env.system.audit().problems).toEqual([]);
   });
 
   it("item 14: a probe aborted by removal loses its mappings before its devres frees the buffers", async () => {
@@ -228,6 +234,50 @@ describe("regressions", () => {
     }
   });
 
+  it("item 14: at the end of any binding the DMA layer quiesces before the driver's devres runs", async () => {
+    // Memory the DMA system does not manage (the driver's own allocator), freed by a devres
+    // action registered after the mapping: only the order of the teardown protects it.
+    for (const how of ["unbind", "probe failure", "aborted probe"] as const) {
+      const env = makeEnv();
+      addTestIommu(env, { name: "mmu14b" });
+      const own = new BuddyAllocator(env.system.memory, 0x9_0000_0000, 0x10_0000, 4096);
+      const seenAtFree: number[] = [];
+      let release: () => void = () => {};
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      env.bus.registerDriver(
+        definePlatformDriver({
+          name: `quiet-${how.replace(" ", "-")}`,
+          ofMatchTable: [{ compatible: "test,quiet" }],
+          probe: (dev) => {
+            const buf = own.alloc(8192);
+            dmaMapSingle(dev, buf, 8192, DMA_FROM_DEVICE);
+            dev.devmAddAction(() => {
+              seenAtFree.push(env.system.audit().liveMappings);
+              own.free(buf, 8192);
+            }, "free buffer");
+            if (how === "probe failure") throw new Error("probe gives up after mapping");
+            if (how === "aborted probe") return gate.then(() => ({}));
+            return {};
+          },
+        }),
+      );
+      const ref = env.bus.register({
+        name: "quiet",
+        compatible: ["test,quiet"],
+        iommus: [{ iommu: "mmu14b", ids: [1] }],
+      });
+      env.bus.unplug(ref);
+      release();
+      await env.bus.settle();
+      expect(seenAtFree, how).toEqual([0]);
+      expect(env.system.audit().problems).toEqual([]);
+      if (how !== "probe failure") expect(env.system.leakReports.at(-1)?.leaked).toHaveLength(1);
+      ref.put();
+    }
+  });
+
   it("item 15: a coherent free whose IOMMU unmap fails keeps the buffer accounted and completes at unbind", () => {
     const env = makeEnv();
     const mmu = addTestIommu(env, { name: "mmu15" });
@@ -242,6 +292,7 @@ describe("regressions", () => {
     expect(iommuIovaToPhys(dom, at as never)).not.toBe(0);
     expect(dmaDeviceAudit(d.ref).entries.map((e) => e.kind)).toEqual(["coherent"]);
     expect(env.system.lowRam.bytesInUse + env.system.highRam.bytesInUse).toBe(ramBefore + 8192);
+    expect(env.system.audit().problems).toEqual([]);
     env.bus.unplug(d.ref);
     expect(env.system.lowRam.bytesInUse + env.system.highRam.bytesInUse).toBe(ramBefore);
     expect(mmu.pages.bytesInUse).toBe(0); // the default domain and its tables are gone
@@ -314,8 +365,11 @@ describe("regressions", () => {
       iommus: [{ iommu: "bigmmu", ids: [0] }],
     });
     expect(ref.isBound).toBe(false);
-    expect(probeError).toMatchObject({ code: "EINVAL" });
-    expect(String(probeError)).toMatch(/64 KiB|65536/);
+    // The machine's DMA layer configures the device before the driver's probe runs.
+    expect(probeError).toBeNull();
+    const failure = deviceStateOf(ref).probeError;
+    expect(failure).toMatchObject({ code: "EINVAL" });
+    expect(String(failure)).toMatch(/64 KiB|65536/);
     expect(pages.bytesInUse).toBe(0);
     env.bus.unplug(ref);
     env.bus.unplug(mmuRef);
