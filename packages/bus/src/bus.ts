@@ -103,6 +103,7 @@ class Hooks implements BusHooks {
   }
 }
 
+// module-state: privileged-access slots, assigned once by BusType's static block.
 let hookAdd: (bus: BusType, st: DeviceState) => void;
 let hookProbe: (bus: BusType, st: DeviceState) => void;
 let hookRemove: (bus: BusType, st: DeviceState) => void;

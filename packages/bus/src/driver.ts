@@ -31,7 +31,9 @@ export function checkDriverSpec(
 ): void {
   checkObject(where, "spec", spec);
   checkString(where, "spec.name", spec.name, true);
+  // SAFETY: checkCallback only tests typeof; the cast names the function type it returns.
   checkCallback(where, "spec.probe", spec.probe as () => unknown);
+  // SAFETY: as above.
   if (spec.remove !== undefined) checkCallback(where, "spec.remove", spec.remove as () => unknown);
   if (spec.suppressBindAttrs !== undefined) {
     checkBoolean(where, "spec.suppressBindAttrs", spec.suppressBindAttrs);
@@ -52,6 +54,7 @@ export function checkTable<E>(
   if (table === undefined) return [];
   if (!Array.isArray(table)) throw argumentError(where, param, "an array", table);
   table.forEach((e, i) => {
+    // SAFETY: checkObject tests the value at run time; the cast only widens E to object.
     checkObject(where, `${param}[${i}]`, e as object);
     entry(e, `${param}[${i}]`);
   });
@@ -81,6 +84,7 @@ export class DriverRecord {
   }
 }
 
+// module-state: a privileged-access slot, assigned once by Driver's static block.
 let recordOfDriver: (drv: Driver<unknown>) => DriverRecord;
 
 /** @internal */

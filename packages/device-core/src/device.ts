@@ -471,6 +471,7 @@ function checkGroup(where: string, group: DevresGroup | undefined): DevresGroup 
  * `Bound`); `ENODEV` if the binding is over.
  */
 export function boundState(dev: Device, what: string): DeviceState {
+  // SAFETY: a Device handle is made over a DeviceState (its object class).
   const st = requireContext(dev, CONTEXT_BOUND, what) as DeviceState;
   const b = st.binding;
   if (b === null || b.phase === "ended") {
@@ -483,6 +484,7 @@ export function boundState(dev: Device, what: string): DeviceState {
 }
 
 function setMasks(dev: Device<Core>, bits: number, streaming: boolean, coherent: boolean): void {
+  // SAFETY: a Device handle is made over a DeviceState (its object class).
   const st = requireContext(dev, CONTEXT_CORE, "dma_set_mask") as DeviceState;
   if (typeof bits !== "number" || !Number.isInteger(bits) || bits < 1 || bits > 64) {
     throw new DevrefError(

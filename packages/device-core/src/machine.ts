@@ -266,6 +266,7 @@ export class MachineCore {
   }
 }
 
+// module-state: a privileged-access slot, assigned once by Machine's static block.
 let coreOfMachine: (machine: Machine) => MachineCore;
 
 /**
@@ -467,6 +468,7 @@ const LOG_LEVELS: readonly LogLevel[] = ["err", "warn", "notice", "info", "dbg"]
  * The machine of short examples and of devices created without one: made on first use,
  * one per program, like the one system a kernel runs.
  */
+// module-state: the default machine itself, the one system of short examples.
 let defaultInstance: Machine | undefined;
 
 /** The default machine (created on first use). */

@@ -80,6 +80,7 @@ export interface U64 {
   readonly hi: number;
 }
 
+// module-state: a privileged-access slot, assigned once by MmioRegion's static block.
 let unmap: (region: MmioRegion) => void;
 
 /**

@@ -56,6 +56,7 @@ if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
 }
 
 /** A page that stands for every never-written page on the read path; never written itself. */
+// module-state: a constant (all zeros, never written), shared by every memory.
 const ZERO_PAGE = new Uint32Array(PAGE_SIZE / 4);
 
 /** A page of {@link SparseMemory}: words for the fast paths, bytes for copies. */

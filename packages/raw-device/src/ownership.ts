@@ -11,7 +11,7 @@ import {
   type LifetimeOwner,
   LifetimePool,
 } from "./lifetime.js";
-import { Refcount } from "./refcount.js";
+import { Refcount, type RefcountReporter, type RefcountSettings } from "./refcount.js";
 
 // ---------------------------------------------------------------------------------------
 // Type-level brands. Each is declared here only; other packages import the types.
@@ -146,8 +146,10 @@ const defaultLeakReporter = (leak: LeakReport): void => {
  *
  * **Invariants:** the leak registry exists once debug mode was turned on.
  */
-export class OwnershipSettings {
+export class OwnershipSettings implements RefcountSettings {
   debug = false;
+  /** The reporter of these objects' counters; null uses the process-wide one. */
+  refcountReporter: RefcountReporter | null = null;
   onLeak: (leak: LeakReport) => void = defaultLeakReporter;
   /** @internal */
   leakRegistry: FinalizationRegistry<LeakReport> | undefined = undefined;
@@ -181,6 +183,8 @@ export class OwnershipSettings {
 }
 
 /** The settings of objects made without a machine of their own. */
+// module-state: the process-wide defaults, which the default machine uses (as the kernel
+// has one set of debug settings); every other machine has its own.
 export const defaultOwnershipSettings: OwnershipSettings = new OwnershipSettings();
 
 /** Changes the default ownership settings; returns the settings in force before. */
@@ -200,6 +204,8 @@ function captureStack(): string | undefined {
   return stack?.split("\n").slice(3).join("\n");
 }
 
+// module-state: a cache of plain memory (recycled holder records), like an allocator's free
+// list; it holds no state of any system.
 const lifetimes = new LifetimePool();
 
 // ---------------------------------------------------------------------------------------
@@ -239,7 +245,7 @@ export class Kobject {
     settings: OwnershipSettings = defaultOwnershipSettings,
   ) {
     this.name = name;
-    this.refcount = new Refcount(1, name);
+    this.refcount = new Refcount(1, name, settings);
     this.releaseFn = release;
     this.Handle = Handle;
     this.settings = settings;
@@ -307,8 +313,8 @@ export type HandleConstructor<T extends RawDevice> = new (
   context: number,
 ) => T;
 
-// Privileged access to a handle's private fields, for this module only (assigned in the
-// class's static block, where TypeScript allows it).
+// module-state: privileged access to a handle's private fields, for this module only,
+// assigned once by RawDevice's static block (where TypeScript allows it).
 let liveOf: (handle: RawDevice) => Kobject;
 let contextLevelOf: (handle: RawDevice) => number;
 let isOwnedHandle: (handle: RawDevice) => boolean;
@@ -476,7 +482,7 @@ export function contextOf(handle: RawDevice): number {
   return contextLevelOf(handle);
 }
 
-const CONTEXT_NAMES = ["Normal", "Bound", "Core"];
+const CONTEXT_NAMES = ["Normal", "Bound", "Core"] as const;
 
 /**
  * Checks that `handle` was lent for at least `level` (a bound driver, or a bus callback),
@@ -699,6 +705,7 @@ export class BorrowScope implements LifetimeOwner {
 export function isThenable(value: unknown): value is PromiseLike<unknown> {
   if ((typeof value !== "object" && typeof value !== "function") || value === null) return false;
   try {
+    // SAFETY: reads one property of an object; its type is checked right here.
     return typeof (value as { then?: unknown }).then === "function";
   } catch {
     return false;

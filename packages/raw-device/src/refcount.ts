@@ -59,13 +59,27 @@ export const throwingRefcountReporter: RefcountReporter = (event) => {
   );
 };
 
+// module-state: the process-wide default reporter. Counters of a machine's objects use the
+// machine's own reporter when it set one (RefcountSettings); this is the fallback.
 let reporter: RefcountReporter = throwingRefcountReporter;
+
+/** Where a counter looks for its reporter first (a machine's ownership settings). */
+export interface RefcountSettings {
+  /** The reporter for these counters; null falls back to the process-wide one. */
+  readonly refcountReporter: RefcountReporter | null;
+}
 
 /**
  * Replaces the process-wide reporter and returns the previous one, so a test can
  * collect events and put the old reporter back.
  */
 export function setRefcountReporter(next: RefcountReporter): RefcountReporter {
+  if (typeof next !== "function") {
+    throw new DevrefError(
+      "EINVAL",
+      `setRefcountReporter: next must be a function, not ${describeValue(next)}`,
+    );
+  }
   const previous = reporter;
   reporter = next;
   return previous;
@@ -98,8 +112,9 @@ export class Refcount {
   private count: number;
   /** Name used in reports. */
   owner: string | undefined;
+  private readonly settings: RefcountSettings | undefined;
 
-  constructor(initial = 1, owner?: string) {
+  constructor(initial = 1, owner?: string, settings?: RefcountSettings) {
     if (owner !== undefined && typeof owner !== "string") {
       throw new DevrefError(
         "EINVAL",
@@ -119,6 +134,7 @@ export class Refcount {
     }
     this.count = initial;
     this.owner = owner;
+    this.settings = settings;
   }
 
   /** The current value (`refcount_read`). */
@@ -149,7 +165,8 @@ export class Refcount {
 
   #saturate(type: RefcountSaturation): void {
     this.count = REFCOUNT_SATURATED;
-    reporter({ type, message: `refcount_t: ${REFCOUNT_MESSAGES[type]}.`, owner: this.owner });
+    const report = this.settings?.refcountReporter ?? reporter;
+    report({ type, message: `refcount_t: ${REFCOUNT_MESSAGES[type]}.`, owner: this.owner });
   }
 
   /** `refcount_inc`. */
