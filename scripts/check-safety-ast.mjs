@@ -6,7 +6,8 @@
 //    the cast itself, when the statement spans lines). Smuggled borrows and minted brands
 //    are what it catches.
 // 2. Module scope holds constants, classes and functions only: a top-level `let`/`var`, or
-//    a top-level `const` bound to a mutable collection (`new Map`, `new Set`, `[]`, …), is
+//    a top-level `const` bound to a collection (`new Map`, `new Set`, an array literal not
+//    typed readonly or frozen, …), is
 //    machine state in a module global unless a `// module-state:` comment above it says
 //    why it is not (a cache of plain memory, a privileged-access slot, the default machine).
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -78,7 +79,7 @@ function isAsConst(node) {
   );
 }
 
-const MUTABLE_INITIALIZERS = /^(new\s|\[)/;
+const MUTABLE_INITIALIZERS = /^(new\s+(Map|Set|WeakMap|WeakSet|Array)\b|\[)/;
 const READONLY_TYPES = /^(readonly\s|Readonly(Map|Set|Array)<)/;
 
 const problems = [];

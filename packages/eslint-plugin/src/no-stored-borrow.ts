@@ -51,7 +51,8 @@ const WHEN: Record<SinkKind, string> = {
   event: "it runs on each event",
 };
 
-// One BorrowTypes per program: its caches answer for every file of the program.
+// module-state: a cache keyed by the linter's program objects (one BorrowTypes per program,
+// answering for every file of it); it holds no state of any devref system.
 const typesOfProgram = new WeakMap<ts.Program, BorrowTypes>();
 
 /**

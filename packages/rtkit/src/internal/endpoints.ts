@@ -61,6 +61,7 @@ function epmapRx(rtk: RtkitClient, hi: number, lo: number): void {
   if (!last) return;
   for (let ep = 0; ep < C.APP_ENDPOINT_START; ep++) {
     if (rtk.endpoints[ep] === 0 || ep === C.EP_MGMT) continue;
+    // SAFETY: widens a tuple of endpoint numbers to number[] so includes() takes any number.
     if ((SYSTEM_EPS_TO_START as readonly number[]).includes(ep)) {
       rtk.log("dbg", `RTKit: Starting system endpoint 0x${hexPad(ep, 2)}`);
       startEp(rtk, ep);

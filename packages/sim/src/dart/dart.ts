@@ -97,7 +97,7 @@ const CODE_NAMES: readonly DartFaultCode[] = [
   "write-fault",
   "read-fault",
 ];
-const T8020_BITS = [
+const T8020_BITS: readonly number[] = [
   R20.ERR_NO_TTBR,
   R20.ERR_NO_PMD,
   R20.ERR_NO_PMD,
@@ -106,7 +106,7 @@ const T8020_BITS = [
   R20.ERR_READ_FAULT,
   R20.ERR_SUBPAGE_PROT,
 ];
-const T8110_BITS = [
+const T8110_BITS: readonly number[] = [
   R110.ERR_NO_TTBR,
   R110.ERR_NO_PGD,
   R110.ERR_NO_PMD,
