@@ -89,7 +89,7 @@ export class CoherentAllocation {
     return this.res.isAvailable;
   }
 
-  private region(offset: number, width: number): CoherentRegion {
+  #region(offset: number, width: number): CoherentRegion {
     checkInteger("CoherentAllocation", "offset", offset, 0, this.size);
     const r = this.res.tryAccess();
     if (r === undefined) {
@@ -110,40 +110,40 @@ export class CoherentAllocation {
 
   /** The physical address of the CPU side (for tests that play the device). */
   get phys(): PhysAddr {
-    return this.region(0, 0).pa;
+    return this.#region(0, 0).pa;
   }
   read8(offset: number): number {
-    return this.mem.read8(this.region(offset, 1).pa + offset);
+    return this.mem.read8(this.#region(offset, 1).pa + offset);
   }
   write8(offset: number, value: number): void {
     checkInteger("CoherentAllocation.write8", "value", value, 0, 0xff);
-    this.mem.write8(this.region(offset, 1).pa + offset, value);
+    this.mem.write8(this.#region(offset, 1).pa + offset, value);
   }
   read32(offset: number): number {
-    return this.mem.read32(this.region(offset, 4).pa + offset);
+    return this.mem.read32(this.#region(offset, 4).pa + offset);
   }
   write32(offset: number, value: number): void {
     checkInteger("CoherentAllocation.write32", "value", value, 0, U32_MAX);
-    this.mem.write32(this.region(offset, 4).pa + offset, value);
+    this.mem.write32(this.#region(offset, 4).pa + offset, value);
   }
   /** The 64-bit word at `offset` as halves. */
   read64(offset: number): { lo: number; hi: number } {
-    const pa = this.region(offset, 8).pa + offset;
+    const pa = this.#region(offset, 8).pa + offset;
     const mem = this.mem;
     return { lo: mem.read64Lo(pa), hi: mem.read64Hi(pa) };
   }
   write64(offset: number, lo: number, hi: number): void {
     checkInteger("CoherentAllocation.write64", "lo", lo, 0, U32_MAX);
     checkInteger("CoherentAllocation.write64", "hi", hi, 0, U32_MAX);
-    this.mem.write64(this.region(offset, 8).pa + offset, lo, hi);
+    this.mem.write64(this.#region(offset, 8).pa + offset, lo, hi);
   }
   readBytes(offset: number, dest: Uint8Array): void {
     checkInstance("CoherentAllocation.readBytes", "dest", dest, Uint8Array);
-    this.mem.readBytes(this.region(offset, dest.length).pa + offset, dest);
+    this.mem.readBytes(this.#region(offset, dest.length).pa + offset, dest);
   }
   writeBytes(offset: number, src: Uint8Array): void {
     checkInstance("CoherentAllocation.writeBytes", "src", src, Uint8Array);
-    this.mem.writeBytes(this.region(offset, src.length).pa + offset, src);
+    this.mem.writeBytes(this.#region(offset, src.length).pa + offset, src);
   }
   /**
    * `dma_handle_with_offset`: the device address of byte `offset`.
@@ -151,7 +151,7 @@ export class CoherentAllocation {
    * **Errors:** `EINVAL` out of bounds; `ENODEV` after free.
    */
   dmaHandleWithOffset(offset: number): DmaAddr {
-    this.region(offset, 1);
+    this.#region(offset, 1);
     // SAFETY: inside the buffer, whose device address range is valid.
     return (this.dmaAddr + offset) as DmaAddr;
   }

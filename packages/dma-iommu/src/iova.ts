@@ -300,8 +300,8 @@ export class IovaDomain {
     this.depotSize = new Int32Array(IOVA_RANGE_CACHE_MAX_SIZE);
     this.recent = new Int32Array(RECENT_SLOTS);
     for (let c = 0; c < IOVA_RANGE_CACHE_MAX_SIZE; c++) {
-      this.loaded[c] = this.allocMag();
-      this.prevMag[c] = this.allocMag();
+      this.loaded[c] = this.#allocMag();
+      this.prevMag[c] = this.#allocMag();
     }
   }
 
@@ -319,9 +319,9 @@ export class IovaDomain {
    * @returns the first pfn of the new range, or 0 if there is no room.
    */
   allocIova(size: number, limitPfn: number, sizeAligned: boolean): number {
-    this.checkAlloc(size, limitPfn, "alloc_iova");
+    this.#checkAlloc(size, limitPfn, "alloc_iova");
     checkBoolean("alloc_iova", "sizeAligned", sizeAligned);
-    const node = this.allocRange(size, limitPfn + 1, sizeAligned);
+    const node = this.#allocRange(size, limitPfn + 1, sizeAligned);
     return node === NIL ? 0 : this.tree.lo[node]!;
   }
 
@@ -357,9 +357,9 @@ export class IovaDomain {
    */
   freeIova(pfn: number): void {
     checkInteger("free_iova", "pfn", pfn, 0, IOVA_MAX_PFN);
-    const node = this.lookup(pfn);
-    this.checkFreeable(node, pfn, "free_iova");
-    this.freeNode(node);
+    const node = this.#lookup(pfn);
+    this.#checkFreeable(node, pfn, "free_iova");
+    this.#freeNode(node);
   }
 
   /**
@@ -398,7 +398,7 @@ export class IovaDomain {
           t.lo[n] = lo;
         }
         t.flags[n] = t.flags[n]! | FLAG_RESERVED;
-        if (pfnHi <= t.hi[n]!) return this.rangeOf(n);
+        if (pfnHi <= t.hi[n]!) return this.#rangeOf(n);
         lo = t.hi[n]! + 1;
         overlap = true;
       } else if (overlap) {
@@ -407,7 +407,7 @@ export class IovaDomain {
     }
     const node = t.insert(lo, pfnHi, FLAG_RESERVED);
     this.usedPfns += pfnHi - lo + 1;
-    return this.rangeOf(node);
+    return this.#rangeOf(node);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -425,18 +425,18 @@ export class IovaDomain {
    * @returns the first pfn, or 0 if there is no room.
    */
   allocIovaFast(size: number, limitPfn: number, flushRcache: boolean): number {
-    this.checkAlloc(size, limitPfn, "alloc_iova_fast");
+    this.#checkAlloc(size, limitPfn, "alloc_iova_fast");
     checkBoolean("alloc_iova_fast", "flushRcache", flushRcache);
     if (size < RCACHE_ROUND_LIMIT) size = roundupPow2(size);
     const cls = orderBase2(size);
     if (cls < IOVA_RANGE_CACHE_MAX_SIZE) {
-      const node = this.rcacheGet(cls, limitPfn + 1 - size);
+      const node = this.#rcacheGet(cls, limitPfn + 1 - size);
       if (node !== NIL) return this.tree.lo[node]!;
     }
-    let node = this.allocRange(size, limitPfn + 1, true);
+    let node = this.#allocRange(size, limitPfn + 1, true);
     if (node === NIL && flushRcache) {
       this.flushRcaches();
-      node = this.allocRange(size, limitPfn + 1, true);
+      node = this.#allocRange(size, limitPfn + 1, true);
     }
     return node === NIL ? 0 : this.tree.lo[node]!;
   }
@@ -457,10 +457,10 @@ export class IovaDomain {
       checkCount("free_iova_fast", "size", size, 1, IOVA_MAX_PFN);
     }
     const t = this.tree;
-    const node = this.lookup(pfn);
-    this.checkFreeable(node, pfn, "free_iova_fast");
+    const node = this.#lookup(pfn);
+    this.#checkFreeable(node, pfn, "free_iova_fast");
     const rangeSize = t.hi[node]! - t.lo[node]! + 1;
-    if (t.lo[node] !== pfn || !this.sizeMatches(size, rangeSize)) {
+    if (t.lo[node] !== pfn || !this.#sizeMatches(size, rangeSize)) {
       throw new DevrefError(
         "EINVAL",
         `free_iova_fast(${hex(pfn)}, ${describeValue(size)}): the range there is ` +
@@ -472,10 +472,10 @@ export class IovaDomain {
     if (cls < IOVA_RANGE_CACHE_MAX_SIZE && rangeSize === 1 << cls) {
       t.flags[node] = t.flags[node]! | FLAG_CACHED;
       this.cachedCount++;
-      this.rcacheInsert(cls, node);
+      this.#rcacheInsert(cls, node);
       return;
     }
-    this.freeNode(node);
+    this.#freeNode(node);
   }
 
   /**
@@ -487,14 +487,14 @@ export class IovaDomain {
   flushRcaches(): number {
     let freed = 0;
     for (let c = 0; c < IOVA_RANGE_CACHE_MAX_SIZE; c++) {
-      freed += this.magazineFreePfns(this.loaded[c]!);
-      freed += this.magazineFreePfns(this.prevMag[c]!);
+      freed += this.#magazineFreePfns(this.loaded[c]!);
+      freed += this.#magazineFreePfns(this.prevMag[c]!);
     }
     for (let c = 0; c < IOVA_RANGE_CACHE_MAX_SIZE; c++) {
       while (this.depotSize[c]! > 0) {
-        const mag = this.depotPop(c);
-        freed += this.magazineFreePfns(mag);
-        this.freeMag(mag);
+        const mag = this.#depotPop(c);
+        freed += this.#magazineFreePfns(mag);
+        this.#freeMag(mag);
       }
     }
     return freed;
@@ -515,9 +515,9 @@ export class IovaDomain {
     let trimmed = 0;
     for (let c = 0; c < IOVA_RANGE_CACHE_MAX_SIZE; c++) {
       if (this.depotSize[c]! > ONLINE_CPUS) {
-        const mag = this.depotPop(c);
-        this.magazineFreePfns(mag);
-        this.freeMag(mag);
+        const mag = this.#depotPop(c);
+        this.#magazineFreePfns(mag);
+        this.#freeMag(mag);
         trimmed++;
       }
     }
@@ -556,7 +556,7 @@ export class IovaDomain {
     const iova = this.#allocFor(size, dmaLimit, policy);
     if (iova === 0) {
       const granules = Math.ceil(size / this.granule);
-      const limit = this.effectiveLimit(dmaLimit, policy);
+      const limit = this.#effectiveLimit(dmaLimit, policy);
       const stats = this.stats();
       throw new DevrefError(
         "ENOMEM",
@@ -595,7 +595,7 @@ export class IovaDomain {
 
   /** {@link tryAllocForDevice} on checked arguments. */
   #allocFor(size: number, dmaLimit: number, policy: IovaDevicePolicy): Iova {
-    const limit = this.effectiveLimit(dmaLimit, policy);
+    const limit = this.#effectiveLimit(dmaLimit, policy);
     const len = Math.ceil(size / this.granule);
     let pfn = 0;
     if (limit > DMA_32BIT_LIMIT && policy.prefer32 === true) {
@@ -638,7 +638,7 @@ export class IovaDomain {
     const out: IovaRange[] = [];
     const t = this.tree;
     for (let n = t.first(); n !== NIL && n !== this.anchor; n = t.nextOf(n)) {
-      out.push(this.rangeOf(n));
+      out.push(this.#rangeOf(n));
     }
     return out;
   }
@@ -646,12 +646,12 @@ export class IovaDomain {
   // ---------------------------------------------------------------------------------------
   // Internals
 
-  private checkAlloc(size: number, limitPfn: number, what: string): void {
+  #checkAlloc(size: number, limitPfn: number, what: string): void {
     checkCount(what, "size", size, 1, IOVA_MAX_PFN);
     checkInteger(what, "limitPfn", limitPfn, 0, IOVA_MAX_PFN);
   }
 
-  private effectiveLimit(dmaLimit: number, policy: IovaDevicePolicy): number {
+  #effectiveLimit(dmaLimit: number, policy: IovaDevicePolicy): number {
     let limit = dmaLimit;
     const bus = policy.busDmaLimit;
     if (bus !== undefined && bus !== 0 && bus < limit) limit = bus;
@@ -660,13 +660,13 @@ export class IovaDomain {
     return limit;
   }
 
-  private sizeMatches(size: number, rangeSize: number): boolean {
+  #sizeMatches(size: number, rangeSize: number): boolean {
     if (!(size >= 1 && Math.floor(size) === size)) return false;
     if (size === rangeSize) return true;
     return size < RCACHE_ROUND_LIMIT && roundupPow2(size) === rangeSize;
   }
 
-  private checkFreeable(node: number, pfn: number, what: string): void {
+  #checkFreeable(node: number, pfn: number, what: string): void {
     if (node === NIL || node === this.anchor) {
       throw new DevrefError(
         "EINVAL",
@@ -691,7 +691,7 @@ export class IovaDomain {
     }
   }
 
-  private rangeOf(node: number): IovaRange {
+  #rangeOf(node: number): IovaRange {
     const flags = this.tree.flags[node]!;
     return {
       pfnLo: this.tree.lo[node]!,
@@ -705,7 +705,7 @@ export class IovaDomain {
    * `__alloc_and_insert_iova_range` with an exclusive `limit` (`limit_pfn + 1`).
    * @returns the new node, or NIL.
    */
-  private allocRange(size: number, limit: number, sizeAligned: boolean): number {
+  #allocRange(size: number, limit: number, sizeAligned: boolean): number {
     const t = this.tree;
     const lo = t.lo;
     const hi = t.hi;
@@ -733,7 +733,7 @@ export class IovaDomain {
         retried = true;
         highPfn = limit;
         lowPfn = retryPfn + 1;
-        curr = this.findLimit(limit);
+        curr = this.#findLimit(limit);
         continue;
       }
       this.max32 = size;
@@ -748,7 +748,7 @@ export class IovaDomain {
   }
 
   /** The node whose range contains `pfn` (`private_find_iova`), trying recent ones first. */
-  private lookup(pfn: number): number {
+  #lookup(pfn: number): number {
     if (!Number.isSafeInteger(pfn)) return NIL;
     const t = this.tree;
     // `& mask` keeps the low bits of any safe integer, which is all the index needs.
@@ -758,7 +758,7 @@ export class IovaDomain {
   }
 
   /** `iova_find_limit`: where a retry below the exclusive `limit` starts walking. */
-  private findLimit(limit: number): number {
+  #findLimit(limit: number): number {
     if (limit > this.dma32bitPfn) return this.anchor;
     const t = this.tree;
     // The first range that ends at or above the limit: the walk starts below it.
@@ -768,7 +768,7 @@ export class IovaDomain {
   }
 
   /** `private_free_iova`: hint updates, then erase. */
-  private freeNode(node: number): void {
+  #freeNode(node: number): void {
     const t = this.tree;
     const lo = t.lo[node]!;
     const hi = t.hi[node]!;
@@ -781,23 +781,23 @@ export class IovaDomain {
     t.remove(node);
   }
 
-  private allocMag(): number {
+  #allocMag(): number {
     if (this.magFreeTop > 0) {
       const m = this.magFree[--this.magFreeTop]!;
       this.magSize[m] = 0;
       this.magNext[m] = NO_MAG;
       return m;
     }
-    if (this.magFresh === this.magCapacity) this.growMags();
+    if (this.magFresh === this.magCapacity) this.#growMags();
     return this.magFresh++;
   }
 
-  private freeMag(mag: number): void {
+  #freeMag(mag: number): void {
     this.magSize[mag] = 0;
     this.magFree[this.magFreeTop++] = mag;
   }
 
-  private growMags(): void {
+  #growMags(): void {
     const cap = this.magCapacity * 2;
     const data = new Int32Array(cap * MAG_STRIDE);
     data.set(this.magData);
@@ -814,13 +814,13 @@ export class IovaDomain {
     this.magCapacity = cap;
   }
 
-  private depotPush(cls: number, mag: number): void {
+  #depotPush(cls: number, mag: number): void {
     this.magNext[mag] = this.depotHead[cls]!;
     this.depotHead[cls] = mag;
     this.depotSize[cls] = this.depotSize[cls]! + 1;
   }
 
-  private depotPop(cls: number): number {
+  #depotPop(cls: number): number {
     const mag = this.depotHead[cls]!;
     this.depotHead[cls] = this.magNext[mag]!;
     this.magNext[mag] = NO_MAG;
@@ -829,7 +829,7 @@ export class IovaDomain {
   }
 
   /** `__iova_rcache_get`: a cached node whose start is at most `maxPfn`, or NIL. */
-  private rcacheGet(cls: number, maxPfn: number): number {
+  #rcacheGet(cls: number, maxPfn: number): number {
     let mag = this.loaded[cls]!;
     if (this.magSize[mag] === 0) {
       const prev = this.prevMag[cls]!;
@@ -838,8 +838,8 @@ export class IovaDomain {
         this.loaded[cls] = prev;
         mag = prev;
       } else if (this.depotSize[cls]! > 0) {
-        this.freeMag(mag);
-        mag = this.depotPop(cls);
+        this.#freeMag(mag);
+        mag = this.#depotPop(cls);
         this.loaded[cls] = mag;
       } else {
         return NIL;
@@ -865,7 +865,7 @@ export class IovaDomain {
   }
 
   /** `__iova_rcache_insert`; never fails here, because a new magazine is always at hand. */
-  private rcacheInsert(cls: number, node: number): void {
+  #rcacheInsert(cls: number, node: number): void {
     let mag = this.loaded[cls]!;
     if (this.magSize[mag] === IOVA_MAG_SIZE) {
       const prev = this.prevMag[cls]!;
@@ -874,8 +874,8 @@ export class IovaDomain {
         this.loaded[cls] = prev;
         mag = prev;
       } else {
-        this.depotPush(cls, mag);
-        mag = this.allocMag();
+        this.#depotPush(cls, mag);
+        mag = this.#allocMag();
         this.loaded[cls] = mag;
       }
     }
@@ -885,14 +885,14 @@ export class IovaDomain {
   }
 
   /** `iova_magazine_free_pfns`: every range in the magazine back to the tree, in order. */
-  private magazineFreePfns(mag: number): number {
+  #magazineFreePfns(mag: number): number {
     const n = this.magSize[mag]!;
     const base = mag * MAG_STRIDE;
     for (let i = 0; i < n; i++) {
       const node = this.magData[base + i]!;
       this.tree.flags[node] = this.tree.flags[node]! & ~FLAG_CACHED;
       this.cachedCount--;
-      this.freeNode(node);
+      this.#freeNode(node);
     }
     this.magSize[mag] = 0;
     return n;

@@ -329,7 +329,7 @@ export class SwiotlbPool {
         { details: { size, total } },
       );
     }
-    const index = this.findSlots(orig, total, minAlign, allocAlign, boundary);
+    const index = this.#findSlots(orig, total, minAlign, allocAlign, boundary);
     if (index < 0) {
       const device = options.device ?? "swiotlb";
       if ((attrs & DMA_ATTR_NO_WARN) === 0) {
@@ -372,7 +372,7 @@ export class SwiotlbPool {
     this.mapDir[first] = dir;
     this.mappingCount++;
     const tlb = this.base + first * IO_TLB_SIZE + slotOffset;
-    this.copy(orig, tlb, size);
+    this.#copy(orig, tlb, size);
     // SAFETY: tlb lies inside the pool, which was checked to fit in memory.
     return tlb as PhysAddr;
   }
@@ -389,15 +389,15 @@ export class SwiotlbPool {
     checkSize(where, "size", size);
     checkMapDirection(where, dir);
     checkAttrs(where, attrs);
-    const first = this.mappingAt(bounce, "unmap");
-    if (this.mapOffset[first] !== bounce - this.slotAddr(first)) {
-      this.mismatch("unmap", bounce, first, "is inside a mapping, not its start");
+    const first = this.#mappingAt(bounce, "unmap");
+    if (this.mapOffset[first] !== bounce - this.#slotAddr(first)) {
+      this.#mismatch("unmap", bounce, first, "is inside a mapping, not its start");
     }
     if (size !== this.mapSize[first]) {
-      this.mismatch("unmap", bounce, first, `has size ${this.mapSize[first]}, not ${size}`);
+      this.#mismatch("unmap", bounce, first, `has size ${this.mapSize[first]}, not ${size}`);
     }
     if (dir !== this.mapDir[first]) {
-      this.mismatch(
+      this.#mismatch(
         "unmap",
         bounce,
         first,
@@ -409,9 +409,9 @@ export class SwiotlbPool {
       (dir === DMA_FROM_DEVICE || dir === DMA_BIDIRECTIONAL)
     ) {
       // The first data slot records the original address that the bounce address stands for.
-      this.copy(bounce, this.origAddr[first]!, size);
+      this.#copy(bounce, this.origAddr[first]!, size);
     }
-    this.release(first);
+    this.#release(first);
   }
 
   /**
@@ -424,8 +424,8 @@ export class SwiotlbPool {
   syncForCpu(bounce: PhysAddr, size: number, dir: DmaDirection): void {
     checkSize("swiotlb_sync_for_cpu", "size", size);
     checkMapDirection("swiotlb_sync_for_cpu", dir);
-    const origin = this.syncTarget(bounce, size, dir, "sync_for_cpu");
-    if (dir === DMA_FROM_DEVICE || dir === DMA_BIDIRECTIONAL) this.copy(bounce, origin, size);
+    const origin = this.#syncTarget(bounce, size, dir, "sync_for_cpu");
+    if (dir === DMA_FROM_DEVICE || dir === DMA_BIDIRECTIONAL) this.#copy(bounce, origin, size);
   }
 
   /**
@@ -437,8 +437,8 @@ export class SwiotlbPool {
   syncForDevice(bounce: PhysAddr, size: number, dir: DmaDirection): void {
     checkSize("swiotlb_sync_for_device", "size", size);
     checkMapDirection("swiotlb_sync_for_device", dir);
-    const origin = this.syncTarget(bounce, size, dir, "sync_for_device");
-    if (dir === DMA_TO_DEVICE || dir === DMA_BIDIRECTIONAL) this.copy(origin, bounce, size);
+    const origin = this.#syncTarget(bounce, size, dir, "sync_for_device");
+    if (dir === DMA_TO_DEVICE || dir === DMA_BIDIRECTIONAL) this.#copy(origin, bounce, size);
   }
 
   /**
@@ -482,7 +482,7 @@ export class SwiotlbPool {
       const nslots = Math.ceil((this.allocSize[start]! + slotOffset) / IO_TLB_SIZE);
       out.push({
         // SAFETY: inside the pool, which lies in memory.
-        bounce: (this.slotAddr(i) + slotOffset) as PhysAddr,
+        bounce: (this.#slotAddr(i) + slotOffset) as PhysAddr,
         // SAFETY: recorded from a checked PhysAddr at map time.
         orig: this.origAddr[i]! as PhysAddr,
         size: this.mapSize[i]!,
@@ -496,12 +496,12 @@ export class SwiotlbPool {
 
   // ---------------------------------------------------------------------------------------
 
-  private slotAddr(slot: number): number {
+  #slotAddr(slot: number): number {
     return this.base + slot * IO_TLB_SIZE;
   }
 
   /** Copies `n` bytes between two physical addresses through the reusable scratch buffer. */
-  private copy(from: number, to: number, n: number): void {
+  #copy(from: number, to: number, n: number): void {
     let view = this.view;
     if (view.length !== n) {
       view = this.scratch.subarray(0, n);
@@ -512,7 +512,7 @@ export class SwiotlbPool {
   }
 
   /** The first data slot of the live mapping containing `addr`; throws `EINVAL` otherwise. */
-  private mappingAt(addr: number, what: string): number {
+  #mappingAt(addr: number, what: string): number {
     if (!(addr >= this.base && addr < this.end && Number.isSafeInteger(addr))) {
       throw new DevrefError(
         "EINVAL",
@@ -533,22 +533,22 @@ export class SwiotlbPool {
     return owner;
   }
 
-  private mismatch(what: string, addr: number, first: number, problem: string): never {
+  #mismatch(what: string, addr: number, first: number, problem: string): never {
     throw new DevrefError(
       "EINVAL",
       `swiotlb ${what} of ${formatAddr(addr)}: the mapping at ` +
-        `${formatAddr(this.slotAddr(first) + this.mapOffset[first]!)} ${problem}; unmap and ` +
+        `${formatAddr(this.#slotAddr(first) + this.mapOffset[first]!)} ${problem}; unmap and ` +
         "sync with the address, size and direction of the map call",
     );
   }
 
   /** Validates a sync and returns the original address matching `bounce`. */
-  private syncTarget(bounce: number, size: number, dir: number, what: string): number {
-    const first = this.mappingAt(bounce, what);
-    const start = this.slotAddr(first) + this.mapOffset[first]!;
+  #syncTarget(bounce: number, size: number, dir: number, what: string): number {
+    const first = this.#mappingAt(bounce, what);
+    const start = this.#slotAddr(first) + this.mapOffset[first]!;
     const mapEnd = start + this.mapSize[first]!;
     if (!(Number.isSafeInteger(size) && size >= 1 && bounce >= start && bounce + size <= mapEnd)) {
-      this.mismatch(
+      this.#mismatch(
         what,
         bounce,
         first,
@@ -557,7 +557,7 @@ export class SwiotlbPool {
       );
     }
     if (dir !== this.mapDir[first]) {
-      this.mismatch(
+      this.#mismatch(
         what,
         bounce,
         first,
@@ -568,7 +568,7 @@ export class SwiotlbPool {
   }
 
   /** `swiotlb_search_pool_area` for the one area; returns the first slot or -1. */
-  private findSlots(
+  #findSlots(
     orig: number,
     allocSize: number,
     minAlign: number,
@@ -604,7 +604,7 @@ export class SwiotlbPool {
       }
       const spans =
         boundarySlots !== 0 && ((tblSlots + index) % boundarySlots) + nslots > boundarySlots;
-      if (!spans && this.runFree(index, nslots)) {
+      if (!spans && this.#runFree(index, nslots)) {
         found = index;
         break;
       }
@@ -623,7 +623,7 @@ export class SwiotlbPool {
   }
 
   /** The kernel's `list[index] >= nslots`: `nslots` free slots from `index`, in one segment. */
-  private runFree(index: number, nslots: number): boolean {
+  #runFree(index: number, nslots: number): boolean {
     if ((index & (IO_TLB_SEGSIZE - 1)) + nslots > IO_TLB_SEGSIZE) return false;
     const busy = this.busy;
     for (let i = index; i < index + nslots; i++) if (busy[i] !== 0) return false;
@@ -631,7 +631,7 @@ export class SwiotlbPool {
   }
 
   /** `swiotlb_release_slots` for the mapping whose first data slot is `first`. */
-  private release(first: number): void {
+  #release(first: number): void {
     const slotOffset = this.mapOffset[first]!;
     const index = first - this.padSlots[first]!;
     const nslots = Math.ceil((this.allocSize[index]! + slotOffset) / IO_TLB_SIZE);

@@ -269,11 +269,11 @@ export class DmaSystem {
     this.iommuDefaultDomain = options.iommuDefaultDomain ?? "strict";
     this.iommuPassthrough = options.iommuPassthrough ?? false;
     this.machine = machine;
-    if (machine !== null) machine.dma = this.layer();
+    if (machine !== null) machine.dma = this.#layer();
   }
 
   /** The machine's DMA layer hooks, calling into this system. */
-  private layer(): DmaLayer {
+  #layer(): DmaLayer {
     const system = this;
     const quietly = (st: DeviceState, what: string, fn: () => void): void => {
       try {
