@@ -33,6 +33,7 @@ export {
 export {
   IRQ_STORM_LIMIT,
   IRQ_UNHANDLED_LIMIT,
+  type IrqChip,
   IrqDomain,
   type IrqDomainOptions,
   type IrqHandler,

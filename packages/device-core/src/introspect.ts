@@ -17,8 +17,14 @@ function describe(st: DeviceState): string {
   }
   if (st.disconnected) parts.push("disconnected");
   const failed = st.probeError;
-  if (failed !== undefined && (b === null || b.phase === "ended"))
+  // A deferral is shown as such above; any other failure stays visible until a probe works.
+  if (
+    failed !== undefined &&
+    (b === null || b.phase === "ended") &&
+    errnoName(failed) !== "EPROBE_DEFER"
+  ) {
     parts.push(`probe failed: ${errnoName(failed)}`);
+  }
   parts.push(`${st.refcount.value} ref${st.refcount.value === 1 ? "" : "s"}`);
   return `${st.name} [${parts.join(", ")}]`;
 }

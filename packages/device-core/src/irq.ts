@@ -82,6 +82,19 @@ class LineState {
   count = 0;
 }
 
+/**
+ * The interrupt controller behind a domain (the kernel's `irq_chip`): told when a line gets
+ * its first handler and loses its last, so it can route (unmask) or stop (mask) the
+ * hardware line. A controller with its own delivery then calls {@link IrqDomain.handle}
+ * for each interrupt.
+ */
+export interface IrqChip {
+  /** Line `hwirq` has a handler now (irq_startup / unmask). */
+  enable(hwirq: number, trigger: IrqTrigger): void;
+  /** Line `hwirq` has no handler any more (irq_shutdown / mask). */
+  disable(hwirq: number): void;
+}
+
 /** What {@link IrqDomain} is created from. */
 export interface IrqDomainOptions {
   /** The domain's name, unique per machine; devices name it in their `interrupts`. */
@@ -90,6 +103,11 @@ export interface IrqDomainOptions {
   readonly size: number;
   /** The machine; the default machine when omitted. */
   readonly machine?: Machine;
+  /**
+   * The controller, when the lines belong to one with its own delivery (a simulator's);
+   * without one the domain is its own controller, driven by {@link IrqDomain.raise}.
+   */
+  readonly chip?: IrqChip;
 }
 
 /**
@@ -122,6 +140,8 @@ export class IrqDomain {
   readonly name: string;
   readonly size: number;
   readonly machine: Machine;
+  /** The controller behind the lines, or null when the domain is its own. */
+  readonly chip: IrqChip | null;
   private readonly lines: Map<number, LineState> = new Map();
   /** Lines handed out by {@link allocLines} (irq_domain_alloc_irqs), by first line. */
   private readonly allocated: Map<number, number> = new Map();
@@ -134,6 +154,13 @@ export class IrqDomain {
     if (!(machine instanceof Machine)) {
       throw new DevrefError("EINVAL", "new IrqDomain: options.machine must be a Machine");
     }
+    const chip = options.chip ?? null;
+    if (chip !== null) {
+      checkObject("new IrqDomain", "options.chip", chip);
+      checkCallback("new IrqDomain", "options.chip.enable", chip.enable);
+      checkCallback("new IrqDomain", "options.chip.disable", chip.disable);
+    }
+    this.chip = chip;
     this.machine = machine;
     coreOf(machine).claimName("irq domain", this);
   }
@@ -215,6 +242,21 @@ export class IrqDomain {
     }
   }
 
+  /**
+   * Runs the handlers of line `hwirq` once, for an interrupt its controller delivered
+   * (generic_handle_domain_irq); returns whether one said `"handled"`. Lines whose
+   * handlers keep saying `"none"` are disabled as for {@link raise}.
+   *
+   * **Errors:** `EINVAL` for a line outside the domain.
+   */
+  handle(hwirq: number): boolean {
+    checkInteger("IrqDomain.handle", "hwirq", hwirq, 0, this.size - 1);
+    const line = this.lines.get(hwirq);
+    if (line === undefined) return false;
+    line.pendingEdge = true;
+    return deliverOnce(this, hwirq, line);
+  }
+
   /** Whether level line `hwirq` is asserted. */
   isAsserted(hwirq: number): boolean {
     checkInteger("IrqDomain.isAsserted", "hwirq", hwirq, 0, this.size - 1);
@@ -260,6 +302,14 @@ export class IrqDomain {
       line.trigger = trigger;
     }
     line.actions.push(action);
+    if (line.actions.length === 1 && this.chip !== null) {
+      try {
+        this.chip.enable(action.line.hwirq, trigger);
+      } catch (e) {
+        line.actions.pop();
+        throw e;
+      }
+    }
     // A level line already asserted interrupts the new handler at once.
     if (line.trigger === "level" && line.asserted && !line.delivering) {
       queueRedelivery(this, action.line.hwirq, line);
@@ -278,11 +328,31 @@ export class IrqDomain {
       line.disabled = false;
       line.unhandled = 0;
       line.storm = 0;
+      if (i >= 0) this.chip?.disable(action.line.hwirq);
     }
   }
 }
 
 /** Runs the handlers of a line until nothing is pending; returns whether one handled it. */
+/** One delivery for an external controller: no redelivery, which is the controller's job. */
+function deliverOnce(domain: IrqDomain, hwirq: number, line: LineState): boolean {
+  if (line.delivering || line.disabled || line.actions.length === 0) return false;
+  line.delivering = true;
+  try {
+    line.pendingEdge = false;
+    line.count++;
+    const handled = runHandlers(domain, line);
+    if (handled) line.unhandled = 0;
+    else if (++line.unhandled >= IRQ_UNHANDLED_LIMIT) {
+      disable(domain, line, hwirq, "nobody cared (no handler returned handled)");
+      domain.chip?.disable(hwirq);
+    }
+    return handled;
+  } finally {
+    line.delivering = false;
+  }
+}
+
 function deliver(domain: IrqDomain, hwirq: number, line: LineState): boolean {
   if (line.delivering || line.disabled || line.actions.length === 0) return false;
   line.delivering = true;
