@@ -463,6 +463,8 @@ export function command(sh: Shape): fc.Arbitrary<Cmd> {
   const count = fc.oneof(
     fc.integer({ min: 0, max: 3 }),
     fc.integer({ min: 1, max: Math.min(sh.granule / 8 + 2, 700) }),
+    // Whole tables, so that full and emptied tables come up often.
+    fc.constant(sh.granule / 8),
   );
   return fc.oneof(
     {

@@ -138,6 +138,38 @@ describe("page views and the memory-method path write the same bytes", () => {
     60_000,
   );
 
+  it("full and empty tables: the run shortcuts stop at holes and see leaves, on both paths", () => {
+    for (const mem of [new SparseMemory(), new PlainMemory()]) {
+      const pages = new BuddyAllocator(mem, 0x8_0000_0000, 2 ** 30);
+      const t = allocIoPgtable(
+        "arm-64-lpae-s1",
+        { pgsizeBitmap: 0x4020_1000, ias: 48, oas: 48 },
+        pages,
+      );
+      const K = 0x1000;
+      const map = (at: number, n: number) =>
+        t.mapPages(I(at * K), P(0x9000_0000 + at * K), K, n, 3);
+      expect(map(0, 512)).toBe(512 * K); // a full leaf table
+      expect(t.unmapPages(I(0), K, 512)).toBe(512 * K);
+      expect(map(0, 512)).toBe(512 * K);
+      expect(t.unmapPages(I(300 * K), K, 1)).toBe(K); // one hole
+      expect(t.unmapPages(I(0), K, 512)).toBe(300 * K); // stops there
+      expect(t.unmapPages(I(301 * K), K, 512)).toBe(211 * K);
+      expect(map(7, 1)).toBe(K);
+      expect(() => map(0, 512)).toThrow(expect.objectContaining({ code: "EEXIST" }));
+      expect(t.unmapPages(I(7 * K), K, 1)).toBe(K);
+      expect(map(0, 512)).toBe(512 * K); // empty again, so no leaf is in the way
+      // A 2M unmap over the full table frees it; a block then maps where it was.
+      expect(t.unmapPages(I(0), 0x20_0000, 1)).toBe(0x20_0000);
+      expect(t.mapPages(I(0), P(0x4000_0000), 0x20_0000, 1, 3)).toBe(0x20_0000);
+      expect(t.unmapPages(I(0), 0x20_0000, 1)).toBe(0x20_0000);
+      expect(map(0, 512)).toBe(512 * K);
+      expect(t.iovaToPhys(I(511 * K + 5))).toBe(0x9000_0000 + 511 * K + 5);
+      t[Symbol.dispose]();
+      expect(pages.bytesInUse).toBe(0);
+    }
+  });
+
   it("the fallback path also holds exactly the model after every step", () => {
     for (const sh of ALL_SHAPES) {
       fc.assert(

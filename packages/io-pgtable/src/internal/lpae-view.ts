@@ -14,26 +14,48 @@ import type { TableStore } from "./table-store.js";
 /** 2^-32: multiplying by it is exact, and cheaper than dividing by 2^32. */
 const INV32 = 1 / TWO32;
 const PAGE = 0x1000;
+/** The page view of an empty cache slot (never read: the node beside it is null). */
+const EMPTY = new Uint32Array(0);
+
+/** Key masks (hi, lo) for the input bits above `span`. */
+function keyMasks(span: number): [number, number] {
+  return span >= 32 ? [~(2 ** (span - 32) - 1), 0] : [-1, ~(2 ** span - 1)];
+}
 
 /**
- * One table: the live words of the 4 KiB pages holding it, and its child tables by index.
+ * One table: the live words of the 4 KiB pages holding it, its child tables by index, and how
+ * many of its slots are in use.
  *
  * **Invariants:** `kids[i]` is the node of the table slot `i` points to, and null exactly when
  * the slot holds no table descriptor; `kids` is null for level-3 tables, which hold none.
+ * `used` is the number of slots whose descriptor is not zero (either word).
  */
 export class TableNode {
   readonly pa: number;
   /** One view per 4 KiB page of the table; entry `i` is in `views[i >>> 9]`. */
   readonly views: Uint32Array[];
+  /** `views[0]`, one load closer: all of a table with a 4K granule. */
+  readonly w0: Uint32Array;
   /** Word offset of entry 0 in `views[0]`: non-zero only for a root smaller than a page. */
   readonly base: number;
   readonly kids: (TableNode | null)[] | null;
+  /** Slots in the table. */
+  readonly entries: number;
+  used = 0;
 
-  constructor(pa: number, views: Uint32Array[], base: number, kids: (TableNode | null)[] | null) {
+  constructor(
+    pa: number,
+    views: Uint32Array[],
+    base: number,
+    kids: (TableNode | null)[] | null,
+    entries: number,
+  ) {
     this.pa = pa;
     this.views = views;
+    this.w0 = views[0]!;
     this.base = base;
     this.kids = kids;
+    this.entries = entries;
   }
 }
 
@@ -41,34 +63,43 @@ export class TableNode {
  * The LPAE walks over page views, with a walk cache of one table per level.
  *
  * **Invariants:** the walk cache only ever holds tables reached for in-range addresses (so a
- * key match implies the address is in range), and is emptied whenever a table is freed.
+ * key match implies the address is in range), and is emptied whenever a table is freed. Its
+ * keys cover one 4 KiB page of a table (the whole table with a 4K granule), and at levels 2
+ * and 3 it also holds that page's view, so a cached one-leaf operation is a key test and one
+ * typed-array access.
  */
 export class LpaeViewEngine implements LpaeEngine {
   private readonly geo: LpaeGeo;
   private readonly store: TableStore;
   private readonly mem: PhysicalMemory;
   private readonly root: TableNode;
-  // Walk cache: the table at levels 1, 2 and 3 for the last in-range address, with its key.
+  // Walk cache: the table at levels 1, 2 and 3 for the last in-range address, with its key
+  // and (levels 2 and 3) the view of the page the key covers.
   private c1: TableNode | null = null;
   private c1h = 0;
   private c1l = 0;
   private c2: TableNode | null = null;
   private c2h = 0;
   private c2l = 0;
+  private c2w: Uint32Array = EMPTY;
   private c3: TableNode | null = null;
   private c3h = 0;
   private c3l = 0;
+  private c3w: Uint32Array = EMPTY;
   // The one-leaf paths at levels 3 and 2, specialised on constants of this geometry.
   private readonly size3: number;
   private readonly size2: number;
   private readonly s3: number;
   private readonly s2: number;
-  private readonly m3: number;
-  private readonly m2: number;
   private readonly k3h: number;
   private readonly k3l: number;
   private readonly k2h: number;
   private readonly k2l: number;
+  private readonly k1h: number;
+  private readonly k1l: number;
+  /** Index masks of whole tables at levels 3 and 2. */
+  private readonly m3: number;
+  private readonly m2: number;
   private readonly o3: number;
   private readonly o2: number;
   private readonly paLimit: number;
@@ -92,10 +123,11 @@ export class LpaeViewEngine implements LpaeEngine {
     this.s2 = geo.shift[2]!;
     this.m3 = geo.mask[3]!;
     this.m2 = geo.mask[2]!;
-    this.k3h = geo.keyHi[3]!;
-    this.k3l = geo.keyLo[3]!;
-    this.k2h = geo.keyHi[2]!;
-    this.k2l = geo.keyLo[2]!;
+    // A cached key covers the 512 entries of one page (or the whole table, when smaller).
+    const page = Math.min(geo.granule / 8, 512);
+    [this.k3h, this.k3l] = keyMasks(this.s3 + Math.log2(page));
+    [this.k2h, this.k2l] = keyMasks(this.s2 + Math.log2(page));
+    [this.k1h, this.k1l] = keyMasks(geo.shift[1]! + Math.log2(page));
     this.o3 = geo.offLo[3]!;
     this.o2 = geo.offLo[2]!;
     this.paLimit = geo.paLimit;
@@ -108,7 +140,7 @@ export class LpaeViewEngine implements LpaeEngine {
     for (let k = 0; k < Math.max(geo.rootBytes, PAGE); k += PAGE) views.push(this.view(rootPa + k));
     const base = geo.rootBytes < PAGE ? (rootPa & (PAGE - 1)) >>> 2 : 0;
     const kids = geo.start < 3 ? new Array<TableNode | null>(geo.rootEntries).fill(null) : null;
-    this.root = new TableNode(rootPa, views, base, kids);
+    this.root = new TableNode(rootPa, views, base, kids, geo.rootEntries);
   }
 
   /** The live words of the page at `pa`, checked: a memory's own `pageWords` may be wrong. */
@@ -128,7 +160,6 @@ export class LpaeViewEngine implements LpaeEngine {
   // ---- walk cache ------------------------------------------------------------------------
 
   private cached(l: number, hi: number, lo: number): TableNode | null {
-    const g = this.geo;
     if (l === 3) {
       return this.c3 !== null && (hi & this.k3h) === this.c3h && (lo & this.k3l) === this.c3l
         ? this.c3
@@ -141,8 +172,8 @@ export class LpaeViewEngine implements LpaeEngine {
     }
     return l === 1 &&
       this.c1 !== null &&
-      (hi & g.keyHi[1]!) === this.c1h &&
-      (lo & g.keyLo[1]!) === this.c1l
+      (hi & this.k1h) === this.c1h &&
+      (lo & this.k1l) === this.c1l
       ? this.c1
       : null;
   }
@@ -155,14 +186,16 @@ export class LpaeViewEngine implements LpaeEngine {
       this.c3 = node;
       this.c3h = hi & this.k3h;
       this.c3l = lo & this.k3l;
+      this.c3w = node.views[g.idx(hi, lo, 3) >>> 9]!;
     } else if (l === 2) {
       this.c2 = node;
       this.c2h = hi & this.k2h;
       this.c2l = lo & this.k2l;
+      this.c2w = node.views[g.idx(hi, lo, 2) >>> 9]!;
     } else {
       this.c1 = node;
-      this.c1h = hi & g.keyHi[1]!;
-      this.c1l = lo & g.keyLo[1]!;
+      this.c1h = hi & this.k1h;
+      this.c1l = lo & this.k1l;
     }
   }
 
@@ -170,6 +203,8 @@ export class LpaeViewEngine implements LpaeEngine {
     this.c1 = null;
     this.c2 = null;
     this.c3 = null;
+    this.c2w = EMPTY;
+    this.c3w = EMPTY;
   }
 
   // ---- one leaf, from the walk cache ----------------------------------------------------
@@ -202,12 +237,13 @@ export class LpaeViewEngine implements LpaeEngine {
     )
       return -1;
     const attr = this.pageLo[prot]!;
-    const idx = ((lo >>> this.s3) | (hi << (32 - this.s3))) & this.m3;
-    const w = n.views[idx >>> 9]!;
-    const o = (idx & 511) << 1;
+    const w = this.c3w;
+    // The key fixes the page, so the slot is the index bits within it (never above bit 31).
+    const o = ((lo >>> this.s3) & 511) << 1;
     if (attr === 0 || (w[o]! | w[o + 1]!) !== 0) return -1;
     w[o] = attr | (pLo & this.addrLo) | (((pHi >>> 16) & this.pa51) << 12);
     w[o + 1] = this.attrHi[prot]! | (pHi & 0xffff);
+    n.used++;
     return this.size3;
   }
 
@@ -233,12 +269,12 @@ export class LpaeViewEngine implements LpaeEngine {
     )
       return -1;
     const attr = this.blockLo[prot]!;
-    const idx = ((lo >>> this.s2) | (hi << (32 - this.s2))) & this.m2;
-    const w = n.views[idx >>> 9]!;
-    const o = (idx & 511) << 1;
+    const w = this.c2w;
+    const o = (((lo >>> this.s2) | (hi << (32 - this.s2))) & 511) << 1;
     if (attr === 0 || (w[o]! | w[o + 1]!) !== 0) return -1;
     w[o] = attr | (pLo & this.addrLo) | (((pHi >>> 16) & this.pa51) << 12);
     w[o + 1] = this.attrHi[prot]! | (pHi & 0xffff);
+    n.used++;
     return this.size2;
   }
 
@@ -260,12 +296,12 @@ export class LpaeViewEngine implements LpaeEngine {
       (lo & this.o3) !== 0
     )
       return -1;
-    const idx = ((lo >>> this.s3) | (hi << (32 - this.s3))) & this.m3;
-    const w = n.views[idx >>> 9]!;
-    const o = (idx & 511) << 1;
+    const w = this.c3w;
+    const o = ((lo >>> this.s3) & 511) << 1;
     if ((w[o]! | w[o + 1]!) === 0) return 0;
     w[o] = 0;
     w[o + 1] = 0;
+    n.used--;
     return this.size3;
   }
 
@@ -281,15 +317,15 @@ export class LpaeViewEngine implements LpaeEngine {
       (lo & this.o2) !== 0
     )
       return -1;
-    const idx = ((lo >>> this.s2) | (hi << (32 - this.s2))) & this.m2;
-    const w = n.views[idx >>> 9]!;
-    const o = (idx & 511) << 1;
+    const w = this.c2w;
+    const o = (((lo >>> this.s2) | (hi << (32 - this.s2))) & 511) << 1;
     const dlo = w[o]!;
     if ((dlo | w[o + 1]!) === 0) return 0;
     // A table here is unmapped with its subtree, on the general path.
     if ((dlo & 3) !== 1) return -1;
     w[o] = 0;
     w[o + 1] = 0;
+    n.used--;
     return this.size2;
   }
 
@@ -297,21 +333,23 @@ export class LpaeViewEngine implements LpaeEngine {
     const hi = (iova * INV32) >>> 0;
     const lo = iova >>> 0;
     if (hi * TWO32 + lo !== iova) return -1;
-    let n = this.c3;
-    if (n === null || (hi & this.k3h) !== this.c3h || (lo & this.k3l) !== this.c3l) {
+    let w = this.c3w;
+    if (this.c3 === null || (hi & this.k3h) !== this.c3h || (lo & this.k3l) !== this.c3l) {
       // One step down from the cached level-2 table, which covers 1 GiB with a 4K granule.
       const n2 = this.c2;
       if (n2 === null || (hi & this.k2h) !== this.c2h || (lo & this.k2l) !== this.c2l) return -1;
-      const i2 = ((lo >>> this.s2) | (hi << (32 - this.s2))) & this.m2;
-      n = n2.kids![i2]!;
+      const n = n2.kids![((lo >>> this.s2) | (hi << (32 - this.s2))) & this.m2]!;
       if (n === null) return -1;
+      w =
+        this.m3 < 512
+          ? n.w0
+          : n.views[(((lo >>> this.s3) | (hi << (32 - this.s3))) & this.m3) >>> 9]!;
       this.c3 = n;
       this.c3h = hi & this.k3h;
       this.c3l = lo & this.k3l;
+      this.c3w = w;
     }
-    const idx = ((lo >>> this.s3) | (hi << (32 - this.s3))) & this.m3;
-    const w = n.views[idx >>> 9]!;
-    const o = (idx & 511) << 1;
+    const o = ((lo >>> this.s3) & 511) << 1;
     const dlo = w[o]!;
     // Anything but a page at level 3 is no translation.
     if ((dlo & 3) !== 3) return 0;
@@ -340,12 +378,8 @@ export class LpaeViewEngine implements LpaeEngine {
     try {
       const views: Uint32Array[] = [];
       for (let k = 0; k < g.granule; k += PAGE) views.push(this.view(pa + k));
-      return new TableNode(
-        pa,
-        views,
-        0,
-        l < 3 ? new Array<TableNode | null>(g.ept).fill(null) : null,
-      );
+      const kids = l < 3 ? new Array<TableNode | null>(g.ept).fill(null) : null;
+      return new TableNode(pa, views, 0, kids, g.ept);
     } catch (e) {
       this.store.free(pa, g.granule);
       throw e;
@@ -387,6 +421,7 @@ export class LpaeViewEngine implements LpaeEngine {
             w[o + 1] = descHi | SW_SYNC_HI;
           }
           kids[idx] = kid;
+          node.used++;
         } else if ((dlo & 3) === 1) {
           if (allocate) throw existsError(g, hi, lo, 0);
           return null;
@@ -424,6 +459,7 @@ export class LpaeViewEngine implements LpaeEngine {
     w[o] = 0;
     w[o + 1] = 0;
     node.kids![j] = null;
+    node.used--;
     if (!g.coherent) this.store.cleanRange(node.pa + j * 8, 8);
   }
 
@@ -494,28 +530,33 @@ export class LpaeViewEngine implements LpaeEngine {
     const idx = g.idx(hi, lo, l);
     const pgsize = g.block[l]!;
     const leafType = l === 3 ? 3 : 1;
-    // Check every slot first, in order: a leaf stops the call, a table is unmapped.
-    for (let i = 0; i < n; ) {
+    // Check every slot first, in order: a leaf stops the call, a table is unmapped. A table
+    // with no slot in use needs no look.
+    let filled = 0;
+    for (let i = 0; i < n && node.used !== 0; ) {
       const j = idx + i;
       const w = node.views[j >>> 9]!;
       const o = node.base + ((j & 511) << 1);
       const m = Math.min(n - i, 512 - (j & 511));
-      // Only the low words: a slot whose low word is zero is free, as on the other path.
       let any = 0;
       const end = o + 2 * m;
       let k = o;
-      for (; k + 2 < end; k += 4) any |= w[k]! | w[k + 2]!;
-      if (k < end) any |= w[k]!;
+      for (; k + 2 < end; k += 4) any |= w[k]! | w[k + 1]! | w[k + 2]! | w[k + 3]!;
+      if (k < end) any |= w[k]! | w[k + 1]!;
       if (any !== 0) {
         for (let k = 0; k < m; k++) {
           const dlo = w[o + 2 * k]!;
-          if (dlo === 0) continue;
+          if (dlo === 0) {
+            // Free, as on the memory path, even if the high word is not.
+            if (w[o + 2 * k + 1]! !== 0) filled++;
+            continue;
+          }
           const t = dlo & 3;
           if (t === leafType) throw existsError(g, hi, lo, i + k);
           if (t === 3) {
             const off = lo + (i + k) * pgsize;
             this.dropTable(node, j + k, l, (hi + Math.floor(off / TWO32)) >>> 0, off >>> 0);
-          }
+          } else filled++; // overwritten, as on the memory path
         }
       }
       i += m;
@@ -530,6 +571,7 @@ export class LpaeViewEngine implements LpaeEngine {
       this.fill(node.views[j >>> 9]!, node.base + ((j & 511) << 1), m, attrLo, attrHi, pgsize);
       i += m;
     }
+    node.used += n - filled;
     if (!g.coherent) this.store.cleanRange(node.pa + idx * 8, n * 8);
   }
 
@@ -539,6 +581,8 @@ export class LpaeViewEngine implements LpaeEngine {
     if (node === null) return 0;
     const idx = g.idx(hi, lo, l);
     const pgsize = g.block[l]!;
+    // With every slot of the table in use, the run has no hole: no need to look for one.
+    const full = l === 3 && node.used === node.entries;
     let i = 0;
     while (i < n) {
       const j = idx + i;
@@ -547,8 +591,10 @@ export class LpaeViewEngine implements LpaeEngine {
       const m = Math.min(n - i, 512 - (j & 511));
       let k = 0;
       if (l === 3) {
-        while (k < m && (w[o + 2 * k]! | w[o + 2 * k + 1]!) !== 0) k++;
+        if (full) k = m;
+        else while (k < m && (w[o + 2 * k]! | w[o + 2 * k + 1]!) !== 0) k++;
         w.fill(0, o, o + 2 * k);
+        node.used -= k;
       } else {
         for (; k < m; k++) {
           const dlo = w[o + 2 * k]!;
@@ -559,6 +605,7 @@ export class LpaeViewEngine implements LpaeEngine {
           } else {
             w[o + 2 * k] = 0;
             w[o + 2 * k + 1] = 0;
+            node.used--;
           }
         }
       }
