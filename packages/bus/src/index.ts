@@ -21,6 +21,7 @@ export {
   msiDomainOf,
   type PciBarSpec,
   PciBus,
+  type PciConfigSpace,
   PciDevice,
   type PciDeviceId,
   type PciDeviceSpec,

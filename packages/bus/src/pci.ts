@@ -90,6 +90,13 @@ export interface PciDeviceSpec {
    * simulator's function model implements it.
    */
   readonly msiTarget?: MsiTarget;
+  /**
+   * The function's configuration space, as the host bridge reaches it (ECAM): read by
+   * {@link PciDevice.configRead}, and written by the PCI core for the Command register
+   * (memory decoding at `enableDevice`, bus mastering at `setMaster` and at unbind). A
+   * simulator's host bridge implements it; without one, config accesses fail with `ENXIO`.
+   */
+  readonly config?: PciConfigSpace;
   /** The IOMMU that translates for the function (the root complex's `iommu-map`). */
   readonly iommus?: readonly IommuRefSpec[];
   readonly driverOverride?: string;
@@ -102,6 +109,22 @@ export interface MsiTarget {
   /** Vector `index` now raises line `hwirq` of the machine's `"msi"` domain, or nothing (null). */
   setVector(index: number, hwirq: number | null): void;
 }
+
+/**
+ * A function's configuration space (4 KiB on PCI Express): naturally aligned accesses of
+ * 1, 2 or 4 bytes; values are unsigned and fit the width. A removed function reads
+ * all-ones.
+ */
+export interface PciConfigSpace {
+  read(offset: number, width: 1 | 2 | 4): number;
+  write(offset: number, width: 1 | 2 | 4, value: number): void;
+}
+
+/** The Command register and the bits the PCI core sets in it. */
+const PCI_COMMAND = 0x04;
+const PCI_COMMAND_MEMORY = 0x2;
+const PCI_COMMAND_MASTER = 0x4;
+const PCI_CFG_SPACE_EXP_SIZE = 0x1000;
 
 /** The name and size of the machine's MSI domain (created on first use). */
 export const MSI_IRQ_DOMAIN = "msi";
@@ -118,6 +141,7 @@ export class PciDeviceState extends State {
   readonly classCode: number;
   readonly msiVectors: number;
   readonly msiTarget: MsiTarget | null;
+  readonly config: PciConfigSpace | null;
   enabled = false;
   busMaster = false;
   requested = 0;
@@ -144,6 +168,7 @@ export class PciDeviceState extends State {
     this.classCode = spec.classCode;
     this.msiVectors = spec.msiVectors ?? 0;
     this.msiTarget = spec.msiTarget ?? null;
+    this.config = spec.config ?? null;
     this.driverOverride = spec.driverOverride ?? null;
   }
 }
@@ -240,7 +265,10 @@ export class PciDevice<Ctx extends DeviceContext = Normal> extends Device<Ctx> {
     }
     if (st.enabled) throw new DevrefError("EBUSY", `PCI device '${st.name}' is already enabled`);
     st.enabled = true;
+    setCommandBits(st, PCI_COMMAND_MEMORY, true);
     this.devmAddAction(() => {
+      // pci_disable_device: bus mastering off; memory decoding stays as it is.
+      if (st.busMaster) setCommandBits(st, PCI_COMMAND_MASTER, false);
       st.enabled = false;
       st.busMaster = false;
     }, "pci enable");
@@ -262,6 +290,41 @@ export class PciDevice<Ctx extends DeviceContext = Normal> extends Device<Ctx> {
       );
     }
     st.busMaster = true;
+    setCommandBits(st, PCI_COMMAND_MASTER, true);
+  }
+
+  /**
+   * Reads `width` bytes of configuration space at `offset` (pci_read_config_byte/word/
+   * dword): all-ones once the function is disconnected.
+   *
+   * **Errors:** `EINVAL` for an offset outside 0..0xfff or not aligned to `width`, or a
+   * width other than 1, 2, 4; `ENXIO` if the function has no configuration space backend.
+   */
+  configRead(offset: number, width: 1 | 2 | 4): number {
+    const st = liveObject<PciDeviceState>(this);
+    const config = checkConfigAccess(st, "configRead", offset, width);
+    if (st.disconnected) return width === 4 ? 0xffff_ffff : width === 2 ? 0xffff : 0xff;
+    return config.read(offset, width) >>> 0;
+  }
+
+  /**
+   * Writes `width` bytes of configuration space at `offset` (pci_write_config_*); dropped
+   * once the function is disconnected.
+   *
+   * **Errors:** as {@link configRead}, and `EINVAL` for a value that does not fit the width.
+   */
+  configWrite(offset: number, width: 1 | 2 | 4, value: number): void {
+    const st = liveObject<PciDeviceState>(this);
+    const config = checkConfigAccess(st, "configWrite", offset, width);
+    checkInteger(
+      "configWrite",
+      "value",
+      value,
+      0,
+      width === 4 ? 0xffff_ffff : width === 2 ? 0xffff : 0xff,
+    );
+    if (st.disconnected) return;
+    config.write(offset, width, value);
   }
 
   /**
@@ -387,6 +450,34 @@ export class PciDevice<Ctx extends DeviceContext = Normal> extends Device<Ctx> {
   ): BoundCallback<A, R> {
     return makeBoundCallback<PciDevice<Bound>, A, R>(this, fn, label);
   }
+}
+
+/** Sets or clears `bits` of the Command register through the function's config space, if any. */
+function setCommandBits(st: PciDeviceState, bits: number, on: boolean): void {
+  const config = st.config;
+  if (config === null || st.disconnected) return;
+  const cmd = config.read(PCI_COMMAND, 2) & 0xffff;
+  const next = on ? cmd | bits : cmd & ~bits;
+  if (next !== cmd) config.write(PCI_COMMAND, 2, next);
+}
+
+function checkConfigAccess(
+  st: PciDeviceState,
+  where: string,
+  offset: number,
+  width: number,
+): PciConfigSpace {
+  checkInteger(where, "width", width, 1, 4);
+  if (width === 3) throw argumentError(where, "width", "1, 2 or 4", width);
+  checkInteger(where, "offset", offset, 0, PCI_CFG_SPACE_EXP_SIZE - width);
+  if (offset % width !== 0) throw argumentError(where, "offset", `a multiple of ${width}`, offset);
+  if (st.config === null) {
+    throw new DevrefError(
+      "ENXIO",
+      `PCI device '${st.name}' was registered without a configuration space (spec.config)`,
+    );
+  }
+  return st.config;
 }
 
 /** A PCI id-table entry; an omitted field matches anything (PCI_ANY_ID). */
@@ -642,6 +733,14 @@ export class PciBus extends BusType<PciDevice> {
           "a function",
           spec.msiTarget.setVector,
         );
+      }
+    }
+    if (spec.config !== undefined) {
+      checkObject(where, "spec.config", spec.config);
+      for (const m of ["read", "write"] as const) {
+        if (typeof spec.config[m] !== "function") {
+          throw argumentError(where, `spec.config.${m}`, "a function", spec.config[m]);
+        }
       }
     }
     if (spec.driverOverride !== undefined)
