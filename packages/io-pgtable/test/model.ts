@@ -463,8 +463,9 @@ export function command(sh: Shape): fc.Arbitrary<Cmd> {
   const count = fc.oneof(
     fc.integer({ min: 0, max: 3 }),
     fc.integer({ min: 1, max: Math.min(sh.granule / 8 + 2, 700) }),
-    // Whole tables, so that full and emptied tables come up often.
-    fc.constant(sh.granule / 8),
+    // Whole 4 KiB pages of a table (whole tables with a 4K granule), so that full and emptied
+    // tables come up often.
+    fc.constant(Math.min(sh.granule / 8, 512)),
   );
   return fc.oneof(
     {
