@@ -60,7 +60,10 @@ import type { IommuRefSpec } from "./platform.js";
 export interface PciBarSpec {
   /** Size in bytes, a multiple of 4. */
   readonly size: number;
-  /** Bus address; assigned by the bus when omitted. */
+  /**
+   * Where the CPU reaches the BAR (pci_resource_start: the bus address after the host
+   * bridge's window translation); assigned by the bus when omitted.
+   */
   readonly start?: number;
   /** The hardware behind it; a plain register file by default. */
   readonly backend?: MmioBackend;
@@ -74,8 +77,8 @@ export interface PciDeviceSpec {
   readonly subsystemDevice?: number;
   /** The 24-bit class code (base class, subclass, programming interface). */
   readonly classCode: number;
-  /** Up to six BARs. */
-  readonly bars?: readonly PciBarSpec[];
+  /** Up to six BARs, by BAR index; `null` for an index the function does not implement. */
+  readonly bars?: readonly (PciBarSpec | null)[];
   /** The function number, 0..7. */
   readonly func?: number;
   /** The parent device (e.g. a host bridge), any live handle. */
@@ -221,7 +224,7 @@ export class PciDevice<Ctx extends DeviceContext = Normal> extends Device<Ctx> {
     const st = liveObject<PciDeviceState>(this);
     return `${hex(st.vendor, 4)}:${hex(st.device, 4)}`;
   }
-  /** The number of BARs. */
+  /** The number of BARs the function implements. */
   get barCount(): number {
     return liveObject<PciDeviceState>(this).fwnode.mem.length;
   }
@@ -233,7 +236,7 @@ export class PciDevice<Ctx extends DeviceContext = Normal> extends Device<Ctx> {
   bar(index: number): { readonly start: number; readonly size: number } {
     const st = liveObject<PciDeviceState>(this);
     checkInteger("bar", "index", index, 0, 5);
-    const b = st.fwnode.mem[index];
+    const b = barResource(st, index);
     if (b === undefined)
       throw new DevrefError("ENXIO", `device '${st.name}' has no BAR ${String(index)}`);
     return { start: b.start, size: b.size };
@@ -343,7 +346,7 @@ export class PciDevice<Ctx extends DeviceContext = Normal> extends Device<Ctx> {
     checkInteger("iomapBar", "index", index, 0, 5);
     checkObject("iomapBar", "options", options);
     if (options.owner !== undefined) checkString("iomapBar", "options.owner", options.owner);
-    const b = st.fwnode.mem[index];
+    const b = barResource(st, index);
     if (b === undefined) {
       throw new DevrefError(
         "ENXIO",
@@ -450,6 +453,12 @@ export class PciDevice<Ctx extends DeviceContext = Normal> extends Device<Ctx> {
   ): BoundCallback<A, R> {
     return makeBoundCallback<PciDevice<Bound>, A, R>(this, fn, label);
   }
+}
+
+/** BAR `index`'s resource (named `BAR<index>`; indexes without a BAR have none). */
+function barResource(st: PciDeviceState, index: number): MemResource | undefined {
+  const name = `BAR${index}`;
+  return st.fwnode.mem.find((r) => r.name === name);
 }
 
 /** Sets or clears `bits` of the Command register through the function's config space, if any. */
@@ -752,12 +761,14 @@ export class PciBus extends BusType<PciDevice> {
     if (barSpecs.length > 6)
       throw new DevrefError("EINVAL", `${where}: at most 6 BARs, got ${barSpecs.length}`);
     let next = this.#nextBar;
-    const bars = barSpecs.map((b, i): MemResource => {
+    const bars: MemResource[] = [];
+    barSpecs.forEach((b, i) => {
+      if (b === null) return;
       checkObject(where, `spec.bars[${i}]`, b);
       const size = checkInteger(where, `spec.bars[${i}].size`, b.size, 4, 2 ** 40);
       const start = b.start ?? next;
       if (b.start === undefined) next += Math.max(0x1000, Math.ceil(size / 0x1000) * 0x1000);
-      return { name: `BAR${i}`, start, size, backend: b.backend ?? new RegisterFile(size) };
+      bars.push({ name: `BAR${i}`, start, size, backend: b.backend ?? new RegisterFile(size) });
     });
     const iommus = spec.iommus === undefined ? [] : spec.iommus;
     if (!Array.isArray(iommus)) throw argumentError(where, "spec.iommus", "an array", iommus);
