@@ -11,8 +11,6 @@ import { type LpaeGeo, SW_SYNC_HI } from "./lpae-geo.js";
 import { addPages, existsError, type LpaeEngine, leafPa } from "./lpae-mem.js";
 import type { TableStore } from "./table-store.js";
 
-/** 2^-32: multiplying by it is exact, and cheaper than dividing by 2^32. */
-const INV32 = 1 / TWO32;
 const PAGE = 0x1000;
 /** The page view of an empty cache slot (never read: the node beside it is null). */
 const EMPTY = new Uint32Array(0);
@@ -208,6 +206,9 @@ export class LpaeViewEngine implements LpaeEngine {
   }
 
   // ---- one leaf, from the walk cache ----------------------------------------------------
+  // These paths inline at the caller, so they spell 2^32 (4294967296) and 2^-32
+  // (2.3283064365386963e-10, by which multiplying is exact and cheaper than dividing) as
+  // literals: a module constant is reloaded and type-checked at every use in optimised code.
 
   mapOne(iova: number, paddr: number, pgsize: number, prot: number): number {
     if (pgsize === this.size3) return this.map3(iova, paddr, prot);
@@ -218,19 +219,19 @@ export class LpaeViewEngine implements LpaeEngine {
   /** A page in the cached level-3 table: every check of the general path, or -1. */
   private map3(iova: number, paddr: number, prot: number): number {
     const n = this.c3;
-    const hi = (iova * INV32) >>> 0;
+    const hi = (iova * 2.3283064365386963e-10) >>> 0;
     const lo = iova >>> 0;
     if (
       n === null ||
-      hi * TWO32 + lo !== iova ||
+      hi * 4294967296 + lo !== iova ||
       (hi & this.k3h) !== this.c3h ||
       (lo & this.k3l) !== this.c3l
     )
       return -1;
-    const pHi = (paddr * INV32) >>> 0;
+    const pHi = (paddr * 2.3283064365386963e-10) >>> 0;
     const pLo = paddr >>> 0;
     if (
-      pHi * TWO32 + pLo !== paddr ||
+      pHi * 4294967296 + pLo !== paddr ||
       paddr >= this.paLimit ||
       ((lo | pLo) & this.o3) !== 0 ||
       (prot & 63) !== prot
@@ -250,19 +251,19 @@ export class LpaeViewEngine implements LpaeEngine {
   /** A block in the cached level-2 table (2M with a 4K granule), or -1. */
   private map2(iova: number, paddr: number, prot: number): number {
     const n = this.c2;
-    const hi = (iova * INV32) >>> 0;
+    const hi = (iova * 2.3283064365386963e-10) >>> 0;
     const lo = iova >>> 0;
     if (
       n === null ||
-      hi * TWO32 + lo !== iova ||
+      hi * 4294967296 + lo !== iova ||
       (hi & this.k2h) !== this.c2h ||
       (lo & this.k2l) !== this.c2l
     )
       return -1;
-    const pHi = (paddr * INV32) >>> 0;
+    const pHi = (paddr * 2.3283064365386963e-10) >>> 0;
     const pLo = paddr >>> 0;
     if (
-      pHi * TWO32 + pLo !== paddr ||
+      pHi * 4294967296 + pLo !== paddr ||
       paddr >= this.paLimit ||
       ((lo | pLo) & this.o2) !== 0 ||
       (prot & 63) !== prot
@@ -286,11 +287,11 @@ export class LpaeViewEngine implements LpaeEngine {
 
   private unmap3(iova: number): number {
     const n = this.c3;
-    const hi = (iova * INV32) >>> 0;
+    const hi = (iova * 2.3283064365386963e-10) >>> 0;
     const lo = iova >>> 0;
     if (
       n === null ||
-      hi * TWO32 + lo !== iova ||
+      hi * 4294967296 + lo !== iova ||
       (hi & this.k3h) !== this.c3h ||
       (lo & this.k3l) !== this.c3l ||
       (lo & this.o3) !== 0
@@ -307,11 +308,11 @@ export class LpaeViewEngine implements LpaeEngine {
 
   private unmap2(iova: number): number {
     const n = this.c2;
-    const hi = (iova * INV32) >>> 0;
+    const hi = (iova * 2.3283064365386963e-10) >>> 0;
     const lo = iova >>> 0;
     if (
       n === null ||
-      hi * TWO32 + lo !== iova ||
+      hi * 4294967296 + lo !== iova ||
       (hi & this.k2h) !== this.c2h ||
       (lo & this.k2l) !== this.c2l ||
       (lo & this.o2) !== 0
@@ -330,9 +331,9 @@ export class LpaeViewEngine implements LpaeEngine {
   }
 
   physOne(iova: number): number {
-    const hi = (iova * INV32) >>> 0;
+    const hi = (iova * 2.3283064365386963e-10) >>> 0;
     const lo = iova >>> 0;
-    if (hi * TWO32 + lo !== iova) return -1;
+    if (hi * 4294967296 + lo !== iova) return -1;
     let w = this.c3w;
     if (this.c3 === null || (hi & this.k3h) !== this.c3h || (lo & this.k3l) !== this.c3l) {
       // One step down from the cached level-2 table, which covers 1 GiB with a 4K granule.
@@ -355,7 +356,7 @@ export class LpaeViewEngine implements LpaeEngine {
     if ((dlo & 3) !== 3) return 0;
     const dhi = w[o + 1]!;
     return (
-      ((dhi & 0xffff) | (((dlo >>> 12) & this.pa51) << 16)) * TWO32 +
+      ((dhi & 0xffff) | (((dlo >>> 12) & this.pa51) << 16)) * 4294967296 +
       (((dlo & this.addrLo) | (lo & this.o3)) >>> 0)
     );
   }
