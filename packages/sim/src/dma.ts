@@ -124,6 +124,11 @@ export class DmaPort {
     this.sid = 0;
   }
 
+  /** The IOMMU this master's transfers go through, or null. */
+  get iommu(): DmaTranslator | null {
+    return this.translator;
+  }
+
   /** The stream this master uses, or -1 when it has no IOMMU. */
   get streamId(): number {
     return this.translator === null ? -1 : this.sid;

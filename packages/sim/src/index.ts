@@ -2,7 +2,13 @@
 
 export * from "./asc/index.js";
 export { type EventHooks, EventQueue, type Scheduler, TimerHandle } from "./clock.js";
-export { Dart, type DartOptions, type DartTlbEntry, type DartVariant } from "./dart/dart.js";
+export {
+  DART_REGION_SIZE,
+  Dart,
+  type DartOptions,
+  type DartTlbEntry,
+  type DartVariant,
+} from "./dart/dart.js";
 export { Iotlb, type IotlbEntry } from "./dart/iotlb.js";
 export * from "./dart/regs.js";
 export {
@@ -34,6 +40,28 @@ export {
   type FaultWhen,
   type ScheduledFault,
 } from "./faults.js";
+export { EcamConfig, FabricBackend } from "./firmware/backends.js";
+export {
+  type DescribedNode,
+  type DescribeSocOptions,
+  describeSoc,
+  SocFirmware,
+} from "./firmware/describe.js";
+export { AIC_DOMAIN, LineBridge } from "./firmware/irq-bridge.js";
+export {
+  aicLevel,
+  DART_COMPATIBLE,
+  describeAppleSmc,
+  describeAscMailbox,
+  describeDart,
+  describePciHost,
+  iommusOf,
+  PCI_HOST_COMPATIBLE,
+  SMC_COMPATIBLE,
+  smcOf,
+} from "./firmware/nodes.js";
+export { MSI_DOMAIN, PciHostBridge } from "./firmware/pci-bridge.js";
+export { MsixTable } from "./firmware/pci-msix.js";
 export { InterruptController, type IrqHandler, IrqSource } from "./irq.js";
 export { DeviceModel } from "./model.js";
 export {
@@ -43,7 +71,7 @@ export {
   type PciFunctionOptions,
   type PciMsixDef,
 } from "./pci/function.js";
-export { PCI_HOTPLUG, PciHost, type PciHostOptions, type PciSlot } from "./pci/host.js";
+export { ECAM_SIZE, PCI_HOTPLUG, PciHost, type PciHostOptions, type PciSlot } from "./pci/host.js";
 export { ecamOffset, PCI } from "./pci/regs.js";
 export { Prng } from "./random.js";
 export {

@@ -174,6 +174,12 @@ export class InterruptController {
     return had;
   }
 
+  /** Whether `line` has a consumer's handler. */
+  isConnected(line: number): boolean {
+    this.check("isConnected", line);
+    return this.handlers[line] !== null;
+  }
+
   /** Stops delivery of `line` (it stays pending). */
   mask(line: number): void {
     this.check("mask", line);

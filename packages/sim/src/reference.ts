@@ -1,7 +1,9 @@
 //! The reference SoC: one fixed memory map with a DART in front of a PCIe host whose first
-//! slot holds a virtio-blk disk. Examples, tests and tools share it so their addresses agree.
+//! slot holds a virtio-blk disk, and an Apple SMC on its ASC coprocessor. Examples, tests
+//! and tools share it so their addresses agree.
 
 import { checkBoolean, checkObject } from "@devref/raw-device";
+import { type AppleSmcParts, type AppleSmcSetup, createAppleSmc } from "./asc/setup.js";
 import { Dart } from "./dart/dart.js";
 import { PciHost } from "./pci/host.js";
 import { Soc, type SocOptions } from "./soc.js";
@@ -26,6 +28,13 @@ export const REFERENCE_MAP = {
   MSI_COUNT: 32,
   MSI_DOORBELL: 0xffff_f000,
   SLOTS: 4,
+  /** The SMC's ASC (CPU-control window; the mailbox is at +0x8000) and its SRAM, as on t8103. */
+  SMC_BASE: 0x2_3e40_0000,
+  SMC_MBOX_BASE: 0x2_3e40_8000,
+  SMC_SRAM_BASE: 0x2_3fe0_0000,
+  SMC_SRAM_SIZE: 0x10_0000,
+  /** First of the SMC mailbox's four lines: send-empty, send-not-empty, recv-empty, recv-not-empty. */
+  SMC_IRQ: 48,
 } as const;
 
 /** How {@link createReferenceSoc} builds the SoC. */
@@ -36,6 +45,11 @@ export interface ReferenceSocOptions extends SocOptions {
   readonly iommu?: boolean;
   /** DART variant (default `t8110`). */
   readonly dartVariant?: "t8020" | "t6000" | "t8110";
+  /**
+   * Put an Apple SMC (`smc`) on the SoC (default true); fields override `createAppleSmc`'s
+   * setup (`irq`, `base`, the SRAM range and the name are the reference's unless given).
+   */
+  readonly smc?: boolean | Partial<AppleSmcSetup>;
 }
 
 /** What {@link createReferenceSoc} returns. */
@@ -45,6 +59,8 @@ export interface ReferenceSoc {
   readonly pcie: PciHost;
   /** The disk in slot 0, or null. */
   readonly blk: VirtioBlk | null;
+  /** The SMC's ASC, firmware and endpoint, or null. */
+  readonly smc: AppleSmcParts | null;
 }
 
 /**
@@ -52,7 +68,10 @@ export interface ReferenceSoc {
  * line 10, a PCIe host (`pcie0`) with ECAM at 0x6_0000_0000, hot-plug registers at
  * 0x6_0010_0000 (line 40), a 256 MiB BAR window at 0x6_c000_0000 (bus 0xc000_0000), INTx
  * of slot s on line 32 + s, MSIs on lines 64..95 through doorbell 0xffff_f000, and a
- * virtio-blk disk (`vblk0`) in slot 0 whose DMA uses DART stream 1.
+ * virtio-blk disk (`vblk0`) in slot 0 whose DMA uses DART stream 1, and an Apple SMC
+ * (`smc`: ASC at 0x2_3e40_0000 with its mailbox at +0x8000 on lines 48..51, SRAM at
+ * 0x2_3fe0_0000) whose coprocessor is running, as the bootloader leaves it. The SMC keeps
+ * its buffers in SRAM and uses no DART, as on t8103.
  *
  * **Errors:** `EINVAL` for bad options.
  *
@@ -98,5 +117,17 @@ export function createReferenceSoc(options: ReferenceSocOptions = {}): Reference
     });
     pcie.insert(0, blk);
   }
-  return { soc, dart, pcie, blk };
+  let smc: AppleSmcParts | null = null;
+  const wantSmc = options.smc ?? true;
+  if (wantSmc !== false) {
+    const extra = wantSmc === true ? {} : checkObject("createReferenceSoc", "options.smc", wantSmc);
+    smc = createAppleSmc(soc, {
+      irq: M.SMC_IRQ,
+      base: M.SMC_BASE,
+      sramBase: M.SMC_SRAM_BASE,
+      sramSize: M.SMC_SRAM_SIZE,
+      ...extra,
+    });
+  }
+  return { soc, dart, pcie, blk, smc };
 }

@@ -1,7 +1,9 @@
 //! The simulated SoC: virtual clock and event queue, seeded randomness, sparse physical
 //! memory with a RAM allocator, the MMIO fabric, the interrupt controller, DMA masters,
-//! fault injection and the trace. No wall time anywhere.
+//! fault injection and the trace, and the device-core Machine its drivers run on (whose
+//! work queue is the event queue). No wall time anywhere.
 
+import { IrqDomain, type LogSink, Machine } from "@devref/device-core";
 import {
   argumentError,
   BuddyAllocator,
@@ -17,6 +19,7 @@ import { EventQueue } from "./clock.js";
 import { DmaPort, type DmaRanges } from "./dma.js";
 import { type MemoryMapEntry, MmioFabric, type MmioHandler, MmioPort } from "./fabric.js";
 import { FaultInjector } from "./faults.js";
+import { AIC_DOMAIN, LineBridge } from "./firmware/irq-bridge.js";
 import { InterruptController } from "./irq.js";
 import type { DeviceModel } from "./model.js";
 import { Prng } from "./random.js";
@@ -25,6 +28,10 @@ import { type TraceMode, type TraceRecord, Tracer } from "./trace.js";
 
 /** What a {@link Soc} is built with. Every field has a default. */
 export interface SocOptions {
+  /** Name of the SoC's {@link Machine}, shown in driver-core messages (default `soc`). */
+  readonly name?: string;
+  /** Where the machine's log records go (default device-core's console sink). */
+  readonly logSink?: LogSink;
   /** Seed of the random source (default 1). */
   readonly seed?: number;
   /** Physical base of RAM (default 0x8_0000_0000, as on Apple M1). */
@@ -41,7 +48,7 @@ export interface SocOptions {
   readonly traceLimit?: number;
 }
 
-/** Limits for {@link Soc.run} and {@link Soc.runUntil}. */
+/** Limits for {@link Soc.run}, {@link Soc.runUntil} and {@link Soc.settle}. */
 export interface RunOptions {
   /** Most events to run before giving up (default 10 million). */
   readonly maxEvents?: number;
@@ -50,6 +57,10 @@ export interface RunOptions {
 }
 
 const DEFAULT_MAX_EVENTS = 10_000_000;
+/** Microtask turns given to promise continuations after each event while the machine is busy. */
+const SETTLE_TURNS = 8;
+/** Microtask turns to wait, with no event left, before a busy machine counts as stuck. */
+const SETTLE_STUCK_TURNS = 10_000;
 
 /**
  * A deterministic simulated SoC. Device models attach to it; drivers (or tests) drive them
@@ -62,6 +73,14 @@ const DEFAULT_MAX_EVENTS = 10_000_000;
  *
  * **Time.** Virtual nanoseconds (`nowNs`), integers; `events.now()` gives milliseconds for
  * the scheduler seam. MMIO accesses take no virtual time.
+ *
+ * **Drivers.** `machine` is a device-core {@link Machine} whose scheduler is the event
+ * queue: driver-core work (deferred probes, level-interrupt redelivery of self-driven
+ * domains, queued surprise removals) runs as events, in virtual time. `aic` is the machine's
+ * `"aic"` interrupt domain over the interrupt controller's lines (hwirq = line). Buses made
+ * on `machine` are described to with `describeSoc`. Wait with {@link Soc.settle} (or `run`,
+ * `runUntil`), never `machine.waitForDeviceProbe()`, which would wait for work only the
+ * simulator runs.
  *
  * **Invariants:** two SoCs built with the same options and driven by the same calls produce
  * the same trace and digest; nothing is shared between SoCs.
@@ -97,12 +116,18 @@ export class Soc {
   readonly irq: InterruptController;
   readonly faults: FaultInjector;
   readonly tracer: Tracer;
+  /** The machine drivers of this SoC run on; its scheduler is {@link Soc.events}. */
+  readonly machine: Machine;
+  /** The machine's `"aic"` interrupt domain: hwirq `n` is interrupt line `n`. */
+  readonly aic: IrqDomain;
   private readonly models = new Map<string, DeviceModel>();
   private readonly dmaRanges: DmaRanges = { list: [] };
   private readonly traceId: number;
 
   constructor(options: SocOptions = {}) {
     checkObject("new Soc", "options", options);
+    const machineName = checkString("new Soc", "options.name", options.name ?? "soc", true);
+    if (options.logSink !== undefined) checkCallback("new Soc", "options.logSink", options.logSink);
     const seed = options.seed ?? 1;
     checkInteger("new Soc", "options.seed", seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
     const ramBase = options.ramBase ?? 0x8_0000_0000;
@@ -159,6 +184,19 @@ export class Soc {
     this.faults = new FaultInjector(this.steps, this.events, this.tracer, (name) =>
       this.models.get(name),
     );
+    this.machine = new Machine({
+      name: machineName,
+      scheduler: this.events,
+      ...(options.logSink === undefined ? {} : { logSink: options.logSink }),
+    });
+    const bridge = new LineBridge(this.irq, 0);
+    this.aic = new IrqDomain({
+      machine: this.machine,
+      name: AIC_DOMAIN,
+      size: this.irq.lines,
+      chip: bridge,
+    });
+    bridge.bind(this.aic);
   }
 
   /** Number of the last step taken (0 before the first). */
@@ -239,6 +277,58 @@ export class Soc {
       n++;
     }
     return true;
+  }
+
+  /**
+   * Runs the simulation until the machine is idle: no probe in flight, no driver-core work
+   * queued, and no event pending. Promise continuations of asynchronous probes get their
+   * microtask turns between events, so a probe that awaits something the hardware does
+   * (a firmware's reply, an interrupt) goes on as soon as it happened. Resolves to true
+   * when idle; false at the time limit, or when the machine is still busy with no event
+   * left (a probe waits for something that will never happen).
+   *
+   * **Errors:** `EBUSY` after `maxEvents` events (a periodic timer or an interrupt storm
+   * keeps the queue busy; use `runFor` or `runUntil` then).
+   *
+   * @example
+   * ```ts
+   * platform.registerDriver(myDriver);
+   * expect(await soc.settle()).toBe(true); // the probe and everything it started are done
+   * ```
+   */
+  async settle(options: RunOptions = {}): Promise<boolean> {
+    const max = this.limit("settle", options);
+    const deadline = this.deadline("settle", options);
+    const machine = this.machine;
+    const events = this.events;
+    let n = 0;
+    for (;;) {
+      // Promise continuations are what a busy machine waits for; give them their turns.
+      for (let i = 0; i < SETTLE_TURNS && machine.busy; i++) await null;
+      let next = events.nextTimeNs();
+      if (next === Number.POSITIVE_INFINITY) {
+        for (let i = 0; i < SETTLE_STUCK_TURNS && machine.busy; i++) {
+          await null;
+          if (events.nextTimeNs() !== Number.POSITIVE_INFINITY) break;
+        }
+        next = events.nextTimeNs();
+        if (next === Number.POSITIVE_INFINITY) return !machine.busy;
+      }
+      if (next > deadline) {
+        events.advanceTo(deadline);
+        return false;
+      }
+      if (n >= max) {
+        throw new DevrefError(
+          "EBUSY",
+          `soc.settle: ${max} events ran and the queue is not empty (at ${this.nowNs} ns, ` +
+            `step ${this.stepCount}): a periodic timer or an interrupt storm keeps it busy; ` +
+            "use runFor() or runUntil() for open-ended runs",
+        );
+      }
+      events.runNext();
+      n++;
+    }
   }
 
   /** The memory map: RAM, extra memories, MMIO regions and windows (with the BARs mapped in them). */

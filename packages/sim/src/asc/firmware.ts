@@ -223,6 +223,16 @@ export class RtkitFirmware implements AscCoprocessor {
   }
 
   /**
+   * The handler plugged in as application endpoint `ep`, or null.
+   *
+   * **Errors:** `EINVAL` for an endpoint outside [0, 0xff].
+   */
+  endpointHandler(ep: number): RtkitEndpoint | null {
+    checkInteger("RtkitFirmware.endpointHandler", "ep", ep, 0, 0xff);
+    return this.handlers[ep] ?? null;
+  }
+
+  /**
    * Plugs `handler` in as application endpoint `ep` (≥ 0x20); it is announced from the
    * next HELLO on.
    *

@@ -209,6 +209,11 @@ export class AscMailbox extends DeviceModel {
     this.updateLines();
   }
 
+  /** The coprocessor's software attached with {@link AscMailbox.attach}, or null. */
+  get coprocessor(): AscCoprocessor | null {
+    return this.cop;
+  }
+
   /** Whether `CPU_CONTROL.RUN` is set. */
   get cpuRunning(): boolean {
     return (this.cpuControl & ASC_CPU_RUN) !== 0;

@@ -126,7 +126,8 @@ const F_NEG = 1 << 30;
 
 /** Walk-cache tags: the stream in bits 7:0, the table level above. */
 const WALK_LEVEL_TAG = 0x100;
-const DART_REGION_SIZE = 0x4000;
+/** Size of a DART's register window (the kernel refuses a smaller one). */
+export const DART_REGION_SIZE = 0x4000;
 
 /** What {@link Dart.iotlbEntries} lists. */
 export interface DartTlbEntry {

@@ -62,7 +62,8 @@ export const PCI_HOTPLUG = {
   SIZE: 0x1000,
 } as const;
 
-const ECAM_SIZE = 0x10_0000;
+/** Size of a host's ECAM window: bus 0, 32 devices of 8 functions of 4 KiB. */
+export const ECAM_SIZE = 0x10_0000;
 
 /** One slot (a device number on bus 0). */
 export interface PciSlot {
@@ -142,6 +143,8 @@ export class PciHost extends DeviceModel {
   readonly windowSize: number;
   readonly windowBusBase: number;
   readonly hotplugBase: number;
+  /** The level line asserted while a hot-plug event or attention request is pending. */
+  readonly hotplugIrq: number;
   readonly intxBase: number;
   readonly msiBase: number;
   readonly msiCount: number;
@@ -208,6 +211,7 @@ export class PciHost extends DeviceModel {
     this.windowSize = options.windowSize;
     this.windowBusBase = busBase;
     this.hotplugBase = options.hotplugBase;
+    this.hotplugIrq = options.hotplugIrq;
     this.intxBase = options.intxBase;
     this.msiBase = options.msiBase;
     this.msiCount = msiCount;

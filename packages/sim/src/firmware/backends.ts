@@ -1,0 +1,70 @@
+//! C header: include/linux/pci.h (pci_ops: config accessors of a host bridge)
+//!
+//! The MMIO backends a firmware description hands to the buses: a physical range seen
+//! through the fabric (a BAR in a host window, an SRAM), and one function's configuration
+//! space through its host's ECAM.
+
+import type { PciConfigSpace } from "@devref/bus";
+import type { MmioBackend } from "@devref/device-core";
+import type { MmioFabric } from "../fabric.js";
+import { ecamOffset } from "../pci/regs.js";
+
+/**
+ * `[base, base + size)` of the physical address space as the CPU reaches it through the
+ * fabric: what a BAR mapped in a host window or a memory region is to a driver. Accesses
+ * go wherever the fabric routes them now, so a BAR that moved or stopped decoding answers
+ * as the window does (a master abort: all-ones).
+ *
+ * **Invariants:** the backend never reaches outside its range (the bus's region checks
+ * offsets first).
+ */
+export class FabricBackend implements MmioBackend {
+  readonly base: number;
+  readonly size: number;
+  private readonly fabric: MmioFabric;
+
+  constructor(fabric: MmioFabric, base: number, size: number) {
+    this.fabric = fabric;
+    this.base = base;
+    this.size = size;
+  }
+
+  read32(offset: number): number {
+    return this.fabric.read32(this.base + offset);
+  }
+
+  write32(offset: number, value: number): void {
+    this.fabric.write32(this.base + offset, value >>> 0);
+  }
+}
+
+/**
+ * The configuration space of function `fn` of device `dev` on bus 0 of a host whose ECAM
+ * window is at `ecamBase`, through the fabric: an empty slot reads all-ones and drops
+ * writes, as ECAM does.
+ */
+export class EcamConfig implements PciConfigSpace {
+  private readonly fabric: MmioFabric;
+  private readonly base: number;
+
+  constructor(fabric: MmioFabric, ecamBase: number, dev: number, fn: number) {
+    this.fabric = fabric;
+    this.base = ecamBase + ecamOffset(dev, fn);
+  }
+
+  read(offset: number, width: 1 | 2 | 4): number {
+    const pa = this.base + offset;
+    return width === 4
+      ? this.fabric.read32(pa)
+      : width === 2
+        ? this.fabric.read16(pa)
+        : this.fabric.read8(pa);
+  }
+
+  write(offset: number, width: 1 | 2 | 4, value: number): void {
+    const pa = this.base + offset;
+    if (width === 4) this.fabric.write32(pa, value >>> 0);
+    else if (width === 2) this.fabric.write16(pa, value & 0xffff);
+    else this.fabric.write8(pa, value & 0xff);
+  }
+}
