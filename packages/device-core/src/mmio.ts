@@ -14,11 +14,17 @@ import { DeviceState } from "./state.js";
 
 /**
  * The hardware side of an MMIO region: what a simulator (or a test) implements. Offsets
- * are bytes from the region's start, 4-byte aligned; values are unsigned 32-bit.
+ * are bytes from the region's start, aligned to the access width; values are unsigned and
+ * fit the width. The 8- and 16-bit accesses are optional: a region whose backend lacks
+ * them refuses readb/readw/writeb/writew.
  */
 export interface MmioBackend {
   read32(offset: number): number;
   write32(offset: number, value: number): void;
+  read8?(offset: number): number;
+  read16?(offset: number): number;
+  write8?(offset: number, value: number): void;
+  write16?(offset: number, value: number): void;
 }
 
 const PAGE_WORDS = 1024;
@@ -39,6 +45,38 @@ export class RegisterFile implements MmioBackend {
     if (typeof offset !== "number" || !(offset >= 0 && offset < this.size)) return 0xffff_ffff;
     const word = Math.floor(offset / 4);
     return this.pages.get(Math.floor(word / PAGE_WORDS))?.[word % PAGE_WORDS] ?? 0;
+  }
+  read8(offset: number): number {
+    return this.lane(offset, 0xff);
+  }
+  read16(offset: number): number {
+    return this.lane(offset, 0xffff);
+  }
+  write8(offset: number, value: number): void {
+    this.merge("write8", offset, 0xff, value);
+  }
+  write16(offset: number, value: number): void {
+    this.merge("write16", offset, 0xffff, value);
+  }
+  private lane(offset: number, mask: number): number {
+    if (typeof offset !== "number" || !(offset >= 0 && offset < this.size)) return mask;
+    const word = offset - (offset % 4);
+    return (this.read32(word) >>> (8 * (offset % 4))) & mask;
+  }
+  private merge(what: string, offset: number, mask: number, value: number): void {
+    if (typeof offset !== "number" || !(offset >= 0 && offset < this.size)) return;
+    if (typeof value !== "number") {
+      throw argumentError(
+        `RegisterFile.${what}`,
+        "value",
+        `a ${mask === 0xff ? 8 : 16}-bit value`,
+        value,
+      );
+    }
+    const word = offset - (offset % 4);
+    const shift = 8 * (offset % 4);
+    const old = this.read32(word);
+    this.write32(word, ((old & ~(mask << shift)) | ((value & mask) << shift)) >>> 0);
   }
   write32(offset: number, value: number): void {
     if (typeof offset !== "number" || !(offset >= 0 && offset < this.size)) return;
@@ -182,6 +220,63 @@ export class MmioRegion {
     }
     if (this.state.disconnected) return;
     this.backend.write32(offset, value >>> 0);
+  }
+
+  /** readb. All-ones once the hardware is gone. */
+  read8(offset: number): number {
+    this.check(offset, 1);
+    if (this.state.disconnected) return 0xff;
+    const b = this.backend;
+    if (b.read8 === undefined) this.noNarrow("read8");
+    return b.read8(offset) & 0xff;
+  }
+
+  /** readw. All-ones once the hardware is gone. */
+  read16(offset: number): number {
+    this.check(offset, 2);
+    if (this.state.disconnected) return 0xffff;
+    const b = this.backend;
+    if (b.read16 === undefined) this.noNarrow("read16");
+    return b.read16(offset) & 0xffff;
+  }
+
+  /** writeb. Dropped once the hardware is gone. */
+  write8(offset: number, value: number): void {
+    this.check(offset, 1);
+    this.checkNarrow("write8", value, 0xff);
+    if (this.state.disconnected) return;
+    const b = this.backend;
+    if (b.write8 === undefined) this.noNarrow("write8");
+    b.write8(offset, value);
+  }
+
+  /** writew. Dropped once the hardware is gone. */
+  write16(offset: number, value: number): void {
+    this.check(offset, 2);
+    this.checkNarrow("write16", value, 0xffff);
+    if (this.state.disconnected) return;
+    const b = this.backend;
+    if (b.write16 === undefined) this.noNarrow("write16");
+    b.write16(offset, value);
+  }
+
+  private checkNarrow(what: string, value: number, max: number): void {
+    if (typeof value !== "number" || !(value >= 0 && value <= max) || Math.floor(value) !== value) {
+      throw argumentError(
+        `MMIO '${this.name}' ${what}`,
+        "value",
+        `an unsigned ${max === 0xff ? 8 : 16}-bit value`,
+        value,
+      );
+    }
+  }
+
+  private noNarrow(what: string): never {
+    throw new DevrefError(
+      "EOPNOTSUPP",
+      `MMIO '${this.name}' of '${this.state.name}': its backend has no ${what}; use 32-bit ` +
+        `accesses, or give the backend ${what}`,
+    );
   }
 
   /**
