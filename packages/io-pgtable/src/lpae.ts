@@ -37,6 +37,11 @@ import type {
   IovaArg,
 } from "./types.js";
 
+/** Which call the general path serves. */
+const MAP = 0;
+const UNMAP = 1;
+const PHYS = 2;
+
 /** The ops every table offers, mirroring `struct io_pgtable_ops`. See {@link ArmLpaeIoPgtable}. */
 export interface IoPgtableOps extends Disposable {
   /** Maps `pgcount` leaves of `pgsize` bytes, at most one table's worth; returns bytes mapped. */
@@ -210,21 +215,101 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       const r = this.#eng.mapOne(iova, paddr, pgsize, prot);
       if (r > 0) return r;
     }
-    return this.#mapSlow(iova, paddr, pgsize, pgcount, prot);
+    return this.#general(MAP, iova, paddr, pgsize, pgcount, prot);
   }
 
-  #mapSlow(iova: IovaArg, paddr: PhysAddr, pgsize: number, pgcount: number, prot: number): number {
+  // ---- unmap -----------------------------------------------------------------------------
+
+  /**
+   * Unmaps up to `pgcount` leaves of `pgsize` bytes from `iova`, within the table that holds
+   * the first; returns the bytes unmapped (`unmap_pages`).
+   *
+   * A table descriptor at the `pgsize` level is removed with its whole subtree
+   * (`tlbFlushWalk`, then the tables are freed). `tlbAddPage` runs for every cleared slot when
+   * `gather` is given and not queued. Tables left empty by page unmaps stay installed.
+   *
+   * **Errors:** returns 0, as the kernel does, for a `pgsize` not in the bitmap, `pgcount`
+   * 0, an `iova` out of range, an unmapped first slot, or a partial unmap of a block. Throws
+   * `EINVAL` naming the parameter for malformed arguments (wrong types, or an `iova` not
+   * aligned to `pgsize`).
+   */
+  unmapPages(
+    iova: IovaArg,
+    pgsize: number,
+    pgcount: number,
+    gather?: IommuIotlbGather | null,
+  ): number {
+    if (pgcount === 1 && gather == null && typeof iova === "number") {
+      const r = this.#eng.unmapOne(iova, pgsize);
+      if (r >= 0) return r;
+    }
+    return this.#general(UNMAP, iova, pgsize, pgcount, gather, undefined);
+  }
+
+  // ---- translate -------------------------------------------------------------------------
+
+  /**
+   * The output address for `iova`, or 0 when nothing maps it (so a mapping of PA 0 cannot be
+   * told from none, as in the kernel). There is no range check: bits above `ias` are ignored.
+   *
+   * **Errors:** `EINVAL` naming `iova` when it is not a whole number (or bigint) below 2^64.
+   */
+  iovaToPhys(iova: IovaArg): PhysAddr {
+    if (typeof iova === "number") {
+      const r = this.#eng.physOne(iova);
+      // SAFETY: an address the table decoded from one of its own leaves, or 0 for none.
+      if (r >= 0) return r as PhysAddr;
+    }
+    // SAFETY: as above.
+    return this.#general(PHYS, iova, undefined, undefined, undefined, undefined) as PhysAddr;
+  }
+
+  // ---- the general path ------------------------------------------------------------------
+
+  /**
+   * Every call the one-leaf paths did not take: the arguments checked with the shared
+   * checkers (types first, then the kernel's checks in its order), then the engine's general
+   * walk. `op` says which call: for MAP `a..d` are paddr, pgsize, pgcount, prot; for UNMAP
+   * pgsize, pgcount, gather; PHYS takes only `iova`.
+   *
+   * One method for the three on purpose: V8 does not inline a method this large, so the public
+   * methods, whose callers see only their one-leaf paths, stay small enough to inline at every
+   * call site, whatever mix of calls the process makes.
+   */
+  #general(op: number, iova: unknown, a: unknown, b: unknown, c: unknown, d: unknown): number {
     this.#live();
-    const where = "ArmLpaeIoPgtable.mapPages";
     const g = this.#geo;
-    // Every argument's type first, then the kernel's checks in its order.
+    if (op === PHYS) {
+      checkIova("ArmLpaeIoPgtable.iovaToPhys", iova, this.#split);
+      return this.#eng.phys(this.#split[0]!, this.#split[1]!);
+    }
+    if (op === UNMAP) {
+      const where = "ArmLpaeIoPgtable.unmapPages";
+      checkIova(where, iova, this.#split);
+      const hi = this.#split[0]!;
+      const lo = this.#split[1]!;
+      const pgsize = checkPgsize(where, a);
+      const pgcount = checkPgcount(where, b);
+      // SAFETY: checkGather checks the shape of whatever it is given.
+      const gat = checkGather(where, c as IommuIotlbGather | null | undefined);
+      const l = g.levelFor(pgsize);
+      if (l < 0 || pgcount === 0 || !g.inRange(hi, lo)) return 0;
+      if ((lo & g.offLo[l]!) !== 0 || (hi & g.offHi[l]!) !== 0) {
+        throw argumentError(where, "iova", `aligned to pgsize ${hexAddr(pgsize, 1)}`, iova);
+      }
+      const idx = g.idx(hi, lo, l);
+      const n = Math.min(pgcount, g.ept - (idx & (g.ept - 1)));
+      if (l === g.start && idx + n > g.rootEntries) return 0;
+      return this.#eng.unmap(hi, lo, l, n, gat) * pgsize;
+    }
+    const where = "ArmLpaeIoPgtable.mapPages";
     checkIova(where, iova, this.#split);
     const hi = this.#split[0]!;
     const lo = this.#split[1]!;
-    checkInteger(where, "paddr", paddr, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
-    checkPgsize(where, pgsize);
-    checkPgcount(where, pgcount);
-    checkInteger(where, "prot", prot, 0, IOMMU_PROT_MASK);
+    const paddr = checkInteger(where, "paddr", a, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+    const pgsize = checkPgsize(where, b);
+    const pgcount = checkPgcount(where, c);
+    const prot = checkInteger(where, "prot", d, 0, IOMMU_PROT_MASK);
     const l = g.levelFor(pgsize);
     if (l < 0) {
       throw err(
@@ -277,84 +362,6 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     }
     this.#eng.map(hi, lo, pHi, pLo, l, n, prot);
     return n * pgsize;
-  }
-
-  // ---- unmap -----------------------------------------------------------------------------
-
-  /**
-   * Unmaps up to `pgcount` leaves of `pgsize` bytes from `iova`, within the table that holds
-   * the first; returns the bytes unmapped (`unmap_pages`).
-   *
-   * A table descriptor at the `pgsize` level is removed with its whole subtree
-   * (`tlbFlushWalk`, then the tables are freed). `tlbAddPage` runs for every cleared slot when
-   * `gather` is given and not queued. Tables left empty by page unmaps stay installed.
-   *
-   * **Errors:** returns 0, as the kernel does, for a `pgsize` not in the bitmap, `pgcount`
-   * 0, an `iova` out of range, an unmapped first slot, or a partial unmap of a block. Throws
-   * `EINVAL` naming the parameter for malformed arguments (wrong types, or an `iova` not
-   * aligned to `pgsize`).
-   */
-  unmapPages(
-    iova: IovaArg,
-    pgsize: number,
-    pgcount: number,
-    gather?: IommuIotlbGather | null,
-  ): number {
-    if (pgcount === 1 && gather == null && typeof iova === "number") {
-      const r = this.#eng.unmapOne(iova, pgsize);
-      if (r >= 0) return r;
-    }
-    return this.#unmapSlow(iova, pgsize, pgcount, gather);
-  }
-
-  #unmapSlow(
-    iova: IovaArg,
-    pgsize: number,
-    pgcount: number,
-    gather?: IommuIotlbGather | null,
-  ): number {
-    this.#live();
-    const where = "ArmLpaeIoPgtable.unmapPages";
-    const g = this.#geo;
-    checkIova(where, iova, this.#split);
-    const hi = this.#split[0]!;
-    const lo = this.#split[1]!;
-    checkPgsize(where, pgsize);
-    checkPgcount(where, pgcount);
-    const gat = checkGather(where, gather);
-    const l = g.levelFor(pgsize);
-    if (l < 0 || pgcount === 0 || !g.inRange(hi, lo)) return 0;
-    if ((lo & g.offLo[l]!) !== 0 || (hi & g.offHi[l]!) !== 0) {
-      throw argumentError(where, "iova", `aligned to pgsize ${hexAddr(pgsize, 1)}`, iova);
-    }
-    const idx = g.idx(hi, lo, l);
-    const n = Math.min(pgcount, g.ept - (idx & (g.ept - 1)));
-    if (l === g.start && idx + n > g.rootEntries) return 0;
-    return this.#eng.unmap(hi, lo, l, n, gat) * pgsize;
-  }
-
-  // ---- translate -------------------------------------------------------------------------
-
-  /**
-   * The output address for `iova`, or 0 when nothing maps it (so a mapping of PA 0 cannot be
-   * told from none, as in the kernel). There is no range check: bits above `ias` are ignored.
-   *
-   * **Errors:** `EINVAL` naming `iova` when it is not a whole number (or bigint) below 2^64.
-   */
-  iovaToPhys(iova: IovaArg): PhysAddr {
-    if (typeof iova === "number") {
-      const r = this.#eng.physOne(iova);
-      // SAFETY: an address the table decoded from one of its own leaves, or 0 for none.
-      if (r >= 0) return r as PhysAddr;
-    }
-    return this.#physSlow(iova);
-  }
-
-  #physSlow(iova: IovaArg): PhysAddr {
-    this.#live();
-    checkIova("ArmLpaeIoPgtable.iovaToPhys", iova, this.#split);
-    // SAFETY: as above.
-    return this.#eng.phys(this.#split[0]!, this.#split[1]!) as PhysAddr;
   }
 
   // ---- inspection and teardown -----------------------------------------------------------
