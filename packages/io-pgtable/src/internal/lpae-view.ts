@@ -210,31 +210,35 @@ export class LpaeViewEngine implements LpaeEngine {
   // (2.3283064365386963e-10, by which multiplying is exact and cheaper than dividing) as
   // literals: a module constant is reloaded and type-checked at every use in optimised code.
 
+  /**
+   * One page (level 3) or block (level 2) in the cached table: every check of the general
+   * path, or -1. The checks both levels share come first, once, so that the per-level bodies
+   * stay small: together they must fit a caller's inlining budget.
+   */
   mapOne(iova: number, paddr: number, pgsize: number, prot: number): number {
-    if (pgsize === this.size3) return this.map3(iova, paddr, prot);
-    if (pgsize === this.size2) return this.map2(iova, paddr, prot);
-    return -1;
-  }
-
-  /** A page in the cached level-3 table: every check of the general path, or -1. */
-  private map3(iova: number, paddr: number, prot: number): number {
-    const n = this.c3;
     const hi = (iova * 2.3283064365386963e-10) >>> 0;
     const lo = iova >>> 0;
-    if (
-      n === null ||
-      hi * 4294967296 + lo !== iova ||
-      (hi & this.k3h) !== this.c3h ||
-      (lo & this.k3l) !== this.c3l
-    )
-      return -1;
     const pHi = (paddr * 2.3283064365386963e-10) >>> 0;
     const pLo = paddr >>> 0;
     if (
+      hi * 4294967296 + lo !== iova ||
       pHi * 4294967296 + pLo !== paddr ||
       paddr >= this.paLimit ||
-      ((lo | pLo) & this.o3) !== 0 ||
       (prot & 63) !== prot
+    )
+      return -1;
+    if (pgsize === this.size3) return this.map3(hi, lo, pHi, pLo, prot);
+    if (pgsize === this.size2) return this.map2(hi, lo, pHi, pLo, prot);
+    return -1;
+  }
+
+  private map3(hi: number, lo: number, pHi: number, pLo: number, prot: number): number {
+    const n = this.c3;
+    if (
+      n === null ||
+      (hi & this.k3h) !== this.c3h ||
+      (lo & this.k3l) !== this.c3l ||
+      ((lo | pLo) & this.o3) !== 0
     )
       return -1;
     const attr = this.pageLo[prot]!;
@@ -248,25 +252,13 @@ export class LpaeViewEngine implements LpaeEngine {
     return this.size3;
   }
 
-  /** A block in the cached level-2 table (2M with a 4K granule), or -1. */
-  private map2(iova: number, paddr: number, prot: number): number {
+  private map2(hi: number, lo: number, pHi: number, pLo: number, prot: number): number {
     const n = this.c2;
-    const hi = (iova * 2.3283064365386963e-10) >>> 0;
-    const lo = iova >>> 0;
     if (
       n === null ||
-      hi * 4294967296 + lo !== iova ||
       (hi & this.k2h) !== this.c2h ||
-      (lo & this.k2l) !== this.c2l
-    )
-      return -1;
-    const pHi = (paddr * 2.3283064365386963e-10) >>> 0;
-    const pLo = paddr >>> 0;
-    if (
-      pHi * 4294967296 + pLo !== paddr ||
-      paddr >= this.paLimit ||
-      ((lo | pLo) & this.o2) !== 0 ||
-      (prot & 63) !== prot
+      (lo & this.k2l) !== this.c2l ||
+      ((lo | pLo) & this.o2) !== 0
     )
       return -1;
     const attr = this.blockLo[prot]!;
@@ -280,18 +272,18 @@ export class LpaeViewEngine implements LpaeEngine {
   }
 
   unmapOne(iova: number, pgsize: number): number {
-    if (pgsize === this.size3) return this.unmap3(iova);
-    if (pgsize === this.size2) return this.unmap2(iova);
+    const hi = (iova * 2.3283064365386963e-10) >>> 0;
+    const lo = iova >>> 0;
+    if (hi * 4294967296 + lo !== iova) return -1;
+    if (pgsize === this.size3) return this.unmap3(hi, lo);
+    if (pgsize === this.size2) return this.unmap2(hi, lo);
     return -1;
   }
 
-  private unmap3(iova: number): number {
+  private unmap3(hi: number, lo: number): number {
     const n = this.c3;
-    const hi = (iova * 2.3283064365386963e-10) >>> 0;
-    const lo = iova >>> 0;
     if (
       n === null ||
-      hi * 4294967296 + lo !== iova ||
       (hi & this.k3h) !== this.c3h ||
       (lo & this.k3l) !== this.c3l ||
       (lo & this.o3) !== 0
@@ -306,13 +298,10 @@ export class LpaeViewEngine implements LpaeEngine {
     return this.size3;
   }
 
-  private unmap2(iova: number): number {
+  private unmap2(hi: number, lo: number): number {
     const n = this.c2;
-    const hi = (iova * 2.3283064365386963e-10) >>> 0;
-    const lo = iova >>> 0;
     if (
       n === null ||
-      hi * 4294967296 + lo !== iova ||
       (hi & this.k2h) !== this.c2h ||
       (lo & this.k2l) !== this.c2l ||
       (lo & this.o2) !== 0
