@@ -19,7 +19,7 @@ import {
   type Iova,
   type PhysAddr,
 } from "@devref/raw-device";
-import { checkDevice, DMA_ADDR_LIMIT } from "./internal/checks.js";
+import { checkDevice, DMA_ADDR_LIMIT, isWhole } from "./internal/checks.js";
 import {
   checkDomain,
   checkGather,
@@ -323,8 +323,9 @@ export function iommuIotlbGatherAddPage(
   const where = "iommu_iotlb_gather_add_page";
   checkDomain(where, domain);
   const g = checkGather(where, gather);
-  checkAddress(where, "iova", iova, DMA_ADDR_LIMIT);
-  checkSize(where, "size", size, 1, Number.MAX_SAFE_INTEGER);
+  if (!isWhole(iova, 0, Number.MAX_SAFE_INTEGER)) checkAddress(where, "iova", iova, DMA_ADDR_LIMIT);
+  if (!isWhole(size, 1, Number.MAX_SAFE_INTEGER))
+    checkSize(where, "size", size, 1, Number.MAX_SAFE_INTEGER);
   if ((g.pgsize !== 0 && g.pgsize !== size) || g.isDisjoint(iova, size)) {
     syncGather(domain, g);
   }

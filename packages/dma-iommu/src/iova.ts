@@ -427,6 +427,11 @@ export class IovaDomain {
   allocIovaFast(size: number, limitPfn: number, flushRcache: boolean): number {
     this.#checkAlloc(size, limitPfn, "alloc_iova_fast");
     checkBoolean("alloc_iova_fast", "flushRcache", flushRcache);
+    return this.#allocFast(size, limitPfn, flushRcache);
+  }
+
+  /** {@link allocIovaFast} on checked arguments. */
+  #allocFast(size: number, limitPfn: number, flushRcache: boolean): number {
     if (size < RCACHE_ROUND_LIMIT) size = roundupPow2(size);
     const cls = orderBase2(size);
     if (cls < IOVA_RANGE_CACHE_MAX_SIZE) {
@@ -599,7 +604,7 @@ export class IovaDomain {
     const len = Math.ceil(size / this.granule);
     let pfn = 0;
     if (limit > DMA_32BIT_LIMIT && policy.prefer32 === true) {
-      pfn = this.allocIovaFast(len, Math.floor(DMA_32BIT_LIMIT / this.granule), false);
+      pfn = this.#allocFast(len, Math.floor(DMA_32BIT_LIMIT / this.granule), false);
       if (pfn === 0) {
         policy.prefer32 = false;
         this.log?.(`${policy.device ?? "device"}: Using ${bitsPer(limit)}-bit DMA addresses`);
@@ -607,7 +612,7 @@ export class IovaDomain {
     }
     if (pfn === 0) {
       const limitPfn = Math.min(Math.floor(limit / this.granule), IOVA_MAX_PFN);
-      pfn = this.allocIovaFast(len, limitPfn, true);
+      pfn = this.#allocFast(len, limitPfn, true);
     }
     // SAFETY: pfn ≤ limit / granule and limit is a safe integer, so the address is too.
     return (pfn * this.granule) as Iova;

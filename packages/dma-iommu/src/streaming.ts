@@ -13,6 +13,7 @@ import {
   DevrefError,
   type DmaAddr,
   formatAddr,
+  PHYS_ADDR_LIMIT,
   type PhysAddr,
 } from "@devref/raw-device";
 import {
@@ -23,7 +24,13 @@ import {
   dmaDirectionName,
 } from "./constants.js";
 import { iommuDmaMapRange, protOf } from "./dma-iommu.js";
-import { checkAttrs, checkDevice, checkDmaHandle, checkMapDirection } from "./internal/checks.js";
+import {
+  checkAttrs,
+  checkDevice,
+  checkDmaHandle,
+  checkMapDirection,
+  isWhole,
+} from "./internal/checks.js";
 import { IOMMU_DOMAIN_IDENTITY, type IommuDomain } from "./iommu.js";
 import { checkPaging, mapRange, unmapAndSync } from "./iommu-map.js";
 import { iovaAllocForDevice } from "./iova.js";
@@ -41,6 +48,9 @@ import {
   VIA_DIRECT,
   VIA_IOMMU,
 } from "./mapping.js";
+
+/** The largest physical address (2^52 − 1). */
+const PHYS_LAST: number = PHYS_ADDR_LIMIT - 1;
 
 // ---------------------------------------------------------------------------------------
 // Streaming maps (§4, §5).
@@ -232,8 +242,8 @@ export function dmaMapSingle(
 ): DmaAddr {
   const where = "dma_map_single";
   const d = dmaOf(checkDevice(where, dev));
-  checkAddress(where, "pa", pa);
-  checkSize(where, "size", size);
+  if (!isWhole(pa, 0, PHYS_LAST)) checkAddress(where, "pa", pa);
+  if (!isWhole(size, 1, PHYS_ADDR_LIMIT)) checkSize(where, "size", size);
   checkMapDirection(where, dir);
   checkAttrs(where, attrs);
   checkBuffer(d, pa, size, where);
@@ -284,8 +294,9 @@ export function dmaUnmapSingle(
 ): void {
   const where = "dma_unmap_single";
   const d = dmaOf(checkDevice(where, dev));
-  checkDmaHandle(where, d.device, "free", addr);
-  checkSize(where, "size", size, 1, Number.MAX_SAFE_INTEGER);
+  if (!isWhole(addr, 0, Number.MAX_SAFE_INTEGER)) checkDmaHandle(where, d.device, "free", addr);
+  if (!isWhole(size, 1, Number.MAX_SAFE_INTEGER))
+    checkSize(where, "size", size, 1, Number.MAX_SAFE_INTEGER);
   checkMapDirection(where, dir);
   checkAttrs(where, attrs);
   const e = d.lookup(addr, size, dir, KIND_SINGLE, "free");
