@@ -11,9 +11,9 @@ import { ecamOffset } from "../pci/regs.js";
 
 /**
  * `[base, base + size)` of the physical address space as the CPU reaches it through the
- * fabric: what a BAR mapped in a host window or a memory region is to a driver. Accesses
- * go wherever the fabric routes them now, so a BAR that moved or stopped decoding answers
- * as the window does (a master abort: all-ones).
+ * fabric (8, 16 and 32 bits): what a BAR mapped in a host window or a memory region is to
+ * a driver. Accesses go wherever the fabric routes them now, so a BAR that moved or
+ * stopped decoding answers as the window does (a master abort: all-ones).
  *
  * **Invariants:** the backend never reaches outside its range (the bus's region checks
  * offsets first).
@@ -35,6 +35,22 @@ export class FabricBackend implements MmioBackend {
 
   write32(offset: number, value: number): void {
     this.fabric.write32(this.base + offset, value >>> 0);
+  }
+
+  read8(offset: number): number {
+    return this.fabric.read8(this.base + offset);
+  }
+
+  read16(offset: number): number {
+    return this.fabric.read16(this.base + offset);
+  }
+
+  write8(offset: number, value: number): void {
+    this.fabric.write8(this.base + offset, value & 0xff);
+  }
+
+  write16(offset: number, value: number): void {
+    this.fabric.write16(this.base + offset, value & 0xffff);
   }
 }
 
