@@ -61,7 +61,6 @@ export {
   smcOf,
 } from "./firmware/nodes.js";
 export { MSI_DOMAIN, PciHostBridge } from "./firmware/pci-bridge.js";
-export { MsixTable } from "./firmware/pci-msix.js";
 export { InterruptController, type IrqHandler, IrqSource } from "./irq.js";
 export { DeviceModel } from "./model.js";
 export {

@@ -12,7 +12,13 @@ import {
 import type { Core } from "@devref/raw-device";
 import { DevrefError } from "@devref/raw-device";
 import { describe, expect, it } from "vitest";
-import { createReferenceSoc, describeSoc, REFERENCE_MAP as M, PCI_HOTPLUG } from "../src/index.js";
+import {
+  createReferenceSoc,
+  describeSoc,
+  REFERENCE_MAP as M,
+  PCI_HOTPLUG,
+  PciFunction,
+} from "../src/index.js";
 
 // virtio-pci modern transport (VIRTIO 1.2 §4.1.4): vendor capability types and common cfg.
 const COMMON_CFG = 1;
@@ -257,5 +263,81 @@ describe("hot-plug through the host's interrupt", () => {
     const b = await hotplugScenario(7);
     expect(b).toEqual(a);
     expect(a.digest).toMatch(/^[0-9a-f]{16}$/);
+  });
+});
+
+describe("hot-plug of other cards", () => {
+  it("a multi-function card is enumerated function by function and leaves as a whole; a BAR that does not fit is left out", async () => {
+    const { soc, platform, pci, pcie } = scenarioSoc();
+    using fw = describeSoc(soc, { platform, pci });
+    const regs = { mmioRead: () => 0x5a5a_5a5a, mmioWrite: () => {} };
+    const fn0 = new PciFunction(soc, {
+      name: "nic.0",
+      vendor: 0x8086,
+      device: 0x1521,
+      classCode: 0x020000,
+      bars: [{ size: 0x2_0000, handler: regs }],
+    });
+    const fn1 = new PciFunction(soc, {
+      name: "nic.1",
+      vendor: 0x8086,
+      device: 0x1521,
+      classCode: 0x020000,
+      function: 1,
+      interruptPin: 2,
+      bars: [{ size: 0x4000_0000, handler: regs }, null, { size: 0x100, handler: regs }],
+    });
+    pcie.insert(1, [fn0, fn1]);
+    expect(pci.deviceNames()).toEqual(["0000:00:00.0"]); // the interrupt has not run yet
+    expect(await soc.settle()).toBe(true);
+    expect(pci.deviceNames()).toEqual(["0000:00:00.0", "0000:00:01.0", "0000:00:01.1"]);
+    const a = pci.findDevice("0000:00:01.0", "test")!;
+    const b = pci.findDevice("0000:00:01.1", "test")!;
+    // Placed after the disk's BARs (0x4000 + 0x1000), naturally aligned.
+    expect(a.bar(0)).toEqual({ start: M.WINDOW_BASE + 0x2_0000, size: 0x2_0000 });
+    expect(() => b.bar(0)).toThrowError(/no BAR 0/); // 1 GiB does not fit the 256 MiB window
+    expect(b.bar(2).size).toBe(0x100);
+    expect(b.firmware.interrupts).toEqual([
+      { domain: "aic", hwirq: M.INTX_BASE + 1, trigger: "level" },
+    ]);
+    expect(soc.trace().some((r) => r.kind === "note" && r.text === "pci-bar-no-space")).toBe(true);
+    pcie.surpriseRemove(1);
+    expect(await soc.settle()).toBe(true);
+    expect(pci.deviceNames()).toEqual(["0000:00:00.0"]);
+    expect([a.isDisconnected, b.isDisconnected]).toEqual([true, true]);
+    a.put();
+    b.put();
+    // The freed ranges are handed out again.
+    pcie.insert(1, fn0);
+    expect(await soc.settle()).toBe(true);
+    const again = pci.findDevice("0000:00:01.0", "test")!;
+    expect(again.bar(0).start).toBe(M.WINDOW_BASE + 0x2_0000);
+    again.put();
+    fw.remove();
+    expect(auditDevices(soc.machine)).toEqual([]);
+  });
+
+  it("refuses a second description of the host, a bus of another machine or bus number", () => {
+    const { soc, platform, pci } = scenarioSoc();
+    const fw = describeSoc(soc, { platform, pci });
+    const other = new PciBus({ machine: soc.machine, name: "pci2" });
+    expect(() =>
+      describeSoc(soc, {
+        platform: new PlatformBus({ machine: soc.machine, name: "p2" }),
+        pci: other,
+      }),
+    ).toThrowError(/hot-plug line 40 of 'pcie0' already has a handler/);
+    fw.remove();
+    // The bus keeps its hot-plug slots: describing to it again is refused, and rolled back.
+    expect(() => describeSoc(soc, { platform, pci })).toThrowError(/already has slot 0/);
+    expect(platform.deviceNames()).toEqual([]);
+    expect(soc.irq.isConnected(M.HOTPLUG_IRQ)).toBe(false);
+    const foreign = new PciBus({ machine: createReferenceSoc().soc.machine });
+    expect(() => describeSoc(soc, { platform, pci: foreign })).toThrowError(
+      /must belong to the SoC/,
+    );
+    const bus1 = new PciBus({ machine: soc.machine, name: "pci1", busNumber: 1 });
+    expect(() => describeSoc(soc, { platform, pci: bus1 })).toThrowError(/bus 0 of domain 0/);
+    expect(auditDevices(soc.machine)).toEqual([]);
   });
 });

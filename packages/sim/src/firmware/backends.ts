@@ -6,7 +6,14 @@
 
 import type { PciConfigSpace } from "@devref/bus";
 import type { MmioBackend } from "@devref/device-core";
-import type { MmioFabric } from "../fabric.js";
+import {
+  argumentError,
+  checkInstance,
+  checkInteger,
+  checkOneOf,
+  PHYS_ADDR_LIMIT,
+} from "@devref/raw-device";
+import { MmioFabric } from "../fabric.js";
 import { ecamOffset } from "../pci/regs.js";
 
 /**
@@ -23,7 +30,11 @@ export class FabricBackend implements MmioBackend {
   readonly size: number;
   private readonly fabric: MmioFabric;
 
+  /** **Errors:** `EINVAL` for a range that is not below 2^52. */
   constructor(fabric: MmioFabric, base: number, size: number) {
+    checkInstance("new FabricBackend", "fabric", fabric, MmioFabric);
+    checkInteger("new FabricBackend", "size", size, 1, PHYS_ADDR_LIMIT);
+    checkInteger("new FabricBackend", "base", base, 0, PHYS_ADDR_LIMIT - size);
     this.fabric = fabric;
     this.base = base;
     this.size = size;
@@ -63,13 +74,18 @@ export class EcamConfig implements PciConfigSpace {
   private readonly fabric: MmioFabric;
   private readonly base: number;
 
+  /** **Errors:** `EINVAL` for a device outside 0..31, a function outside 0..7, a bad base. */
   constructor(fabric: MmioFabric, ecamBase: number, dev: number, fn: number) {
+    checkInstance("new EcamConfig", "fabric", fabric, MmioFabric);
+    checkInteger("new EcamConfig", "ecamBase", ecamBase, 0, PHYS_ADDR_LIMIT - 0x10_0000);
+    checkInteger("new EcamConfig", "dev", dev, 0, 31);
+    checkInteger("new EcamConfig", "fn", fn, 0, 7);
     this.fabric = fabric;
     this.base = ecamBase + ecamOffset(dev, fn);
   }
 
   read(offset: number, width: 1 | 2 | 4): number {
-    const pa = this.base + offset;
+    const pa = this.at("read", offset, width);
     return width === 4
       ? this.fabric.read32(pa)
       : width === 2
@@ -78,9 +94,26 @@ export class EcamConfig implements PciConfigSpace {
   }
 
   write(offset: number, width: 1 | 2 | 4, value: number): void {
-    const pa = this.base + offset;
+    const pa = this.at("write", offset, width);
     if (width === 4) this.fabric.write32(pa, value >>> 0);
     else if (width === 2) this.fabric.write16(pa, value & 0xffff);
     else this.fabric.write8(pa, value & 0xff);
+  }
+
+  private at(what: string, offset: number, width: number): number {
+    if (!(width === 1 || width === 2 || width === 4)) {
+      checkOneOf(`EcamConfig.${what}`, "width", width, [1, 2, 4]);
+    }
+    if (
+      !(Number.isInteger(offset) && offset >= 0 && offset <= 0x1000 - width && offset % width === 0)
+    ) {
+      throw argumentError(
+        `EcamConfig.${what}`,
+        "offset",
+        `a multiple of ${width} in [0, ${0x1000 - width}]`,
+        offset,
+      );
+    }
+    return this.base + offset;
   }
 }

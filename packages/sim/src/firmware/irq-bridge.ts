@@ -4,9 +4,9 @@
 //! The seam between the simulator's interrupt controller and device-core interrupt
 //! domains: a domain line gets a sim handler while a driver has requested it.
 
-import type { IrqChip, IrqDomain, IrqTrigger } from "@devref/device-core";
-import { DevrefError } from "@devref/raw-device";
-import type { InterruptController } from "../irq.js";
+import { type IrqChip, IrqDomain, type IrqTrigger } from "@devref/device-core";
+import { checkInstance, checkInteger, DevrefError } from "@devref/raw-device";
+import { InterruptController } from "../irq.js";
 
 /** Name of the machine's root interrupt domain (Apple's interrupt controller is the AIC). */
 export const AIC_DOMAIN = "aic";
@@ -30,7 +30,10 @@ export class LineBridge implements IrqChip {
   private domain: IrqDomain | null = null;
   private readonly deliver: (line: number) => void;
 
+  /** **Errors:** `EINVAL` for a base outside the controller's lines. */
   constructor(irq: InterruptController, base: number) {
+    checkInstance("new LineBridge", "irq", irq, InterruptController);
+    checkInteger("new LineBridge", "base", base, 0, irq.lines - 1);
     this.irq = irq;
     this.base = base;
     // One handler for every line: the line number says which domain line it is.
@@ -41,6 +44,7 @@ export class LineBridge implements IrqChip {
 
   /** Ties the bridge to the domain it serves (once, right after the domain is made). */
   bind(domain: IrqDomain): void {
+    checkInstance("LineBridge.bind", "domain", domain, IrqDomain);
     if (this.domain !== null) {
       throw new DevrefError("EBUSY", `this interrupt bridge already serves '${this.domain.name}'`);
     }
