@@ -4,6 +4,7 @@ import type { ARef, Borrowed, Bound, Core, DmaAddr, Iova, PhysAddr } from "@devr
 import { describe, expectTypeOf, it } from "vitest";
 import {
   type CoherentAllocation,
+  type DeviceDma,
   DMA_TO_DEVICE,
   type DmaSystem,
   dmaAllocCoherent,
@@ -11,6 +12,7 @@ import {
   dmaMapSingle,
   dmaSetMask,
   dmaUnmapSingle,
+  type IommuClient,
   type IommuDevice,
   type IommuDomain,
   type IommuDomainOps,
@@ -34,6 +36,9 @@ declare const core: Borrowed<Device<Core>, "probe">;
 declare const pa: PhysAddr;
 declare const addr: DmaAddr;
 declare const ops: IommuOps;
+declare const client: IommuClient;
+declare const iommuObj: IommuDevice;
+declare const dma: DeviceDma;
 declare const io: Iova;
 declare const domain: IommuDomain;
 declare const gather: IotlbGather;
@@ -73,6 +78,12 @@ describe("dma-iommu ownership promises at compile time", () => {
     expectTypeOf<IommuDevice["clientNames"]>().toEqualTypeOf<readonly string[]>();
     expectTypeOf<ReturnType<IommuDevice["getHwDevice"]>>().toEqualTypeOf<ARef<Device> | null>();
     expectTypeOf<ReturnType<IommuDevice["getClientRefs"]>>().toEqualTypeOf<ARef<Device>[]>();
+    // @ts-expect-error item 8: the core's own reference on a served device is not reachable
+    client.ref.put();
+    // @ts-expect-error item 8: nor is the IOMMU's own hardware reference
+    iommuObj.hwDevice?.put();
+    // @ts-expect-error the DMA state callers see has no internal bookkeeping to call
+    dma.track(0, 1, 0, 0, 0, 0);
     // @ts-expect-error a borrow is not an owned reference: it cannot be kept as one
     const kept: ARef<Device> = bound;
     void kept;
