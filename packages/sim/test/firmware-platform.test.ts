@@ -193,6 +193,43 @@ describe("describeSoc: platform devices", () => {
     expect(auditDevices(soc.machine)).toEqual([]);
   });
 
+  it("with mailbox: inline, the SMC node carries its mailbox, for a client that drives it itself", async () => {
+    const { soc, platform } = reference();
+    const inbox: number[] = [];
+    const smcDriver = definePlatformDriver({
+      name: "macsmc",
+      ofMatchTable: [{ compatible: "apple,smc" }],
+      probe: (dev) => {
+        expect([0, 1, 2].map((i) => dev.resource(i).name)).toEqual(["smc", "sram", "mbox"]);
+        const mbox = dev.ioremapResource(2);
+        dev.requestIrq(3, (d) => {
+          const m = mbox.access(d);
+          while ((m.read32(0x114) & (1 << 17)) === 0) {
+            inbox.push(m.read32(0x834)); // msg0 high word
+            m.read32(0x838);
+            m.read32(0x83c);
+          }
+          return "handled";
+        });
+        const r = mbox.access(dev);
+        r.write64(0x800, 0x0000_0220, 0x0060_0000);
+        r.write64(0x808, 0, 0);
+        return { mbox };
+      },
+    });
+    platform.registerDriver(smcDriver);
+    using fw = describeSoc(soc, { platform, mailbox: "inline" });
+    expect(fw.nodes.map((n) => n.name)).toEqual(["dart0", "pcie0", "smc"]);
+    expect(fw.nodes[2]!.spec.interrupts).toEqual([48, 49, 50, 51].map(level));
+    expect(fw.nodes[2]!.mboxes).toEqual([]);
+    expect(await soc.settle()).toBe(true);
+    expect(inbox).toEqual([0x10_0000]); // HELLO
+    // SAFETY: a wrong-typed option, to show the run-time check.
+    expect(() => describeSoc(soc, { platform, mailbox: "x" as "node" })).toThrowError(
+      /options\.mailbox/,
+    );
+  });
+
   it("refuses buses of another machine and taken names, leaving nothing registered", () => {
     const { soc, platform } = reference();
     const foreign = new PlatformBus({ machine: new Soc().machine });

@@ -16,6 +16,7 @@ import {
   argumentError,
   checkInstance,
   checkObject,
+  checkOneOf,
   checkString,
   DevrefError,
 } from "@devref/raw-device";
@@ -38,6 +39,13 @@ export interface DescribeSocOptions {
   readonly platform: PlatformBus;
   /** The PCI bus (on `soc.machine`, domain 0, bus 0) that gets the enumerated functions. */
   readonly pci?: PciBus;
+  /**
+   * How an SMC's ASC mailbox is described: `"node"` (default), its own node, which the
+   * SMC node names in `mboxes`, as in the device tree; or `"inline"`, no mailbox node and
+   * the SMC node carries the mailbox's `reg` (third, `mbox`) and its four interrupts, for
+   * a client that drives its mailbox itself. Mailboxes without an SMC always get a node.
+   */
+  readonly mailbox?: "node" | "inline";
 }
 
 /** One described platform device. */
@@ -156,6 +164,8 @@ export function describeSoc(soc: Soc, options: DescribeSocOptions): SocFirmware 
   checkInstance(W, "soc", soc, Soc);
   checkObject(W, "options", options);
   const platform = checkInstance(W, "options.platform", options.platform, PlatformBus);
+  const inline =
+    checkOneOf(W, "options.mailbox", options.mailbox ?? "node", ["node", "inline"]) === "inline";
   if (platform.machine !== soc.machine) {
     throw argumentError(W, "options.platform", "a bus made on soc.machine", platform.name);
   }
@@ -175,9 +185,13 @@ export function describeSoc(soc: Soc, options: DescribeSocOptions): SocFirmware 
     else if (m instanceof PciHost) planned.push(plan(m.name, describePciHost(m)));
     else if (m instanceof AscMailbox) {
       const mbox = describeAscMailbox(m);
-      planned.push(plan(m.name, mbox));
       const smc = smcOf(m);
-      if (smc !== null) planned.push(plan(m.name, describeAppleSmc(smc), [mbox.name]));
+      if (smc === null) planned.push(plan(m.name, mbox));
+      else if (inline) planned.push(plan(m.name, withMailbox(describeAppleSmc(smc), mbox)));
+      else {
+        planned.push(plan(m.name, mbox));
+        planned.push(plan(m.name, describeAppleSmc(smc), [mbox.name]));
+      }
     }
   }
   for (const { node } of planned) {
@@ -206,6 +220,15 @@ export function describeSoc(soc: Soc, options: DescribeSocOptions): SocFirmware 
     throw e;
   }
   return new SocFirmware(soc, options, nodes, refs, bridge);
+}
+
+/** An SMC node that also carries its mailbox's register window and interrupts. */
+function withMailbox(smc: PlatformDeviceSpec, mbox: PlatformDeviceSpec): PlatformDeviceSpec {
+  return {
+    ...smc,
+    mem: [...(smc.mem ?? []), ...(mbox.mem ?? [])],
+    interrupts: [...(smc.interrupts ?? []), ...(mbox.interrupts ?? [])],
+  };
 }
 
 function plan(
