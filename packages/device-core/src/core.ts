@@ -26,8 +26,8 @@ export interface DeviceInit {
   readonly parent?: Device | null;
   /** The machine; the parent's, else the default machine, when omitted. */
   readonly machine?: Machine;
-  /** What firmware says about the device; empty when omitted. */
-  readonly fwnode?: FirmwareNode;
+  /** What firmware says about the device; absent fields are empty. */
+  readonly fwnode?: Partial<FirmwareNode>;
   /** Runs once, when the last reference goes (dev->release). Required. */
   readonly release: () => void;
 }
