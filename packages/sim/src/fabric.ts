@@ -16,7 +16,8 @@ import type { Tracer } from "./trace.js";
 /**
  * The hardware side of an MMIO region as the driver-model packages see it (the
  * `MmioBackend` of `@devref/device-core`): 32-bit accesses by byte offset. Declared here by
- * shape, so the simulator needs none of those packages and its ports plug straight in.
+ * shape, so the models need nothing of those packages; ports (which also have the 8- and
+ * 16-bit accesses) plug straight into a bus resource.
  */
 export interface MmioBackend {
   read32(offset: number): number;

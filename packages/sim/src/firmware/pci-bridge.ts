@@ -7,7 +7,13 @@
 //! bring the host's functions to a devref `PciBus`. Enumeration reads configuration space
 //! through ECAM as the PCI core does; hot-plug runs from the host's interrupt.
 
-import { type HotplugSlot, type PciBarSpec, PciBus, type PciDevice } from "@devref/bus";
+import {
+  type HotplugSlot,
+  type PciBarSpec,
+  PciBus,
+  type PciDevice,
+  type PciDeviceSpec,
+} from "@devref/bus";
 import { type Device, IrqDomain } from "@devref/device-core";
 import type { ARef } from "@devref/raw-device";
 import { checkInstance, DevrefError } from "@devref/raw-device";
@@ -269,7 +275,12 @@ export class PciHostBridge {
   }
 
   /** Assigns the function's BARs and builds its bus description. */
-  private specOf(s: number, info: FunctionInfo, rec: SlotRecord, record: FunctionRecord) {
+  private specOf(
+    s: number,
+    info: FunctionInfo,
+    rec: SlotRecord,
+    record: FunctionRecord,
+  ): PciDeviceSpec {
     const host = this.host;
     const bars: (PciBarSpec | null)[] = [null, null, null, null, null, null];
     const cpuOf = (bus: number): number => bus - host.windowBusBase + host.windowBase;
