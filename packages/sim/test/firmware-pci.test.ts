@@ -305,6 +305,8 @@ describe("hot-plug of other cards", () => {
     expect(await soc.settle()).toBe(true);
     expect(pci.deviceNames()).toEqual(["0000:00:00.0"]);
     expect([a.isDisconnected, b.isDisconnected]).toEqual([true, true]);
+    expect(a.configRead(0, 4)).toBe(0xffff_ffff); // a pulled function's config space
+    expect(() => a.configRead(2, 4)).toThrowError(/multiple of 4/);
     a.put();
     b.put();
     // The freed ranges are handed out again.
