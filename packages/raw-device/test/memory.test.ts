@@ -217,3 +217,21 @@ describe("BuddyAllocator", () => {
     );
   });
 });
+
+describe("BuddyAllocator.isAllocated", () => {
+  it("says whether a range lies in allocated blocks, across neighbouring blocks", () => {
+    const mem = new SparseMemory(1 << 24);
+    const a = new BuddyAllocator(mem, 0x10_0000, 0x10_0000, 4096);
+    const x = a.alloc(4096);
+    const y = a.alloc(8192);
+    expect(a.isAllocated(x)).toBe(true);
+    expect(a.isAllocated(x + 4095)).toBe(true);
+    expect(a.isAllocated(y + 100, 8000)).toBe(true);
+    expect(a.isAllocated(0)).toBe(false);
+    a.free(x, 4096);
+    expect(a.isAllocated(x)).toBe(false);
+    expect(a.isAllocated(y, 8193)).toBe(false);
+    // SAFETY: deliberately wrong-typed.
+    expect(() => a.isAllocated(Number.NaN as never, -1)).toThrowError(/EINVAL/);
+  });
+});
