@@ -46,6 +46,16 @@ export interface DmaTranslator {
 /** Physical ranges that answer DMA: `[base0, end0, base1, end1, ...]`, owned by the SoC. */
 export interface DmaRanges {
   readonly list: number[];
+  /**
+   * RAM whose allocation state is watched: a DMA access to RAM that is not allocated right
+   * now is a use after free (the access still happens, as on hardware), reported here.
+   */
+  watch?: {
+    readonly base: number;
+    readonly end: number;
+    isAllocated(pa: number, length: number): boolean;
+    report(master: string, pa: number, length: number, write: boolean): void;
+  };
 }
 
 /**
@@ -243,6 +253,7 @@ export class DmaPort {
       }
     }
     if (!this.inMemory(pa, len)) return this.fail(DMA_STATUS.BUS_ERROR, addr);
+    this.checkFreed(pa, len, write);
     this.status = DMA_STATUS.OK;
     return pa;
   }
@@ -283,6 +294,7 @@ export class DmaPort {
         this.fail(DMA_STATUS.BUS_ERROR, at);
         return false;
       }
+      this.checkFreed(pa, n, write);
       const part = done === 0 && n === total ? buf : buf.subarray(done, done + n);
       if (write) this.memory.writeBytes(pa, part);
       else this.memory.readBytes(pa, part);
@@ -298,6 +310,12 @@ export class DmaPort {
       if (pa >= list[i]! && pa + len <= list[i + 1]!) return true;
     }
     return false;
+  }
+
+  private checkFreed(pa: number, len: number, write: boolean): void {
+    const w = this.ranges.watch;
+    if (w === undefined || pa + len <= w.base || pa >= w.end) return;
+    if (!w.isAllocated(pa, len)) w.report(this.name, pa, len, write);
   }
 
   private fail(status: DmaStatus, addr: number): number {

@@ -79,7 +79,20 @@ export {
   type ReferenceSoc,
   type ReferenceSocOptions,
 } from "./reference.js";
-export { type RunOptions, Soc, type SocOptions } from "./soc.js";
+export {
+  describeException,
+  type ExploreFailure,
+  type ExploreOptions,
+  type ExploreReport,
+  explore,
+  outcomeFailed,
+  type Scenario,
+  type ScenarioException,
+  type ScenarioFault,
+  type ScenarioOptions,
+  type ScenarioOutcome,
+} from "./scenario.js";
+export { type DmaUseAfterFree, type RunOptions, Soc, type SocOptions } from "./soc.js";
 export { StepCounter } from "./steps.js";
 export {
   type DmaTraceRecord,

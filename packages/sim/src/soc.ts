@@ -56,6 +56,17 @@ export interface RunOptions {
   readonly timeoutNs?: number;
 }
 
+/** One DMA access to RAM that was not allocated at the time (see {@link Soc.dmaUseAfterFree}). */
+export interface DmaUseAfterFree {
+  /** The DMA master's name. */
+  readonly master: string;
+  readonly pa: number;
+  readonly length: number;
+  readonly write: boolean;
+  readonly step: number;
+  readonly timeNs: number;
+}
+
 const DEFAULT_MAX_EVENTS = 10_000_000;
 /** Microtask turns given to promise continuations after each event while the machine is busy. */
 const SETTLE_TURNS = 8;
@@ -122,6 +133,7 @@ export class Soc {
   readonly aic: IrqDomain;
   private readonly models = new Map<string, DeviceModel>();
   private readonly dmaRanges: DmaRanges = { list: [] };
+  private readonly freedAccesses: DmaUseAfterFree[] = [];
   private readonly traceId: number;
 
   constructor(options: SocOptions = {}) {
@@ -175,6 +187,17 @@ export class Soc {
     this.fabric = new MmioFabric(this.memory);
     this.fabric.mapMemory("ram", ramBase, ramSize, "ram");
     this.dmaRanges.list.push(ramBase, ramBase + ramSize);
+    const ram = this.ram;
+    const uaf = this.freedAccesses;
+    this.dmaRanges.watch = {
+      base: ramBase,
+      end: ramBase + ramSize,
+      isAllocated: (pa, length) => ram.isAllocated(pa, length),
+      report: (master, pa, length, write) => {
+        uaf.push({ master, pa, length, write, step: this.steps.count, timeNs: this.events.nowNs });
+        this.tracer.note(this.traceId, `dma-use-after-free ${master}`, pa, length);
+      },
+    };
     this.irq = new InterruptController(
       this.events,
       this.tracer,
@@ -329,6 +352,15 @@ export class Soc {
       events.runNext();
       n++;
     }
+  }
+
+  /**
+   * DMA accesses to RAM that was not allocated (from `soc.ram`) when they happened: uses
+   * after free by a device. A driver that frees a buffer before the device stops using it
+   * shows up here. Empty in a correct run.
+   */
+  dmaUseAfterFree(): readonly DmaUseAfterFree[] {
+    return [...this.freedAccesses];
   }
 
   /** The memory map: RAM, extra memories, MMIO regions and windows (with the BARs mapped in them). */

@@ -1,0 +1,213 @@
+//! Scenarios and exploration: a driver scenario runs on a fresh simulated SoC, and an
+//! exploration reruns it once per step with a fault injected at that step, to prove that a
+//! removal (or a crash, or an IOMMU fault) at any moment leaves nothing behind.
+
+import {
+  argumentError,
+  checkCallback,
+  checkInteger,
+  checkObject,
+  checkString,
+  DevrefError,
+} from "@devref/raw-device";
+import type { FaultSpec, FaultWhen } from "./faults.js";
+import type { TraceMode } from "./trace.js";
+
+/** A fault to inject at a step (or a virtual time) of a scenario run. */
+export interface ScenarioFault {
+  readonly at: FaultWhen;
+  readonly spec: FaultSpec;
+}
+
+/** How one scenario run is made. Every field has a default. */
+export interface ScenarioOptions {
+  /** Seed of the SoC's random source (default 1). */
+  readonly seed?: number;
+  /** Faults to inject. */
+  readonly faults?: readonly ScenarioFault[];
+  /** Receives the narration: what happens, in order (default: nothing). */
+  readonly narrate?: (line: string) => void;
+  /** Trace mode of the SoC (default `digest`). */
+  readonly trace?: TraceMode;
+}
+
+/** An exception that escaped a driver or the scenario. */
+export interface ScenarioException {
+  /** Whether it was a DevrefError (expected, with an errno) or anything else (a bug). */
+  readonly devref: boolean;
+  readonly code: string | null;
+  readonly message: string;
+}
+
+/** What one run of a scenario found. */
+export interface ScenarioOutcome {
+  readonly scenario: string;
+  readonly seed: number;
+  /** The SoC's step count at the end of the run (steps are numbered from 1). */
+  readonly steps: number;
+  readonly timeNs: number;
+  /** The trace digest: the same options give the same digest. */
+  readonly digest: string;
+  /**
+   * What the scenario saw happen, in a few words: `completed`, `device removed`,
+   * `firmware crashed, recovered`, … — the kinds an exploration counts.
+   */
+  readonly result: string;
+  /** Exceptions that escaped; any with `devref: false` is a failure. */
+  readonly exceptions: readonly ScenarioException[];
+  /** What the audits found left after teardown (devices, holders, devres, DMA); empty is clean. */
+  readonly leaks: readonly string[];
+  /** DMA to RAM that was not allocated at the time (the SoC's use-after-free report). */
+  readonly useAfterFree: readonly string[];
+}
+
+/**
+ * A driver scenario: builds a fresh SoC, describes it, registers drivers, runs traffic,
+ * tears everything down and audits. `run` never throws for what the drivers did: it
+ * reports it in the outcome.
+ */
+export interface Scenario {
+  readonly name: string;
+  readonly description: string;
+  /** The faults an exploration injects, by kind (e.g. `unplug`: pull the card). */
+  readonly injections: Readonly<Record<string, FaultSpec>>;
+  run(options?: ScenarioOptions): Promise<ScenarioOutcome>;
+}
+
+/** Whether an outcome is a failure: a non-DevrefError exception, a leak or a use after free. */
+export function outcomeFailed(o: ScenarioOutcome): boolean {
+  return o.exceptions.some((e) => !e.devref) || o.leaks.length > 0 || o.useAfterFree.length > 0;
+}
+
+/** Describes any thrown value as a {@link ScenarioException}. */
+export function describeException(e: unknown): ScenarioException {
+  if (e instanceof DevrefError) return { devref: true, code: e.code, message: e.message };
+  if (e instanceof Error) return { devref: false, code: null, message: `${e.name}: ${e.message}` };
+  return { devref: false, code: null, message: String(e) };
+}
+
+/** What {@link explore} is asked to do. */
+export interface ExploreOptions {
+  /** Seed of every run (default 1). */
+  readonly seed?: number;
+  /** Which of the scenario's injections to try at each step (default: all). */
+  readonly kinds?: readonly string[];
+  /** Explore only steps `from`..`to` (default: every step of the clean run). */
+  readonly from?: number;
+  readonly to?: number;
+  /** Called after each run, for a progress bar. */
+  readonly onProgress?: (done: number, total: number) => void;
+}
+
+/** One failing run of an exploration. */
+export interface ExploreFailure {
+  readonly step: number;
+  readonly kind: string;
+  readonly outcome: ScenarioOutcome;
+}
+
+/** What an exploration found. */
+export interface ExploreReport {
+  readonly scenario: string;
+  readonly seed: number;
+  /** Steps of the clean run, and how many were explored. */
+  readonly steps: number;
+  readonly explored: number;
+  /** Runs made (explored steps × kinds). */
+  readonly runs: number;
+  /** Outcomes counted by `<kind>: <result>`, plus `failed` for failing runs. */
+  readonly outcomes: Readonly<Record<string, number>>;
+  readonly failures: readonly ExploreFailure[];
+  /** The clean run. */
+  readonly baseline: ScenarioOutcome;
+}
+
+/**
+ * Runs `scenario` once clean, then once per step of that run and per injection kind with
+ * that fault injected at that step.
+ *
+ * **Invariants:** deterministic: the same scenario and options give the same report.
+ *
+ * **Errors:** `EINVAL` for bad options or an unknown kind; whatever the clean run reports
+ * as a failure is returned as a failure at step 0.
+ *
+ * @example
+ * ```ts
+ * const report = await explore(virtioBlkScenario, { kinds: ["unplug"] });
+ * report.failures; // [] — a removal at any step leaves nothing behind
+ * ```
+ */
+export async function explore(
+  scenario: Scenario,
+  options: ExploreOptions = {},
+): Promise<ExploreReport> {
+  checkObject("explore", "scenario", scenario);
+  checkString("explore", "scenario.name", scenario.name, true);
+  checkCallback("explore", "scenario.run", scenario.run);
+  checkObject("explore", "options", options);
+  const seed = checkInteger(
+    "explore",
+    "options.seed",
+    options.seed ?? 1,
+    0,
+    Number.MAX_SAFE_INTEGER,
+  );
+  const kinds = options.kinds ?? Object.keys(scenario.injections);
+  if (!Array.isArray(kinds)) throw argumentError("explore", "options.kinds", "an array", kinds);
+  for (const k of kinds) {
+    if (typeof k !== "string" || !Object.hasOwn(scenario.injections, k)) {
+      throw argumentError(
+        "explore",
+        "options.kinds",
+        `kinds of this scenario (${Object.keys(scenario.injections).join(", ")})`,
+        k,
+      );
+    }
+  }
+  if (options.onProgress !== undefined)
+    checkCallback("explore", "options.onProgress", options.onProgress);
+  const baseline = await scenario.run({ seed });
+  const outcomes: Record<string, number> = {};
+  const failures: ExploreFailure[] = [];
+  const count = (key: string): void => {
+    outcomes[key] = (outcomes[key] ?? 0) + 1;
+  };
+  if (outcomeFailed(baseline)) failures.push({ step: 0, kind: "none", outcome: baseline });
+  const from = checkInteger(
+    "explore",
+    "options.from",
+    options.from ?? 1,
+    1,
+    Number.MAX_SAFE_INTEGER,
+  );
+  const to = Math.min(
+    baseline.steps,
+    checkInteger("explore", "options.to", options.to ?? baseline.steps, 0, Number.MAX_SAFE_INTEGER),
+  );
+  const explored = Math.max(0, to - from + 1);
+  const total = explored * kinds.length;
+  let done = 0;
+  for (let step = from; step <= to; step++) {
+    for (const kind of kinds) {
+      const spec = scenario.injections[kind]!;
+      const outcome = await scenario.run({ seed, faults: [{ at: { step }, spec }] });
+      count(`${kind}: ${outcome.result}`);
+      if (outcomeFailed(outcome)) {
+        count("failed");
+        failures.push({ step, kind, outcome });
+      }
+      done++;
+      options.onProgress?.(done, total);
+    }
+  }
+  return {
+    scenario: scenario.name,
+    seed,
+    steps: baseline.steps,
+    explored,
+    runs: total,
+    outcomes,
+    failures,
+    baseline,
+  };
+}
