@@ -3,6 +3,6 @@ import { defineConfig } from "vitest/config";
 // One run over every package; each package's own vitest.config.ts describes its project.
 export default defineConfig({
   test: {
-    projects: ["packages/*", "examples/*"],
+    projects: ["packages/*", "examples/*/vitest.config.ts"],
   },
 });
