@@ -1,18 +1,22 @@
 // Type-level promises of the API.
-import type { Iova, PhysAddr } from "@devref/raw-device";
+import type { Iova, PhysAddr, PhysicalMemory } from "@devref/raw-device";
 import { describe, expectTypeOf, it } from "vitest";
 import {
   type AppleDartIoPgtable,
   type ArmLpaeIoPgtable,
   allocIoPgtable,
+  type DecodeOptions,
+  decodeIoPgtable,
   type IoPgtableCfg,
   type IoPgtableOps,
+  type IoPgtableProblem,
   type IovaArg,
 } from "../src/index.js";
 
 declare const pages: Parameters<typeof allocIoPgtable>[2];
 declare const iova: Iova;
 declare const pa: PhysAddr;
+declare const mem: PhysicalMemory;
 
 describe("io-pgtable API types", () => {
   it("allocIoPgtable returns the format's class and cfg", () => {
@@ -54,5 +58,20 @@ describe("io-pgtable API types", () => {
       expectTypeOf(cfg.appleDartCfg.ttbr).toEqualTypeOf<readonly PhysAddr[]>();
     // @ts-expect-error -- stage-2 fields are not on every cfg
     cfg.armLpaeS2Cfg;
+  });
+
+  it("decoder problems are typed, and page views are optional on a memory", () => {
+    expectTypeOf<NonNullable<DecodeOptions["onProblem"]>>()
+      .parameter(0)
+      .toEqualTypeOf<IoPgtableProblem>();
+    expectTypeOf<IoPgtableProblem["kind"]>().toEqualTypeOf<"revisit" | "outside" | "invalid">();
+    expectTypeOf<PhysicalMemory["pageWords"]>().toEqualTypeOf<
+      ((pa: number) => Uint32Array) | undefined
+    >();
+    // A memory without page views is still a memory (tables use its methods instead).
+    type Plain = Omit<PhysicalMemory, "pageWords">;
+    expectTypeOf<Plain>().toMatchTypeOf<PhysicalMemory>();
+    // @ts-expect-error -- a bigint is not a root table address
+    decodeIoPgtable(mem, "arm-64-lpae-s1", { pgsizeBitmap: 0x1000, ias: 48, oas: 48 }, 0x1000n);
   });
 });
