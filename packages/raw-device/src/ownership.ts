@@ -420,7 +420,8 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
     dropOwned = (h) => {
       if (typeof h !== "object" || h === null) throwNotHandle(h);
       const l = h.lifetime;
-      if (l === undefined || !(h instanceof RawDevice)) throwNotHandle(h);
+      // A handle always has a lifetime; only objects made from the prototype alone lack one.
+      if (l === undefined) throwNotHandle(h);
       if (!h.owned) {
         liveOf(h);
         throw new DevrefError(
