@@ -124,3 +124,13 @@ export class DevrefError<C extends Errno = Errno> extends Error {
     return e instanceof DevrefError && (code === undefined || e.code === code);
   }
 }
+
+// Bundlers may rename the class binding (`_DevrefError`); the name users see in stack
+// traces and inspect output is fixed here, on the class and on its prototype (which the
+// stack header reads while the error is being constructed).
+Object.defineProperty(DevrefError, "name", { value: "DevrefError" });
+Object.defineProperty(DevrefError.prototype, "name", {
+  value: "DevrefError",
+  writable: true,
+  configurable: true,
+});

@@ -11,7 +11,11 @@ import {
   type LifetimeOwner,
   LifetimePool,
 } from "./lifetime.js";
+import { claimOneCopy } from "./one-copy.js";
 import { Refcount, type RefcountReporter, type RefcountSettings } from "./refcount.js";
+
+// Handles made by one copy of this module are foreign to another: refuse a second copy now.
+claimOneCopy(import.meta.url);
 
 // ---------------------------------------------------------------------------------------
 // Type-level brands. Each is declared here only; other packages import the types.
