@@ -89,8 +89,11 @@ export {
   type Scenario,
   type ScenarioException,
   type ScenarioFault,
+  ScenarioObserver,
   type ScenarioOptions,
   type ScenarioOutcome,
+  type ScenarioSnapshot,
+  type ScenarioSnapshotRequest,
 } from "./scenario.js";
 export { type DmaUseAfterFree, type RunOptions, Soc, type SocOptions } from "./soc.js";
 export { StepCounter } from "./steps.js";

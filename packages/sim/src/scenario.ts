@@ -2,6 +2,7 @@
 //! exploration reruns it once per step with a fault injected at that step, to prove that a
 //! removal (or a crash, or an IOMMU fault) at any moment leaves nothing behind.
 
+import { auditDevices, type DeviceAudit, deviceTree } from "@devref/device-core";
 import {
   argumentError,
   checkCallback,
@@ -11,7 +12,18 @@ import {
   DevrefError,
 } from "@devref/raw-device";
 import type { FaultSpec, FaultWhen } from "./faults.js";
-import type { TraceMode } from "./trace.js";
+import type { Soc } from "./soc.js";
+import type { TraceMode, TraceRecord } from "./trace.js";
+
+declare module "./faults.js" {
+  interface FaultKinds {
+    /**
+     * Not a fault: the moment a {@link ScenarioObserver} takes the snapshot a run was asked
+     * for (defined on the SoC by the observer; traced as `inject-scenario-snapshot`).
+     */
+    "scenario-snapshot": { readonly target?: undefined };
+  }
+}
 
 /** A fault to inject at a step (or a virtual time) of a scenario run. */
 export interface ScenarioFault {
@@ -29,6 +41,41 @@ export interface ScenarioOptions {
   readonly narrate?: (line: string) => void;
   /** Trace mode of the SoC (default `digest`). */
   readonly trace?: TraceMode;
+  /**
+   * Asks for the machine's device tree and holders at a step, or at the scenario's own
+   * point (everything probed, traffic done) when `step` is omitted. Honoured through
+   * {@link ScenarioObserver}.
+   */
+  readonly snapshot?: ScenarioSnapshotRequest;
+  /**
+   * Receives the SoC's kept trace records when the run ends (only `trace: "full"` keeps
+   * any). Honoured through {@link ScenarioObserver}.
+   */
+  readonly onTrace?: (records: readonly TraceRecord[]) => void;
+}
+
+/** Which snapshot a run is asked for, and who receives it. */
+export interface ScenarioSnapshotRequest {
+  /** Take it just before this step runs (steps count from 1); omitted: at the scenario's own point. */
+  readonly step?: number;
+  /** Receives the snapshot, once. */
+  readonly take: (snapshot: ScenarioSnapshot) => void;
+}
+
+/** The machine at one moment of a run: what `devref tree` and `devref holders` show. */
+export interface ScenarioSnapshot {
+  /**
+   * `step`: just before the requested step; `scenario`: at the scenario's own point;
+   * `end`: the run ended before the requested step (taken after teardown).
+   */
+  readonly at: "step" | "scenario" | "end";
+  /** The step counter when it was taken: for `step`, the requested step, which has not done anything yet. */
+  readonly step: number;
+  readonly timeNs: number;
+  /** The device tree, as `deviceTree(machine)` prints it. */
+  readonly tree: string;
+  /** Every device not yet released, oldest first, with its count and holders (`auditDevices`). */
+  readonly devices: readonly DeviceAudit[];
 }
 
 /** An exception that escaped a driver or the scenario. */
@@ -72,6 +119,88 @@ export interface Scenario {
   /** The faults an exploration injects, by kind (e.g. `unplug`: pull the card). */
   readonly injections: Readonly<Record<string, FaultSpec>>;
   run(options?: ScenarioOptions): Promise<ScenarioOutcome>;
+}
+
+/**
+ * What a scenario's `run` uses to honour {@link ScenarioOptions.snapshot} and
+ * {@link ScenarioOptions.onTrace}: made right after the SoC (and the faults) are scheduled,
+ * told the scenario's own point with {@link ScenarioObserver.point}, and finished at the end
+ * of the run with {@link ScenarioObserver.finish}.
+ *
+ * **Invariants:** the snapshot is taken at most once. A snapshot at a step runs inside that
+ * step (it only reads the machine) and adds one `inject-scenario-snapshot` trace record, so
+ * only runs that ask for one have a different digest.
+ *
+ * **Errors:** `EINVAL` from the constructor for a malformed request or a step already past.
+ *
+ * @example
+ * ```ts
+ * const observer = new ScenarioObserver(soc, options);
+ * // ... probe, traffic ...
+ * observer.point(); // the tree with every driver bound
+ * // ... teardown, audit ...
+ * observer.finish();
+ * ```
+ */
+export class ScenarioObserver {
+  private readonly soc: Soc;
+  private readonly request: ScenarioSnapshotRequest | null;
+  private readonly onTrace: ((records: readonly TraceRecord[]) => void) | null;
+  private taken = false;
+
+  constructor(soc: Soc, options: ScenarioOptions = {}) {
+    checkObject("ScenarioObserver", "options", options);
+    const request = options.snapshot ?? null;
+    if (request !== null) {
+      checkObject("ScenarioObserver", "options.snapshot", request);
+      checkCallback("ScenarioObserver", "options.snapshot.take", request.take);
+    }
+    if (options.onTrace !== undefined)
+      checkCallback("ScenarioObserver", "options.onTrace", options.onTrace);
+    this.soc = soc;
+    this.request = request;
+    this.onTrace = options.onTrace ?? null;
+    if (request?.step !== undefined) {
+      checkInteger(
+        "ScenarioObserver",
+        "options.snapshot.step",
+        request.step,
+        1,
+        Number.MAX_SAFE_INTEGER,
+      );
+      soc.faults.define("scenario-snapshot", () => () => this.take("step"));
+      soc.faults.schedule({ step: request.step }, { kind: "scenario-snapshot" });
+    }
+  }
+
+  /** The machine now: its device tree and every live device with its holders. */
+  snapshot(at: ScenarioSnapshot["at"] = "scenario"): ScenarioSnapshot {
+    const machine = this.soc.machine;
+    return {
+      at,
+      step: this.soc.stepCount,
+      timeNs: this.soc.nowNs,
+      tree: deviceTree(machine),
+      devices: auditDevices(machine),
+    };
+  }
+
+  /** The scenario's own point: takes the snapshot if it was asked for without a step. */
+  point(): void {
+    if (this.request !== null && this.request.step === undefined) this.take("scenario");
+  }
+
+  /** The end of the run: a snapshot whose step never came is taken now; the trace is handed over. */
+  finish(): void {
+    if (this.request !== null) this.take("end");
+    this.onTrace?.(this.soc.trace());
+  }
+
+  private take(at: ScenarioSnapshot["at"]): void {
+    if (this.taken || this.request === null) return;
+    this.taken = true;
+    this.request.take(this.snapshot(at));
+  }
 }
 
 /** Whether an outcome is a failure: a non-DevrefError exception, a leak or a use after free. */
