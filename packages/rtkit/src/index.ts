@@ -29,6 +29,8 @@ export { createRtkit } from "./rtkit.js";
 export type {
   Rtkit,
   RtkitDma,
+  RtkitDmaBuffer,
+  RtkitIomem,
   RtkitLogLevel,
   RtkitOps,
   RtkitOptions,

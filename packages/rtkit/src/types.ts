@@ -24,19 +24,34 @@ export interface RtkitTransport {
 }
 
 /**
+ * A buffer the CPU reads by copying out of it (the kernel's `iomem` pointer, read with
+ * `memcpy_fromio`): MMIO SRAM, or DMA memory the CPU reaches through accessors rather than
+ * a `Uint8Array` view (a `@devref/dma-iommu` coherent allocation).
+ */
+export interface RtkitIomem {
+  /**
+   * Copies `dest.length` bytes starting at byte `offset` of the buffer into `dest`. Throw a
+   * DevrefError when the buffer cannot be read (the client logs it and goes on without it).
+   */
+  readBytes(offset: number, dest: Uint8Array): void;
+}
+
+/**
  * A shared buffer (struct apple_rtkit_shmem) as `shmemSetup` and `shmemDestroy` see it.
  *
  * `size` is what the firmware asked for, in bytes. `iova` is the firmware's address, or 0
  * when the AP is to allocate: `shmemSetup` then fills it in. `bytes` is the CPU view the
- * client reads syslog entries and the crashlog from (at least `size` long), or null when
- * the CPU cannot read the buffer. `isMapped` means the coprocessor owns and maps the buffer
- * itself, so no reply is sent. `private` is the driver's.
+ * client reads syslog entries and the crashlog from (at least `size` long); `iomem` is the
+ * copying accessor for a buffer without such a view (used when `bytes` is null); both null
+ * when the CPU cannot read the buffer. `isMapped` means the coprocessor owns and maps the
+ * buffer itself, so no reply is sent. `private` is the driver's.
  */
 export interface RtkitShmem {
   readonly size: number;
   iova: DmaAddr;
   isMapped: boolean;
   bytes: Uint8Array | null;
+  iomem: RtkitIomem | null;
   private: unknown;
 }
 
@@ -60,10 +75,22 @@ export interface RtkitOps {
   shmemDestroy?(buffer: RtkitShmem): void;
 }
 
+/** What {@link RtkitDma.alloc} gives: the device address and one CPU view of the memory. */
+export interface RtkitDmaBuffer {
+  readonly iova: DmaAddr;
+  /** A direct view of the memory (at least `size` bytes). */
+  readonly bytes?: Uint8Array | null;
+  /** A copying accessor, for memory without a direct view; used when `bytes` is absent. */
+  readonly iomem?: RtkitIomem | null;
+}
+
 /** Coherent DMA memory for buffers the AP allocates when `ops.shmemSetup` is absent. */
 export interface RtkitDma {
-  /** `size` bytes the device reaches at `iova` and the CPU at `bytes`; null when out of memory. */
-  alloc(size: number): { readonly iova: DmaAddr; readonly bytes: Uint8Array } | null;
+  /**
+   * `size` bytes the device reaches at `iova` and the CPU through `bytes` or `iomem` (one of
+   * them is required); null when out of memory.
+   */
+  alloc(size: number): RtkitDmaBuffer | null;
   /** Frees what `alloc` returned. */
   free(iova: DmaAddr, size: number): void;
 }

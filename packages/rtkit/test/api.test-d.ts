@@ -5,6 +5,7 @@ import {
   type Bound,
   type Core,
   type DmaAddr,
+  dmaAddr,
   withBorrow,
 } from "@devref/raw-device";
 import {
@@ -14,6 +15,8 @@ import {
   encodeHello,
   type Rtkit,
   type RtkitDma,
+  type RtkitDmaBuffer,
+  type RtkitIomem,
   type RtkitOps,
   type RtkitShmem,
 } from "@devref/rtkit";
@@ -89,6 +92,16 @@ describe("the instance and its options", () => {
     const bad: RtkitOps = { recvMessageEarly: () => 1 };
     void bad;
     expectTypeOf<RtkitShmem["bytes"]>().toEqualTypeOf<Uint8Array | null>();
+    expectTypeOf<RtkitShmem["iomem"]>().toEqualTypeOf<RtkitIomem | null>();
+  });
+
+  it("takes an allocator's buffer with a direct view or a copying accessor", () => {
+    const withIomem: RtkitDma["alloc"] = () => ({
+      iova: dmaAddr(0x1000),
+      iomem: { readBytes: (_offset: number, _dest: Uint8Array) => {} },
+    });
+    void withIomem;
+    expectTypeOf<ReturnType<RtkitDma["alloc"]>>().toEqualTypeOf<RtkitDmaBuffer | null>();
   });
 
   it("wants branded DMA addresses from the allocator", () => {

@@ -85,7 +85,14 @@ describe("buffer requests (rtkit.md §7)", () => {
     });
     await deliver(rig, EP_IOREPORT, request(4, 0x8_0000_0000));
     expect(seen).toEqual([
-      { size: 0x4000, iova: 0x8_0000_0000, isMapped: false, bytes: null, private: undefined },
+      {
+        size: 0x4000,
+        iova: 0x8_0000_0000,
+        isMapped: false,
+        bytes: null,
+        iomem: null,
+        private: undefined,
+      },
     ]);
     expect(rig.fw.sent).toEqual([]);
     await rig.rtk.reinit();
@@ -155,6 +162,42 @@ describe("buffer requests (rtkit.md §7)", () => {
     await deliver(rig, EP_SYSLOG, request(1));
     expect(rig.fw.sent).toEqual([]);
     expect(undone.at(-1)).toBe(0x1000);
+  });
+
+  it("takes an allocator's iomem accessor when it gives no bytes, and refuses neither", async () => {
+    const freed: number[] = [];
+    const iomem = { readBytes: (_o: number, dest: Uint8Array) => dest.fill(0x5a) };
+    const rig = await passive(
+      {},
+      {
+        dma: {
+          alloc: () => ({ iova: dmaAddr(0x7000), iomem }),
+          free: (i: number) => freed.push(i),
+        },
+      },
+    );
+    await deliver(rig, EP_IOREPORT, request(1));
+    expect(rig.fw.sent.map((s) => s.msg0)).toEqual([request(1, 0x7000)]);
+    const none = await passive(
+      {},
+      { dma: { alloc: () => ({ iova: dmaAddr(0x7000) }), free: (i: number) => freed.push(i) } },
+    );
+    await deliver(none, EP_IOREPORT, request(1));
+    expect(none.fw.sent).toEqual([]);
+    expect(none.logs.at("err")).toEqual(["RTKit: failed buffer request for 0x1000 bytes (-22)"]);
+    expect(freed).toEqual([0x7000]); // the refused one went back
+    const bad = await passive(
+      {},
+      {
+        dma: {
+          alloc: () => ({ iova: dmaAddr(0x7000), iomem: {} as never }),
+          free: (i: number) => freed.push(i),
+        },
+      },
+    );
+    await deliver(bad, EP_IOREPORT, request(1));
+    expect(bad.fw.sent).toEqual([]);
+    expect(freed).toEqual([0x7000, 0x7000]);
   });
 
   it("refuses a request for 0 bytes (on the crashlog endpoint the next type-1 is again a request)", async () => {
@@ -330,6 +373,53 @@ describe("syslog (rtkit.md §8)", () => {
     expect(rig.logs.at("warn")).toEqual([
       "RTKit: received syslog message but no syslog_buffer.buffer or syslog_buffer.iomem",
     ]);
+  });
+
+  it("reads an entry of a ring that has only an iomem accessor (memcpy_fromio)", async () => {
+    const ring = new Uint8Array(0x1000);
+    const reads: [number, number][] = [];
+    const rig = await passive({
+      shmemSetup: (b: RtkitShmem) => {
+        b.isMapped = true;
+        b.iomem = {
+          readBytes: (offset: number, dest: Uint8Array) => {
+            reads.push([offset, dest.length]);
+            dest.set(ring.subarray(offset, offset + dest.length));
+          },
+        };
+      },
+      shmemDestroy: () => {},
+    });
+    await deliver(rig, EP_SYSLOG, request(1, 0x5000_0000));
+    await deliver(rig, EP_SYSLOG, encodeSyslogInit({ entries: 4, msgSize: 0x40 }));
+    rig.fw.cfg = { ...rig.fw.cfg, syslogMsgSize: 0x40 };
+    rig.fw.syslog(ring, 1, "smc", "from SRAM\n");
+    await rig.rtk.settled();
+    expect(rig.logs.at("info")).toEqual(["RTKit: syslog message: smc: from SRAM"]);
+    expect(reads).toEqual([[0x60, 0x60]]); // one entry: its 0x20-byte header and the text
+  });
+
+  it("logs an iomem accessor that throws, prints nothing and still acks", async () => {
+    const rig = await passive({
+      shmemSetup: (b: RtkitShmem) => {
+        b.isMapped = true;
+        b.iomem = {
+          readBytes: () => {
+            throw new DevrefError("ENODEV", "gone");
+          },
+        };
+      },
+      shmemDestroy: () => {},
+    });
+    await deliver(rig, EP_SYSLOG, request(1, 0x5000_0000));
+    await deliver(rig, EP_SYSLOG, encodeSyslogInit({ entries: 4, msgSize: 0x40 }));
+    const log = encodeSyslogLog({ index: 0 });
+    await deliver(rig, EP_SYSLOG, log);
+    expect(rig.logs.at("info")).toEqual([]);
+    expect(rig.logs.at("err")).toEqual([
+      "RTKit: reading a shared buffer through its iomem failed: ENODEV: gone",
+    ]);
+    expect(rig.fw.sent.map((s) => s.msg0)).toEqual([log]);
   });
 
   it("warns about unknown syslog types", async () => {

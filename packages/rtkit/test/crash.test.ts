@@ -38,6 +38,29 @@ describe("crash handling (rtkit.md §9)", () => {
     ]);
   });
 
+  it("copies a crashlog through the buffer's iomem accessor when it has no bytes", async () => {
+    const log = buildCrashlog([strSection(3, "from iomem")]);
+    const mem = new Uint8Array(0x1000);
+    mem.set(log);
+    const rig = await booted(
+      {},
+      {
+        shmemSetup: (b: RtkitShmem) => {
+          b.iova = dmaAddr(0x9000_0000 + b.size);
+          b.iomem = {
+            readBytes: (o: number, dest: Uint8Array) => dest.set(mem.subarray(o, o + dest.length)),
+          };
+        },
+        shmemDestroy: () => {},
+      },
+    );
+    rig.rtk.receive(EP_CRASHLOG, crash);
+    await rig.rtk.settled();
+    expect(rig.crashes).toHaveLength(1);
+    expect(rig.crashes[0]!.subarray(0, log.length)).toEqual(log);
+    expect(rig.logs.at("warn")).toContain("RTKit: Message (id=3): from iomem");
+  });
+
   it("logs the register dump like the kernel", async () => {
     const rig = await booted();
     await crashWith(rig, buildCrashlog([regsSection((i) => BigInt(i), 0x9n, 0x4242n)]));

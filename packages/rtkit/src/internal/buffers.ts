@@ -7,7 +7,7 @@
 
 import { DevrefError, type DmaAddr } from "@devref/raw-device";
 import * as C from "../constants.js";
-import type { RtkitShmem } from "../types.js";
+import type { RtkitDmaBuffer, RtkitShmem } from "../types.js";
 import { field36, field44, hex, hexPad, join, TWO32 } from "./bits.js";
 import type { RtkitClient } from "./client.js";
 import { asDevrefError } from "./errors.js";
@@ -52,6 +52,15 @@ function problemWith(ep: number, size: number, desc: RtkitShmem, from: string): 
     if (!(bytes instanceof Uint8Array)) return `${from} gave bytes that are not a Uint8Array`;
     if (bytes.length < size) {
       return `${from} gave ${bytes.length} bytes for a 0x${hex(size)}-byte buffer`;
+    }
+  }
+  const iomem: unknown = desc.iomem;
+  if (iomem !== null) {
+    if (
+      typeof iomem !== "object" ||
+      typeof (iomem as { readBytes?: unknown }).readBytes !== "function"
+    ) {
+      return `${from} gave an iomem without a readBytes(offset, dest) method`;
     }
   }
   const iova: unknown = desc.iova;
@@ -126,7 +135,14 @@ export function getBuffer(
   let desc: RtkitShmem;
   if (shmemSetup !== null) {
     // SAFETY: iova is the firmware's device address (a whole number below 2^48) or 0.
-    desc = { size, iova: iova as DmaAddr, isMapped: false, bytes: null, private: undefined };
+    desc = {
+      size,
+      iova: iova as DmaAddr,
+      isMapped: false,
+      bytes: null,
+      iomem: null,
+      private: undefined,
+    };
     try {
       shmemSetup(desc);
     } catch (e) {
@@ -150,7 +166,7 @@ export function getBuffer(
       fail(new DevrefError("ENOMEM", "no options.dma to allocate from and no ops.shmemSetup"));
       return;
     }
-    let got: { readonly iova: DmaAddr; readonly bytes: Uint8Array } | null;
+    let got: RtkitDmaBuffer | null;
     try {
       got = dma.alloc(size);
     } catch (e) {
@@ -161,8 +177,18 @@ export function getBuffer(
       fail(new DevrefError("ENOMEM", `options.dma.alloc found no 0x${hex(size)} bytes`));
       return;
     }
-    desc = { size, iova: got.iova, isMapped: false, bytes: got.bytes, private: undefined };
-    const problem = problemWith(ep, size, desc, "options.dma.alloc");
+    desc = {
+      size,
+      iova: got.iova,
+      isMapped: false,
+      bytes: got.bytes ?? null,
+      iomem: got.iomem ?? null,
+      private: undefined,
+    };
+    const problem =
+      desc.bytes === null && desc.iomem === null
+        ? "options.dma.alloc gave neither bytes nor iomem: the CPU needs one view of the buffer"
+        : problemWith(ep, size, desc, "options.dma.alloc");
     if (problem !== null || rtk.freed) {
       if (Number.isSafeInteger(desc.iova)) {
         try {
@@ -200,5 +226,33 @@ export function freeBuffer(rtk: RtkitClient, slot: ShmemSlot): void {
     } catch (e) {
       rtk.log("err", `RTKit: options.dma.free threw: ${String(e)}`);
     }
+  }
+}
+
+/**
+ * Copies `dest.length` bytes at `offset` of `desc` into `dest`, from its `bytes` view or
+ * through its `iomem` accessor (apple_rtkit_memcpy: memcpy or memcpy_fromio). False, with
+ * the reason logged, when the buffer has no CPU view or the accessor fails.
+ */
+export function readShmem(
+  rtk: RtkitClient,
+  desc: RtkitShmem,
+  offset: number,
+  dest: Uint8Array,
+): boolean {
+  const bytes = desc.bytes;
+  if (bytes !== null) {
+    dest.set(bytes.subarray(offset, offset + dest.length));
+    return true;
+  }
+  const iomem = desc.iomem;
+  if (iomem === null) return false;
+  try {
+    iomem.readBytes(offset, dest);
+    return true;
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    rtk.log("err", `RTKit: reading a shared buffer through its iomem failed: ${why}`);
+    return false;
   }
 }

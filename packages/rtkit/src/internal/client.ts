@@ -51,6 +51,8 @@ export class RtkitClient implements Rtkit {
   syslogReady = false;
   syslogEntries = 0;
   syslogMsgSize = 0;
+  /** Where an entry of an iomem syslog ring is copied to (the kernel's syslog_msg_buffer). */
+  private syslogCopy: Uint8Array | null = null;
   readonly epmapDone: Completion = new Completion("the HELLO/EPMAP handshake");
   readonly iopAck: Completion = new Completion("the IOP power state acknowledgement");
   readonly apAck: Completion = new Completion("the AP power state acknowledgement");
@@ -100,6 +102,16 @@ export class RtkitClient implements Rtkit {
   hasEndpoint(ep: number): boolean {
     checkInteger("Rtkit.hasEndpoint", "ep", ep, 0, 0xff);
     return this.endpoints[ep] === 1;
+  }
+
+  /** A scratch view of `n` bytes (at most 0x11f: an entry's header and 255 text bytes). */
+  syslogScratch(n: number): Uint8Array {
+    let b = this.syslogCopy;
+    if (b === null) {
+      b = new Uint8Array(0x20 + 0xff);
+      this.syslogCopy = b;
+    }
+    return b.subarray(0, n);
   }
 
   // --- logging -------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import { DevrefError } from "@devref/raw-device";
 import * as C from "../constants.js";
 import { crashlogHeaderProblem, formatCrashlog, parseCrashlog } from "../crashlog.js";
 import { hex, hexPad, type52, type56 } from "./bits.js";
-import { getBuffer } from "./buffers.js";
+import { getBuffer, readShmem } from "./buffers.js";
 import type { RtkitClient } from "./client.js";
 import { startEp } from "./power.js";
 import { cString, isCroppedSyslogByte } from "./text.js";
@@ -123,8 +123,9 @@ function crashlogRx(rtk: RtkitClient, hi: number, lo: number, msg: bigint): void
   rtk.log("err", "RTKit: co-processor has crashed");
   // The copy keeps the firmware from changing the log while it is read, and is what
   // ops.crashed gets to keep.
-  const { bytes, size } = slot.desc;
-  const copy = bytes === null ? null : bytes.slice(0, size);
+  const desc = slot.desc;
+  let copy: Uint8Array | null = new Uint8Array(desc.size);
+  if (!readShmem(rtk, desc, 0, copy)) copy = null;
   if (copy === null) {
     rtk.log("err", "RTKit: the crashlog buffer has no CPU view; there is no crashlog to copy");
   } else {
@@ -151,7 +152,7 @@ function syslogLog(rtk: RtkitClient, lo: number, msg: bigint): void {
     rtk.log("warn", "RTKit: received syslog message but no syslog_msg_buffer");
   } else if (desc === null) {
     rtk.log("warn", "RTKit: received syslog message but syslog_buffer.size is zero");
-  } else if (desc.bytes === null) {
+  } else if (desc.bytes === null && desc.iomem === null) {
     rtk.log(
       "warn",
       "RTKit: received syslog message but no syslog_buffer.buffer or syslog_buffer.iomem",
@@ -171,12 +172,22 @@ function syslogLog(rtk: RtkitClient, lo: number, msg: bigint): void {
         `RTKit: syslog entry ${idx} lies outside the 0x${hex(desc.size)}-byte syslog buffer`,
       );
     } else {
-      const bytes = desc.bytes;
-      const context = cString(bytes, at + 8, at + 8 + 23);
-      let len = msgSize - 1;
-      const text0 = at + 0x20;
-      while (len > 0 && isCroppedSyslogByte(bytes[text0 + len - 1]!)) len--;
-      rtk.log("info", `RTKit: syslog message: ${context}: ${cString(bytes, text0, text0 + len)}`);
+      // A direct view is read in place; an iomem buffer is copied out first (the kernel
+      // copies every entry into its syslog scratch buffers).
+      let bytes = desc.bytes;
+      let base = at;
+      if (bytes === null) {
+        bytes = rtk.syslogScratch(0x20 + msgSize);
+        base = 0;
+        if (!readShmem(rtk, desc, at, bytes)) bytes = null;
+      }
+      if (bytes !== null) {
+        const context = cString(bytes, base + 8, base + 8 + 23);
+        let len = msgSize - 1;
+        const text0 = base + 0x20;
+        while (len > 0 && isCroppedSyslogByte(bytes[text0 + len - 1]!)) len--;
+        rtk.log("info", `RTKit: syslog message: ${context}: ${cString(bytes, text0, text0 + len)}`);
+      }
     }
   }
   rtk.sendIgnoringResult(C.EP_SYSLOG, msg);
