@@ -25,8 +25,18 @@ export interface PhysAllocator {
   readonly bytesInUse: number;
 }
 
-function isPowerOfTwo(n: number): boolean {
-  return Number.isSafeInteger(n) && n > 0 && Number.isInteger(Math.log2(n));
+/**
+ * Whether `n` is a power of two that a `number` holds exactly (1 … 2^52), with no error for
+ * any other value: the one test of the packages (granules, page sizes, alignments).
+ *
+ * @example
+ * ```ts
+ * isPowerOfTwo(4096); // true
+ * isPowerOfTwo(2 ** 53 - 1); // false (log2 of it rounds to 53)
+ * ```
+ */
+export function isPowerOfTwo(n: number): boolean {
+  return Number.isSafeInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
 }
 
 /**
