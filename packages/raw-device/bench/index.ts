@@ -19,7 +19,7 @@ const plainCount = measure("plain object count++ / count--", N, (n) => {
     counter.count--;
   }
 });
-report("get_device + put_device pair", getPut, plainCount, "≤ 5 ns above");
+report("get_device + put_device pair", getPut, plainCount, { aboveBaselineAtMost: 5 });
 
 // Access through a borrow: the live-flag check on every property read.
 class Plain {
@@ -38,7 +38,7 @@ const plainRead = measure("plain.value", N * 4, (n) => {
   for (let i = 0; i < n; i++) s += plain.value;
   consume(s);
 });
-report("access through a borrowed reference", borrowRead, plainRead, "≤ 1.5 ns above");
+report("access through a borrowed reference", borrowRead, plainRead, { aboveBaselineAtMost: 1.5 });
 
 // Sparse memory: 64-bit descriptor write + read over 2 MiB of a table region.
 const mem = new SparseMemory();
