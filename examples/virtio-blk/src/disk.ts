@@ -1,0 +1,689 @@
+//! C source: drivers/block/virtio_blk.c (virtio_queue_rq, virtblk_done, virtblk_request_done,
+//! virtblk_config_changed_work, virtblk_remove), drivers/virtio/virtio_pci_common.c
+//! (vp_interrupt, vp_vring_interrupt, vp_config_changed)
+//!
+//! The block device a bound virtio-blk function becomes: `read`, `write`, `flush` and
+//! `getId` as promises, a small queue depth with the excess queued in order, completion
+//! by interrupt, recovery from DEVICE_NEEDS_RESET, and removal at any moment.
+
+import type { PciDevice } from "@devref/bus";
+import { type BoundCallback, devInfo, devWarn, type IrqReturn } from "@devref/device-core";
+import type { CoherentAllocation } from "@devref/dma-iommu";
+import type { Bound, PhysicalMemory } from "@devref/raw-device";
+import { checkCount, checkInstance, checkInteger, DevrefError } from "@devref/raw-device";
+import { BLK_CFG, BLK_ID_BYTES, BLK_T, FEATURE, ISR, SECTOR_SIZE, STATUS, VRING } from "./regs.js";
+import { BlkRequest, type Slot, statusError } from "./request.js";
+import { type DriverTimers, negotiate, readGeometry, waitForReset } from "./setup.js";
+import type { VirtioPciTransport } from "./transport.js";
+import type { SplitRing } from "./virtqueue.js";
+
+/** Where a disk stands: serving requests, resetting after an error, given up, or removed. */
+export type VirtioBlkState = "live" | "resetting" | "failed" | "gone";
+
+/** How completions reach the driver. */
+export type VirtioBlkIrqMode = "msix" | "intx";
+
+/** Counters of a disk, for tests and the narrator. */
+export interface VirtioBlkStats {
+  /** Requests handed to the device. */
+  readonly submitted: number;
+  /** Requests the device completed (any status). */
+  readonly completed: number;
+  /** Requests that failed (device status, reset, removal, mapping). */
+  readonly failed: number;
+  /** Notifications written to the device. */
+  readonly kicks: number;
+  /** Interrupts that found work. */
+  readonly interrupts: number;
+  /** Device resets after DEVICE_NEEDS_RESET (or a broken used ring). */
+  readonly resets: number;
+}
+
+/** @internal What the probe hands a new disk. */
+export interface DiskSetup {
+  readonly transport: VirtioPciTransport;
+  readonly timers: DriverTimers;
+  readonly memory: PhysicalMemory;
+  readonly mem: CoherentAllocation;
+  readonly ring: SplitRing;
+  readonly slots: readonly Slot[];
+  readonly descPerSlot: number;
+  readonly hdrBase: number;
+  readonly statusBase: number;
+  readonly segLimit: number;
+  readonly features: readonly [number, number];
+  readonly behindIommu: boolean;
+  readonly capacitySectors: number;
+  readonly blockSize: number;
+  readonly maxTransfer: number;
+  readonly irqMode: VirtioBlkIrqMode;
+  readonly configVector: number;
+  readonly queueVector: number;
+}
+
+const TWO32 = 0x1_0000_0000;
+const GENERATION_TRIES = 16;
+
+const has = (f: readonly [number, number], bit: number): boolean =>
+  ((f[bit < 32 ? 0 : 1]! >>> (bit % 32)) & 1) === 1;
+
+/**
+ * A virtio-blk disk: the block API of one bound function.
+ *
+ * Requests are split into chunks of at most {@link maxTransfer} bytes; at most
+ * {@link queueDepth} are in flight and the rest wait in order. Logical blocks are
+ * {@link blockSize} bytes; the protocol's sectors stay 512 bytes.
+ *
+ * **Invariants:** a request's promise settles exactly once: resolved only after the
+ * device wrote its used entry with status OK (so a completed write is in the device's
+ * image), rejected with `ENODEV` once the disk is removed, `EIO` for a device error or
+ * reset, `EOPNOTSUPP` for an unsupported request. Data pages are mapped for DMA exactly
+ * while their request is in flight; after removal nothing is mapped and nothing touches
+ * the device.
+ *
+ * **Errors:** (as rejections) `EINVAL` for bad arguments or a range beyond the disk;
+ * `EPERM` for a write to a read-only disk; `ENODEV` once removed; `EIO` once failed.
+ *
+ * @example
+ * ```ts
+ * const disk = vblk.disk("0000:00:00.0");
+ * const p = disk.write(8, new Uint8Array(4096).fill(7));
+ * await soc.settle();
+ * await p;
+ * ```
+ */
+export class VirtioBlkDisk {
+  /** The PCI function's name (`0000:00:00.0`). */
+  readonly name: string;
+  /** Logical block size in bytes (`blk_size`, default 512). */
+  readonly blockSize: number;
+  /** Whether the device is read-only (`VIRTIO_BLK_F_RO`). */
+  readonly readOnly: boolean;
+  /** Whether writes need a flush to be stable (`VIRTIO_BLK_F_FLUSH` negotiated). */
+  readonly writeCache: boolean;
+  /** Requests in flight at most. */
+  readonly queueDepth: number;
+  /** Ring entries. */
+  readonly ringSize: number;
+  /** Bytes per request at most (larger calls are split). */
+  readonly maxTransfer: number;
+  /** MSI-X vectors, or the INTx line with the ISR. */
+  readonly irqMode: VirtioBlkIrqMode;
+  /** Negotiated feature bits: [0..31, 32..63]. */
+  readonly features: readonly [number, number];
+  private capacitySectors: number;
+  private diskState: VirtioBlkState = "live";
+  private readonly setup: DiskSetup;
+  private readonly transport: VirtioPciTransport;
+  private readonly mem: CoherentAllocation;
+  private readonly ring: SplitRing;
+  private readonly memory: PhysicalMemory;
+  private readonly slots: readonly Slot[];
+  private readonly free: Slot[];
+  private readonly pending: BlkRequest[] = [];
+  private notifyAt: number;
+  private timer: unknown = null;
+  private readonly dispatchCb: BoundCallback<[], void>;
+  private readonly recoverCb: BoundCallback<[string], Promise<void>>;
+  private nSubmitted = 0;
+  private nCompleted = 0;
+  private nFailed = 0;
+  private nKicks = 0;
+  private nInterrupts = 0;
+  private nResets = 0;
+  /** @internal Called once when the disk goes away (the driver's registry). */
+  onDetach: (() => void) | null = null;
+
+  /** @internal Made by the driver's probe, which then calls {@link start}. */
+  constructor(dev: PciDevice<Bound>, setup: DiskSetup, notifyAt: number) {
+    this.name = dev.name;
+    this.setup = setup;
+    this.transport = setup.transport;
+    this.mem = setup.mem;
+    this.ring = setup.ring;
+    this.memory = setup.memory;
+    this.slots = setup.slots;
+    this.free = [...setup.slots].reverse();
+    this.blockSize = setup.blockSize;
+    this.readOnly = has(setup.features, FEATURE.BLK_RO);
+    this.writeCache = has(setup.features, FEATURE.BLK_FLUSH);
+    this.queueDepth = setup.slots.length;
+    this.ringSize = setup.ring.size;
+    this.maxTransfer = setup.maxTransfer;
+    this.irqMode = setup.irqMode;
+    this.features = setup.features;
+    this.capacitySectors = setup.capacitySectors;
+    this.notifyAt = notifyAt;
+    this.dispatchCb = dev.devmCallback((d) => this.dispatch(d), "virtio-blk dispatch");
+    this.recoverCb = dev.devmCallback(
+      (d, why: string) => this.recover(d, why),
+      "virtio-blk device reset",
+    );
+  }
+
+  /** Where the disk stands. */
+  get state(): VirtioBlkState {
+    return this.diskState;
+  }
+
+  /** Capacity in logical blocks (follows configuration changes). */
+  get capacity(): number {
+    return Math.floor((this.capacitySectors * SECTOR_SIZE) / this.blockSize);
+  }
+
+  /** Requests the device holds now. */
+  get inFlight(): number {
+    return this.slots.length - this.free.length;
+  }
+
+  /** Requests waiting for a free slot (or for a reset to finish). */
+  get queued(): number {
+    return this.pending.length;
+  }
+
+  /** Counters since probe. */
+  get stats(): VirtioBlkStats {
+    return {
+      submitted: this.nSubmitted,
+      completed: this.nCompleted,
+      failed: this.nFailed,
+      kicks: this.nKicks,
+      interrupts: this.nInterrupts,
+      resets: this.nResets,
+    };
+  }
+
+  // ------------------------------------------------------------------ the block API
+
+  /**
+   * Reads `count` logical blocks from block `lba`.
+   *
+   * **Errors:** (rejections) as the class says.
+   */
+  read(lba: number, count: number): Promise<Uint8Array> {
+    try {
+      this.checkRange("VirtioBlkDisk.read", lba, count);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const buf = new Uint8Array(count * this.blockSize);
+    return this.submitChunks(BLK_T.IN, lba, count, null, buf).then(() => buf);
+  }
+
+  /**
+   * Writes `data` (a whole number of logical blocks) from block `lba`. The bytes are copied
+   * when the call is made; the promise resolves once the device reported the write done.
+   *
+   * **Errors:** (rejections) as the class says.
+   */
+  write(lba: number, data: Uint8Array): Promise<void> {
+    try {
+      checkInstance("VirtioBlkDisk.write", "data", data, Uint8Array);
+      if (data.length === 0 || data.length % this.blockSize !== 0) {
+        throw new DevrefError(
+          "EINVAL",
+          `VirtioBlkDisk.write: data must be a whole number of ${this.blockSize}-byte blocks, not ${data.length} bytes`,
+        );
+      }
+      this.checkRange("VirtioBlkDisk.write", lba, data.length / this.blockSize);
+      if (this.readOnly) {
+        throw new DevrefError("EPERM", `virtio-blk ${this.name} is read-only; it takes no writes`);
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.submitChunks(BLK_T.OUT, lba, data.length / this.blockSize, data.slice(), null);
+  }
+
+  /**
+   * Makes every write completed before the call stable (`VIRTIO_BLK_T_FLUSH`); resolves at
+   * once on a disk without a write cache.
+   *
+   * **Errors:** (rejections) `ENODEV` once removed, `EIO` on a device error.
+   */
+  flush(): Promise<void> {
+    if (!this.writeCache && this.diskState === "live") return Promise.resolve();
+    return this.enqueue(BLK_T.FLUSH, 0, 0, null, null, 0);
+  }
+
+  /**
+   * The device's serial string (`VIRTIO_BLK_T_GET_ID`), up to 20 characters.
+   *
+   * **Errors:** (rejections) `EOPNOTSUPP` if the device does not answer it; otherwise as
+   * {@link flush}.
+   */
+  getId(): Promise<string> {
+    const buf = new Uint8Array(BLK_ID_BYTES);
+    return this.enqueue(BLK_T.GET_ID, 0, BLK_ID_BYTES, null, buf, 0).then(() => {
+      let s = "";
+      for (const b of buf) {
+        if (b === 0) break;
+        s += String.fromCharCode(b);
+      }
+      return s;
+    });
+  }
+
+  private checkRange(where: string, lba: number, count: number): void {
+    checkInteger(where, "lba", lba, 0, Number.MAX_SAFE_INTEGER);
+    checkCount(where, "count", count, 1, Number.MAX_SAFE_INTEGER);
+    if (lba + count > this.capacity) {
+      throw new DevrefError(
+        "EINVAL",
+        `${where}: blocks ${lba}..${lba + count - 1} lie beyond the end of ${this.name} (${this.capacity} blocks of ${this.blockSize} bytes)`,
+      );
+    }
+  }
+
+  private submitChunks(
+    type: number,
+    lba: number,
+    count: number,
+    out: Uint8Array | null,
+    into: Uint8Array | null,
+  ): Promise<void> {
+    const bs = this.blockSize;
+    const per = Math.floor(this.maxTransfer / bs);
+    const spb = bs / SECTOR_SIZE;
+    if (count <= per) {
+      return this.enqueue(type, lba * spb, count * bs, out, into, 0);
+    }
+    const parts: Promise<void>[] = [];
+    for (let done = 0; done < count; done += per) {
+      const n = Math.min(per, count - done);
+      const from = done * bs;
+      parts.push(
+        this.enqueue(
+          type,
+          (lba + done) * spb,
+          n * bs,
+          out === null ? null : out.subarray(from, from + n * bs),
+          into,
+          from,
+        ),
+      );
+    }
+    return Promise.all(parts).then(() => undefined);
+  }
+
+  private enqueue(
+    type: number,
+    sector: number,
+    bytes: number,
+    out: Uint8Array | null,
+    into: Uint8Array | null,
+    intoOffset: number,
+  ): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const req = new BlkRequest(type, sector, bytes, out, into, intoOffset, resolve, reject);
+      if (this.diskState === "gone") {
+        this.fail(req, this.goneError());
+        return;
+      }
+      if (this.diskState === "failed") {
+        this.fail(req, this.failedError());
+        return;
+      }
+      this.pending.push(req);
+      if (this.diskState === "live") this.dispatchCb();
+    });
+  }
+
+  // ------------------------------------------------------------------ submission
+
+  /** Moves waiting requests into free slots and notifies the device (virtio_queue_rq). */
+  private dispatch(d: PciDevice<Bound>): void {
+    if (this.diskState !== "live") return;
+    const ring = this.ring;
+    let old = -1;
+    while (this.pending.length > 0 && this.free.length > 0) {
+      const req = this.pending.shift()!;
+      const slot = this.free.pop()!;
+      try {
+        this.start(d, slot, req);
+      } catch (e) {
+        this.release(d, slot);
+        this.fail(req, asDevrefError(e));
+        continue;
+      }
+      this.nSubmitted++;
+      const o = ring.publish(slot.head);
+      if (old < 0) old = o;
+    }
+    if (old >= 0 && ring.needsKick(old)) {
+      this.nKicks++;
+      this.transport.notify(d, this.notifyAt, 0);
+    }
+  }
+
+  /** Builds the descriptor chain of `req` in `slot`: header, data, status. */
+  private start(d: PciDevice<Bound>, slot: Slot, req: BlkRequest): void {
+    const mem = this.mem;
+    const ring = this.ring;
+    const hdr = this.setup.hdrBase + 16 * slot.index;
+    const status = this.setup.statusBase + slot.index;
+    slot.req = req;
+    mem.write32(hdr, req.type);
+    mem.write32(hdr + 4, 0);
+    mem.write64(hdr + 8, req.sector % TWO32, Math.floor(req.sector / TWO32));
+    mem.write8(status, 0xff); // what is left when the device never answers
+    let i = slot.head;
+    ring.writeDesc(i, mem.dmaAddr + hdr, 16, VRING.DESC_F_NEXT, i + 1);
+    if (req.bytes > 0) {
+      slot.mapData(d, req, this.memory, this.setup.segLimit);
+      const flags = VRING.DESC_F_NEXT | (req.type === BLK_T.OUT ? 0 : VRING.DESC_F_WRITE);
+      for (let s = 0; s < slot.segCount; s++) {
+        i++;
+        ring.writeDesc(i, slot.segAddr[s]!, slot.segLen[s]!, flags, i + 1);
+      }
+    }
+    i++;
+    ring.writeDesc(i, mem.dmaAddr + status, 1, VRING.DESC_F_WRITE, 0);
+  }
+
+  /** Gives a slot back: its data unmapped (without copying out) and no request. */
+  private release(d: PciDevice<Bound>, slot: Slot): void {
+    try {
+      slot.unmapData(d, this.memory, false);
+    } catch (e) {
+      // The DMA layer keeps a mapping it could not tear down and ends it at unbind.
+      devWarn(d, `virtio-blk: unmapping a request's data failed: ${asDevrefError(e).message}`);
+    }
+    slot.req = null;
+    this.free.push(slot);
+  }
+
+  private fail(req: BlkRequest, e: DevrefError): void {
+    this.nFailed++;
+    req.reject(e);
+  }
+
+  // ------------------------------------------------------------------ completion
+
+  /** The queue's interrupt (vring_interrupt): takes every used entry, then refills. */
+  onQueueInterrupt(d: PciDevice<Bound>): IrqReturn {
+    if (this.diskState !== "live") return "handled";
+    const any = this.harvest(d);
+    if (this.diskState !== "live") return "handled";
+    this.dispatch(d);
+    if (any) this.nInterrupts++;
+    return any ? "handled" : "none";
+  }
+
+  /** Takes every used entry (and any that arrive while interrupts are re-enabled). */
+  private harvest(d: PciDevice<Bound>): boolean {
+    const ring = this.ring;
+    let any = false;
+    for (;;) {
+      for (let id = ring.popUsed(); id !== -1; id = ring.popUsed()) {
+        any = true;
+        if (!this.complete(d, id)) return true;
+      }
+      if (!ring.enableInterrupt()) return any;
+    }
+  }
+
+  /** Completes the request whose chain starts at descriptor `id`; false on a bad entry. */
+  private complete(d: PciDevice<Bound>, id: number): boolean {
+    const k = this.setup.descPerSlot;
+    const slot = id % k === 0 ? this.slots[id / k] : undefined;
+    const req = slot?.req ?? null;
+    if (slot === undefined || req === null) {
+      this.startRecovery(
+        d,
+        `the device returned descriptor ${id}, which is not a request in flight`,
+      );
+      return false;
+    }
+    const status = this.mem.read8(this.setup.statusBase + slot.index);
+    const err = statusError(this.name, req, status);
+    try {
+      slot.unmapData(d, this.memory, err === null);
+    } catch (e) {
+      slot.req = null;
+      this.free.push(slot);
+      this.nCompleted++;
+      this.fail(req, asDevrefError(e));
+      return true;
+    }
+    slot.req = null;
+    this.free.push(slot);
+    this.nCompleted++;
+    if (err === null) req.resolve();
+    else this.fail(req, err);
+    return true;
+  }
+
+  /** The configuration-change interrupt (vp_config_changed). */
+  onConfigInterrupt(d: PciDevice<Bound>): IrqReturn {
+    if (this.diskState !== "live") return "handled";
+    const s = this.transport.status(d);
+    if (s === 0xff) return "handled"; // gone: the hot-plug removal follows
+    if ((s & STATUS.DEVICE_NEEDS_RESET) !== 0) {
+      this.startRecovery(d, "the device set DEVICE_NEEDS_RESET");
+      return "handled";
+    }
+    this.refreshCapacity(d);
+    return "handled";
+  }
+
+  /** INTx (vp_interrupt): the ISR byte says which; reading it clears it. */
+  onIntx(d: PciDevice<Bound>): IrqReturn {
+    const isr = this.transport.readIsr(d);
+    if (isr === 0 || isr === 0xff) return "none";
+    if ((isr & ISR.CONFIG) !== 0) this.onConfigInterrupt(d);
+    if ((isr & ISR.QUEUE) !== 0) this.onQueueInterrupt(d);
+    return "handled";
+  }
+
+  /** Re-reads the capacity after a configuration change (virtblk_config_changed_work). */
+  private refreshCapacity(d: PciDevice<Bound>): void {
+    const t = this.transport;
+    for (let i = 0; i < GENERATION_TRIES; i++) {
+      const gen = t.configGeneration(d);
+      const cap = t.readConfig64(d, BLK_CFG.CAPACITY);
+      if (t.configGeneration(d) !== gen) continue;
+      if (cap !== this.capacitySectors && cap < 2 ** 53 - 1) {
+        devInfo(d, `virtio-blk: capacity changed from ${this.capacitySectors} to ${cap} sectors`);
+        this.capacitySectors = cap;
+      }
+      return;
+    }
+  }
+
+  // ------------------------------------------------------------------ reset and removal
+
+  private startRecovery(d: PciDevice<Bound>, why: string): void {
+    if (this.diskState !== "live") return;
+    this.diskState = "resetting";
+    devWarn(d, `virtio-blk: ${why}; failing the requests in flight and resetting the device`);
+    void this.recoverCb(why);
+  }
+
+  /** Resets the device, fails what was in flight with EIO, and brings the queue back. */
+  private async recover(d: PciDevice<Bound>, why: string): Promise<void> {
+    try {
+      await waitForReset(d, this.transport, this.setup.timers, (h) => {
+        this.timer = h;
+      });
+    } catch (e) {
+      if (this.diskState !== "resetting") return;
+      const err = asDevrefError(e);
+      this.diskState = err.code === "ENODEV" ? "gone" : "failed";
+      this.failAll(d, err);
+      return;
+    }
+    this.timer = null;
+    if (this.diskState !== "resetting") return;
+    // The device no longer touches the rings or the data: give the buffers back.
+    this.failInFlight(
+      d,
+      new DevrefError(
+        "EIO",
+        `virtio-blk ${this.name}: ${why}; the request was lost in the device reset`,
+      ),
+    );
+    try {
+      this.reinit(d);
+    } catch (e) {
+      this.diskState = "failed";
+      try {
+        if (this.transport.status(d) !== 0xff) this.transport.addStatus(d, STATUS.FAILED);
+      } catch {
+        // the binding ended meanwhile
+      }
+      this.failAll(
+        d,
+        new DevrefError(
+          "EIO",
+          `virtio-blk ${this.name}: the device could not be brought back after a reset`,
+          { cause: e },
+        ),
+      );
+      return;
+    }
+    this.nResets++;
+    this.diskState = "live";
+    devInfo(d, "virtio-blk: device reset done; the queue is running again");
+    this.dispatch(d);
+  }
+
+  /** The handshake and queue set-up again, after a reset, with the features of the probe. */
+  private reinit(d: PciDevice<Bound>): void {
+    const t = this.transport;
+    const s = this.setup;
+    t.addStatus(d, STATUS.ACKNOWLEDGE);
+    const f = negotiate(d, t, s.behindIommu);
+    if (f[0] !== s.features[0] || f[1] !== s.features[1]) {
+      throw new DevrefError(
+        "EIO",
+        `virtio-blk ${this.name}: the device offers other features after its reset`,
+      );
+    }
+    readGeometry(d, t, f);
+    this.notifyAt = programQueue(d, s);
+    t.addStatus(d, STATUS.DRIVER_OK);
+  }
+
+  /** Rejects and unmaps every request in flight. */
+  private failInFlight(d: PciDevice<Bound>, e: DevrefError): void {
+    for (const slot of this.slots) {
+      const req = slot.req;
+      if (req === null) continue;
+      this.release(d, slot);
+      this.fail(req, e);
+    }
+  }
+
+  /** Rejects everything, in flight and waiting. */
+  private failAll(d: PciDevice<Bound>, e: DevrefError): void {
+    this.failInFlight(d, e);
+    const waiting = this.pending.splice(0);
+    for (const req of waiting) this.fail(req, e);
+  }
+
+  /**
+   * @internal The driver's remove(): completes what the device finished, stops a device
+   * that still answers, fails the rest with ENODEV and gives every mapping back.
+   */
+  shutdown(d: PciDevice<Bound>): void {
+    const was = this.diskState;
+    this.diskState = "gone";
+    if (this.timer !== null) {
+      this.setup.timers.clearTimeout(this.timer);
+      this.timer = null;
+    }
+    let present = false;
+    try {
+      present = this.transport.status(d) !== 0xff;
+    } catch {
+      present = false;
+    }
+    if (was === "live") {
+      // Entries the device wrote before it went are real completions: deliver them.
+      try {
+        for (let id = this.ring.popUsed(); id !== -1; id = this.ring.popUsed()) {
+          if (!this.complete(d, id)) break;
+        }
+      } catch {
+        // the ring is unreadable: everything left fails below
+      }
+    }
+    if (present) {
+      try {
+        this.transport.reset(d);
+      } catch {
+        present = false;
+      }
+    }
+    this.diskState = "gone";
+    this.failAll(d, this.goneError());
+  }
+
+  /** @internal The driver data's disposal: last bookkeeping once the binding ended. */
+  [Symbol.dispose](): void {
+    this.diskState = "gone";
+    const waiting = this.pending.splice(0);
+    for (const req of waiting) this.fail(req, this.goneError());
+    // Anything still in a slot could not be unmapped without a binding; the DMA layer
+    // tears such mappings down at the end of the binding.
+    for (const slot of this.slots) {
+      const req = slot.req;
+      if (req === null) continue;
+      slot.req = null;
+      this.fail(req, this.goneError());
+    }
+    const detach = this.onDetach;
+    this.onDetach = null;
+    detach?.();
+  }
+
+  private goneError(): DevrefError {
+    return new DevrefError(
+      "ENODEV",
+      `virtio-blk ${this.name} was removed; the request did not complete`,
+    );
+  }
+
+  private failedError(): DevrefError {
+    return new DevrefError(
+      "EIO",
+      `virtio-blk ${this.name} failed and was given up; rebind the driver to use it again`,
+    );
+  }
+}
+
+/**
+ * Programs queue 0 from the setup (ring reset, addresses, vector) and enables it; returns
+ * the notification offset.
+ */
+export function programQueue(d: PciDevice<Bound>, s: DiskSetup): number {
+  const t = s.transport;
+  t.setConfigVector(d, s.configVector);
+  const max = t.queueMaxSize(d, 0);
+  if (max < s.ring.size) {
+    throw new DevrefError(
+      "EIO",
+      `virtio-pci ${d.name}: queue 0 now holds ${max} entries, fewer than ${s.ring.size}`,
+    );
+  }
+  s.ring.reset();
+  const at = t.setupQueue(
+    d,
+    0,
+    s.ring.size,
+    { desc: s.ring.descAddr, driver: s.ring.availAddr, device: s.ring.usedAddr },
+    s.queueVector,
+  );
+  t.enableQueue(d, 0);
+  return at;
+}
+
+function asDevrefError(e: unknown): DevrefError {
+  if (e instanceof DevrefError) return e;
+  return new DevrefError(
+    "EIO",
+    `virtio-blk: unexpected failure: ${e instanceof Error ? e.message : String(e)}`,
+    { cause: e },
+  );
+}
