@@ -1,37 +1,32 @@
-// `pnpm test`: runs every package's tests (runtime and type tests) in one vitest run and
-// closes with the line "N passed, N failed". Fails when a test fails or none ran.
-// Extra arguments go to vitest (for example `pnpm test --project raw-device`).
+// `pnpm test`: runs every package's and example's tests (runtime and type tests) in one
+// vitest run, which closes with the line "N passed, N failed" (scripts/count-reporter.mjs).
+// Fails when a test fails or none ran. Extra arguments go to vitest (for example
+// `pnpm test --project raw-device`).
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const results = join(process.cwd(), ".vitest-results.json");
-rmSync(results, { force: true });
-const vitest = join(import.meta.dirname, "..", "node_modules", "vitest", "vitest.mjs");
+const root = join(import.meta.dirname, "..");
+const dir = mkdtempSync(join(tmpdir(), "devref-test-"));
+const counts = join(dir, "counts");
+const vitest = join(root, "node_modules", "vitest", "vitest.mjs");
 const run = spawnSync(
   process.execPath,
   [
     vitest,
     "run",
     "--reporter=default",
-    "--reporter=json",
-    `--outputFile.json=${results}`,
+    `--reporter=${join(root, "scripts", "count-reporter.mjs")}`,
     ...process.argv.slice(2),
   ],
-  { stdio: "inherit" },
+  { stdio: "inherit", env: { ...process.env, DEVREF_TEST_COUNTS: counts } },
 );
-
-let passed = 0;
-let failed = 0;
-let skipped = 0;
-if (existsSync(results)) {
-  const report = JSON.parse(readFileSync(results, "utf8"));
-  passed = report.numPassedTests ?? 0;
-  failed = (report.numFailedTests ?? 0) + (report.numFailedTestSuites ?? 0);
-  skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
-} else {
-  failed = 1;
-  console.error("vitest wrote no results: it crashed before running tests");
+const reported = existsSync(counts);
+rmSync(dir, { recursive: true, force: true });
+if (!reported) {
+  // vitest stopped before its reporters ran (a startup or configuration error).
+  console.log("0 passed, 1 failed");
+  process.exit(1);
 }
-console.log(`${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ""}`);
-if (run.status !== 0 || failed > 0 || passed === 0) process.exit(1);
+process.exit(run.status ?? 1);
