@@ -1,0 +1,86 @@
+//! C source: drivers/iommu/apple-dart.c (apple_dart_iommu_ops: of_xlate + probe_device,
+//! release_device, device_group, domain_alloc_paging, def_domain_type, identity and
+//! blocked attach)
+//!
+//! The IOMMU core's view of one DART. Every callback gets a borrow of the client device
+//! that ends with the call and the device's `iommus` stream IDs; nothing here keeps a
+//! device.
+
+import type { Device } from "@devref/device-core";
+import {
+  IOMMU_DOMAIN_DMA,
+  IOMMU_DOMAIN_IDENTITY,
+  type IommuDomainType,
+  type IommuOps,
+} from "@devref/dma-iommu";
+import { type Borrowed, DevrefError, type PhysAllocator } from "@devref/raw-device";
+import type { AppleDart } from "./dart.js";
+import { DartDomain } from "./domain.js";
+
+/**
+ * The `IommuOps` of `dart`, with paging-domain tables from `pages`.
+ *
+ * **Invariants:** devices with the same stream set share a group; a device whose streams
+ * overlap another's without being the same set gets its own group (the kernel would merge
+ * them or refuse).
+ *
+ * **Errors:** `probeDevice` throws `EINVAL` for an `iommus` entry without exactly the stream
+ * cells a DART takes, or a stream the DART does not have; `domainAllocPaging` throws
+ * `EINVAL` when bypass is forced; identity attach throws `EINVAL` without bypass support.
+ */
+export function dartIommuOps(dart: AppleDart, pages: PhysAllocator): IommuOps {
+  const p = dart.params;
+  return {
+    pgsizeBitmap: p.pgsize,
+    probeDevice<S>(dev: Borrowed<Device, S>, ids: readonly number[]): void {
+      // of_xlate: one cell per entry, the stream ID.
+      if (ids.length === 0) {
+        throw new DevrefError(
+          "EINVAL",
+          `'${dev.name}' names DART '${dart.name}' in iommus without a stream ID; give one cell per stream`,
+        );
+      }
+      for (const sid of ids) {
+        if (!Number.isInteger(sid) || sid < 0 || sid >= p.numStreams) {
+          throw new DevrefError(
+            "EINVAL",
+            `'${dev.name}': stream ${String(sid)} is not a stream of DART '${dart.name}' (it has ${p.numStreams})`,
+          );
+        }
+      }
+      dart.claim(dev.name, ids);
+    },
+    releaseDevice<S>(dev: Borrowed<Device, S>, ids: readonly number[]): void {
+      dart.unclaim(dev.name, ids);
+    },
+    deviceGroup<S>(_dev: Borrowed<Device, S>, ids: readonly number[]): string {
+      return `${dart.name}:${[...ids].sort((a, b) => a - b).join(",")}`;
+    },
+    domainAllocPaging<S>(_dev: Borrowed<Device, S>): DartDomain {
+      if (p.forceBypass) {
+        throw new DevrefError(
+          "EINVAL",
+          `DART '${dart.name}' has ${p.pgsize}-byte pages, larger than the CPU's: it can only bypass`,
+        );
+      }
+      return new DartDomain(dart, pages);
+    },
+    defDomainType<S>(_dev: Borrowed<Device, S>): IommuDomainType | null {
+      if (p.forceBypass) return IOMMU_DOMAIN_IDENTITY;
+      if (!p.supportsBypass) return IOMMU_DOMAIN_DMA;
+      return null;
+    },
+    attachIdentity<S>(dev: Borrowed<Device, S>, ids: readonly number[]): void {
+      if (!p.supportsBypass) {
+        throw new DevrefError(
+          "EINVAL",
+          `DART '${dart.name}' cannot bypass (PARAMS2.BYPASS_SUPPORT is clear): no identity domain for '${dev.name}'`,
+        );
+      }
+      dart.enableBypass(ids);
+    },
+    attachBlocked<S>(_dev: Borrowed<Device, S>, ids: readonly number[]): void {
+      dart.disableDma(ids);
+    },
+  };
+}
