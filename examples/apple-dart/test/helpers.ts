@@ -129,7 +129,9 @@ export async function rig(options: RigOptions = {}): Promise<Rig> {
         r.engine = null;
       }
       fw.remove();
-      const left = auditDevices(soc.machine).map((d) => `${d.name}: ${d.count} refs`);
+      const left = auditDevices(soc.machine).map(
+        (d) => `${d.name}: ${d.refcount} refs (${d.holders.join(", ")})`,
+      );
       const a = system.audit();
       if (!a.ok) left.push(...a.problems);
       if (system.iommuPages.bytesInUse !== 0)
