@@ -54,12 +54,18 @@ export interface DmaSystemAudit {
   readonly ok: boolean;
   /** One line per check that failed, saying what disagrees with what. */
   readonly problems: readonly string[];
-  /** RAM bytes the allocators have handed out (low + high). */
+  /** RAM bytes the system holds (buffers, coherent blocks, a pool taken from RAM, page tables). */
   readonly ramInUse: number;
+  /** The same, by use. */
+  readonly ramByUse: Readonly<Record<"buffer" | "coherent" | "swiotlb" | "iommu-pages", number>>;
   /** …of which buffers from `allocBuffer`. */
   readonly bufferBytes: number;
   /** …of which coherent allocations (page-order blocks). */
   readonly coherentBytes: number;
+  /** …of which IOMMU page tables (`DmaSystem.iommuPages`). */
+  readonly iommuPageBytes: number;
+  /** Paging domains allocated and not yet freed. */
+  readonly pagingDomains: number;
   /** swiotlb slots in use, and how many of them devices' mappings account for. */
   readonly bounceSlots: number;
   /** Streaming mappings and coherent buffers of every configured device. */

@@ -1,8 +1,7 @@
 //! C header: include/linux/dma-mapping.h (dma_alloc_attrs, dmam_alloc_coherent)
 //! Rust: rust/kernel/dma.rs (CoherentAllocation)
 
-import { type Device, Devres } from "@devref/device-core";
-import { deviceStateOf } from "@devref/device-core/unsafe";
+import { type Device, Devres, type U64 } from "@devref/device-core";
 import {
   type Bound,
   checkInstance,
@@ -16,24 +15,20 @@ import {
   type PhysicalMemory,
 } from "@devref/raw-device";
 import { DMA_BIDIRECTIONAL } from "./constants.js";
+import { CoherentRegion } from "./debug.js";
 import { iommuDmaMapRange, protOf } from "./dma-iommu.js";
+import { coherentRelease, type DmaState, dmaOf } from "./dma-state.js";
 import { checkDevice } from "./internal/checks.js";
+import { maskOf } from "./internal/mask.js";
 import { IOMMU_DOMAIN_IDENTITY } from "./iommu.js";
 import { iovaAllocForDevice } from "./iova.js";
-import { CoherentRegion, coherentRelease, type DmaState, dmaOf } from "./mapping.js";
+import { ramBlockOf } from "./ram.js";
+import { dmaSystemInternals } from "./system.js";
 
 /** The largest coherent allocation: 1 GiB. */
 const MAX_COHERENT = 2 ** 30;
 /** The largest value of a 32-bit word. */
 const U32_MAX = 0xffff_ffff;
-
-const PAGE = 4096;
-
-function pow2AtLeast(n: number): number {
-  let p = PAGE;
-  while (p < n) p *= 2;
-  return p;
-}
 
 /**
  * A coherent DMA buffer (`dma_alloc_coherent`, managed like `dmam_alloc_coherent`): memory
@@ -126,8 +121,8 @@ export class CoherentAllocation {
     checkInteger("CoherentAllocation.write32", "value", value, 0, U32_MAX);
     this.mem.write32(this.#region(offset, 4).pa + offset, value);
   }
-  /** The 64-bit word at `offset` as halves. */
-  read64(offset: number): { lo: number; hi: number } {
+  /** The 64-bit word at `offset` as halves (the project's one 64-bit convention). */
+  read64(offset: number): U64 {
     const pa = this.#region(offset, 8).pa + offset;
     const mem = this.mem;
     return { lo: mem.read64Lo(pa), hi: mem.read64Hi(pa) };
@@ -192,82 +187,62 @@ export function dmaAllocCoherent(dev: Device<Bound>, size: number): CoherentAllo
   const where = "dma_alloc_coherent";
   const d = dmaOf(checkDevice(where, dev));
   checkSize(where, "size", size, 1, MAX_COHERENT);
-  const st = deviceStateOf(dev);
-  const bits = st.coherentDmaMaskBits ?? 32;
-  const limit = bits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** bits - 1;
-  const block = pow2AtLeast(size);
-  const sys = d.system;
-  const domain = d.iommuClient?.group.domain ?? null;
-  const translated = domain !== null && domain.cookie !== null && !domain.freed;
-  if (d.iommuClient !== null && !translated && domain?.type !== IOMMU_DOMAIN_IDENTITY) {
-    throw new DevrefError(
-      "ENODEV",
-      `${where}(${d.device}): its IOMMU domain does not allow DMA API use`,
-    );
-  }
-  if (d.iommuLost) {
+  const st = d.st;
+  const limit = maskOf(st.coherentDmaMaskBits ?? 32);
+  const block = ramBlockOf(size);
+  const client = d.client;
+  if (client?.gone === true) {
     throw new DevrefError(
       "ENODEV",
       `${where}(${d.device}): its IOMMU was unregistered; no DMA is possible until the driver rebinds`,
     );
   }
-  let pa: PhysAddr | null = null;
-  let fromLow = false;
-  const tryAlloc = (low: boolean): void => {
-    const ram = low ? sys.lowRam : sys.highRam;
-    let got: PhysAddr;
-    try {
-      got = ram.alloc(block, block);
-    } catch (e) {
-      if (DevrefError.is(e, "ENOMEM")) return;
-      throw e;
-    }
-    if (!translated && got + block - 1 > limit) {
-      ram.free(got, block);
-      return;
-    }
-    pa = got;
-    fromLow = low;
-  };
-  tryAlloc(false);
-  if (pa === null) tryAlloc(true);
+  const domain = client === null ? null : client.group.domain;
+  const translated = domain !== null && domain.cookie !== null && !domain.freed;
+  if (client !== null && !translated && domain?.type !== IOMMU_DOMAIN_IDENTITY) {
+    throw new DevrefError(
+      "ENODEV",
+      `${where}(${d.device}): its IOMMU domain does not allow DMA API use`,
+    );
+  }
+  const ram = dmaSystemInternals(d.system).ram;
+  // High RAM first, then lower (the kernel's GFP_DMA32 retry); an IOMMU reaches any of it.
+  const pa = ram.alloc(block, block, 0, translated ? Number.MAX_SAFE_INTEGER : limit, "coherent");
   if (pa === null) {
     throw new DevrefError(
       "ENOMEM",
-      `${where}(${d.device}, ${size}): no free memory under the coherent mask ${formatAddr(limit, 1)} ` +
-        `(low RAM ${sys.lowRam.bytesFree} bytes free, high RAM ${sys.highRam.bytesFree} bytes free)`,
+      `${where}(${d.device}, ${size}): no free memory of ${block} bytes under the coherent mask ${formatAddr(limit, 1)}`,
     );
   }
-  const phys: PhysAddr = pa;
-  const ram = fromLow ? sys.lowRam : sys.highRam;
-  let dma = phys as number;
+  let dma: number = pa;
   let iovaSize = 0;
   if (translated) {
     const cookie = domain.cookie!;
     iovaSize = Math.ceil(block / cookie.granule) * cookie.granule;
     const iova: Iova = iovaAllocForDevice(cookie.iovad, iovaSize, limit, d.policy);
     if (iova === 0) {
-      ram.free(phys, block);
+      ram.free(pa);
       throw new DevrefError(
         "ENOMEM",
         `${where}(${d.device}, ${size}): no IOVA space under the coherent mask ${formatAddr(limit, 1)}`,
       );
     }
     try {
-      iommuDmaMapRange(domain, iova, phys, iovaSize, protOf(DMA_BIDIRECTIONAL, true, 0));
+      iommuDmaMapRange(domain, iova, pa, iovaSize, protOf(DMA_BIDIRECTIONAL, true, 0));
     } catch (e) {
-      ram.free(phys, block);
+      ram.free(pa);
       throw e;
     }
     dma = iova;
   }
   // SAFETY: dma is a physical address or an IOVA just allocated, both whole and ≥ 0.
+  const addr = dma as DmaAddr;
   const region = new CoherentRegion(
-    phys,
-    dma as DmaAddr,
+    st,
+    pa,
+    addr,
     size,
     block,
-    fromLow,
     translated ? domain : null,
     iovaSize,
     d.nextSeq(),

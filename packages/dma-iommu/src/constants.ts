@@ -1,7 +1,15 @@
 //! C header: include/linux/dma-direction.h, include/linux/dma-mapping.h,
 //! include/linux/swiotlb.h, include/linux/iova.h
 
-import { checkInteger, describeValue } from "@devref/raw-device";
+import { checkInteger, type DmaAddr, describeValue } from "@devref/raw-device";
+import { maskOf } from "./internal/mask.js";
+
+/**
+ * `DMA_MAPPING_ERROR`: what a failed map returns. The kernel uses all ones (`~0`), which a
+ * `number` cannot hold; -1 is its two's-complement reading and is never a valid address.
+ */
+// SAFETY: a sentinel outside the range of every real DmaAddr (which are ≥ 0).
+export const DMA_MAPPING_ERROR: DmaAddr = -1 as DmaAddr;
 
 /** `enum dma_data_direction`: the transfer goes both ways. */
 export const DMA_BIDIRECTIONAL = 0;
@@ -50,6 +58,9 @@ export const DMA_ATTR_KNOWN: number =
   DMA_ATTR_PRIVILEGED |
   DMA_ATTR_MMIO;
 
+/** `dma_get_max_seg_size` without `dma_parms`: 64 KiB. */
+export const DMA_DEFAULT_MAX_SEG_SIZE = 65536;
+
 /** log2 of the swiotlb slot size. */
 export const IO_TLB_SHIFT = 11;
 /** Bytes in one swiotlb slot (2 KiB). */
@@ -66,9 +77,6 @@ export const IOVA_MAG_SIZE = 127;
 /** The kernel trims each depot by one magazine per this many milliseconds. */
 export const IOVA_DEPOT_DELAY_MS = 100;
 
-/** The largest address bit count a `number` mask can hold exactly (2^53 − 1). */
-const MAX_MASK_BITS = 53;
-
 /**
  * `DMA_BIT_MASK(n)`: the inclusive limit of an `n`-bit DMA address.
  *
@@ -84,7 +92,7 @@ const MAX_MASK_BITS = 53;
  */
 export function dmaBitMask(n: number): number {
   checkInteger("DMA_BIT_MASK", "n", n, 0, 64);
-  return 2 ** Math.min(n, MAX_MASK_BITS) - 1;
+  return maskOf(n);
 }
 
 /**

@@ -1,4 +1,5 @@
-//! C source: drivers/iommu/dma-iommu.c (iommu_dma_cookie, the flush queue, __iommu_dma_map)
+//! C source: drivers/iommu/dma-iommu.c (iommu_dma_cookie, iommu_dma_init_domain, the flush
+//! queue, __iommu_dma_map/unmap, iommu_dma_map_page, iommu_dma_map_sg)
 
 import {
   IOMMU_CACHE,
@@ -14,6 +15,7 @@ import {
   checkInteger,
   checkOneOf,
   DevrefError,
+  formatAddr,
   type Iova,
   type PhysAddr,
 } from "@devref/raw-device";
@@ -21,20 +23,20 @@ import {
   DMA_ATTR_MMIO,
   DMA_ATTR_PRIVILEGED,
   DMA_BIDIRECTIONAL,
+  DMA_DEFAULT_MAX_SEG_SIZE,
   DMA_FROM_DEVICE,
   DMA_NONE,
   DMA_TO_DEVICE,
 } from "./constants.js";
+import { KIND_SG, VIA_IOMMU } from "./debug.js";
+import type { DmaState } from "./dma-state.js";
 import { checkAttrs } from "./internal/checks.js";
-import {
-  IOMMU_DMA_MAX_GRANULE,
-  IOMMU_DOMAIN_DMA_FQ_BIT,
-  type IommuDomain,
-  setDmaDomainInit,
-} from "./iommu.js";
-import { checkPaging, mapRange, syncGather, unmapRangeFast } from "./iommu-map.js";
-import { IOVA_MAX_PFN, IovaDomain, iovaFastRangePfns } from "./iova.js";
+import { IOMMU_DMA_MAX_GRANULE, IOMMU_DOMAIN_DMA_FQ_BIT, type IommuDomain } from "./iommu.js";
+import { checkPaging, mapRange, syncGather, unmapAndSync, unmapRangeFast } from "./iommu-map.js";
+import { IOVA_MAX_PFN, IovaDomain, iovaAllocForDevice, iovaFastRangePfns } from "./iova.js";
+import type { ScatterList } from "./scatterlist.js";
 
+// module-state: a privileged-access slot, assigned once by FlushQueue's static block.
 let queueReleased: (fq: FlushQueue, pfn: number, len: number) => void;
 
 /** `IOVA_DEFAULT_FQ_SIZE`: entries in a flush queue. */
@@ -162,8 +164,8 @@ const CPU_PAGE_SIZES: readonly number[] = [4096, 16384, 65536];
 
 /**
  * dma-iommu's per-domain state (`struct iommu_dma_cookie`): the IOVA space and, for
- * `DMA_FQ` domains, the flush queue. Only the IOMMU core creates cookies, when it
- * allocates a DMA domain.
+ * `DMA_FQ` domains, the flush queue. Only the DMA layer creates cookies, when a device is
+ * first configured behind a DMA domain (`iommu_dma_init_domain`).
  *
  * **Invariants:** the granule is the domain's smallest page, at most 64 KiB; IOVA 0 is
  * never handed out.
@@ -201,9 +203,14 @@ export class DmaIommuCookie {
   }
 }
 
-setDmaDomainInit((domain) => {
-  domain.cookie = new DmaIommuCookie(domain);
-});
+/**
+ * @internal `iommu_dma_init_domain`: a DMA domain gets its cookie (IOVA space, flush queue)
+ * the first time a device is configured behind it; other domains need none.
+ */
+export function iommuDmaInitDomain(domain: IommuDomain): void {
+  if (domain.isDma && domain.cookie === null && !domain.freed)
+    domain.cookie = new DmaIommuCookie(domain);
+}
 
 /** @internal `dma_info_to_prot` on checked arguments (the map paths' hot version). */
 export function protOf(dir: number, coherent: boolean, attrs: number): number {
@@ -328,4 +335,136 @@ export function iommuDmaMapRange(
     cookie.iovad.freeIovaFast(iova / cookie.granule, size / cookie.granule);
     throw e;
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// The DMA API's iommu-dma path (iommu_dma_map_page, iommu_dma_map_sg).
+
+/** A full IOVA space, as the map paths report it. */
+function iovaExhausted(d: DmaState, domain: IommuDomain, len: number, limit: number): DevrefError {
+  const s = domain.cookie!.iovad.stats();
+  return new DevrefError(
+    "ENOMEM",
+    `${d.device}: no free IOVA range of ${len} bytes below the DMA mask ${formatAddr(limit, 1)} ` +
+      `(${s.ranges} range(s) hold ${s.pfns} pfns): unmap finished buffers or widen the mask`,
+    { details: { size: len, dmaMask: limit, ranges: s.ranges, pfns: s.pfns } },
+  );
+}
+
+/**
+ * @internal `iommu_dma_map_page` on checked arguments: allocate an IOVA under the mask, map
+ * the granules, track the mapping. Returns the DMA address, or -1 with the reason recorded.
+ */
+export function iommuDmaMapPage(
+  d: DmaState,
+  domain: IommuDomain,
+  pa: number,
+  size: number,
+  dir: number,
+  attrs: number,
+  kind: number,
+): number {
+  const cookie = domain.cookie!;
+  const granule = cookie.granule;
+  const off = (pa >>> 0) & (granule - 1);
+  const len = Math.ceil((off + size) / granule) * granule;
+  const limit = d.streamingLimit();
+  const iova = iovaAllocForDevice(cookie.iovad, len, limit, d.policy);
+  if (iova === 0) return d.mapFailed(iovaExhausted(d, domain, len, limit), attrs);
+  try {
+    // SAFETY: pa − off is the granule-aligned start of a checked buffer.
+    iommuDmaMapRange(domain, iova, (pa - off) as PhysAddr, len, protOf(dir, true, attrs));
+  } catch (e) {
+    if (DevrefError.is(e)) return d.mapFailed(e, attrs);
+    throw e;
+  }
+  const e = d.track(iova + off, size, dir, VIA_IOMMU, kind, pa);
+  e.iova = iova;
+  e.iovaSize = len;
+  e.domain = domain;
+  return iova + off;
+}
+
+/**
+ * @internal `iommu_dma_map_sg` on checked arguments: every segment in one IOVA range,
+ * adjacent segments merged (`__finalise_sg`). Returns the DMA segment count, or 0 with the
+ * reason recorded; nothing stays mapped on failure.
+ */
+export function iommuDmaMapSg(
+  d: DmaState,
+  domain: IommuDomain,
+  sg: ScatterList,
+  dir: number,
+  attrs: number,
+): number {
+  const cookie = domain.cookie!;
+  const granule = cookie.granule;
+  const n = sg.origNents;
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const off = sg.phys[i]! % granule;
+    total += Math.ceil((off + sg.length[i]!) / granule) * granule;
+  }
+  const limit = d.streamingLimit();
+  const iova = iovaAllocForDevice(cookie.iovad, total, limit, d.policy);
+  if (iova === 0) {
+    d.mapFailed(iovaExhausted(d, domain, total, limit), attrs);
+    return 0;
+  }
+  const prot = protOf(dir, true, attrs);
+  const ops = checkPaging(domain, "iommu_dma_map_sg");
+  let pos = 0;
+  try {
+    for (let i = 0; i < n; i++) {
+      const pa = sg.phys[i]!;
+      const off = pa % granule;
+      const len = Math.ceil((off + sg.length[i]!) / granule) * granule;
+      mapRange(domain, ops, iova + pos, pa - off, len, prot);
+      pos += len;
+    }
+  } catch (e) {
+    try {
+      if (pos > 0) unmapAndSync(domain, iova, pos);
+    } finally {
+      cookie.iovad.freeIovaFast(iova / granule, total / granule);
+    }
+    if (DevrefError.is(e)) {
+      d.mapFailed(e, attrs);
+      return 0;
+    }
+    throw e;
+  }
+  // __finalise_sg: merge a segment into the previous DMA segment when they meet exactly on a
+  // granule boundary and the result stays within the maximum segment size.
+  let out = -1;
+  pos = 0;
+  let prevEndsAligned = false;
+  for (let i = 0; i < n; i++) {
+    const pa = sg.phys[i]!;
+    const length = sg.length[i]!;
+    const off = pa % granule;
+    const len = Math.ceil((off + length) / granule) * granule;
+    if (
+      out >= 0 &&
+      prevEndsAligned &&
+      off === 0 &&
+      sg.dmaLength[out]! + length <= DMA_DEFAULT_MAX_SEG_SIZE
+    ) {
+      sg.dmaLength[out] = sg.dmaLength[out]! + length;
+    } else {
+      out++;
+      sg.dmaAddress[out] = iova + pos + off;
+      sg.dmaLength[out] = length;
+    }
+    prevEndsAligned = (off + length) % granule === 0;
+    pos += len;
+  }
+  const e = d.track(sg.dmaAddress[0]!, total, dir, VIA_IOMMU, KIND_SG, sg.phys[0]!);
+  e.iova = iova;
+  e.iovaSize = total;
+  e.domain = domain;
+  e.sg = sg;
+  sg.mappedVia = VIA_IOMMU;
+  sg.nents = out + 1;
+  return out + 1;
 }

@@ -8,6 +8,17 @@ export type {
   DmaUnbindReport,
 } from "./audit.js";
 export { type CoherentAllocation, dmaAllocCoherent } from "./coherent.js";
+export {
+  type DmaConfigureOptions,
+  dmaConfigure,
+  dmaConfigureDevice,
+  dmaDeviceAudit,
+  dmaGetMask,
+  dmaSetCoherentMask,
+  dmaSetMask,
+  dmaSetMaskAndCoherent,
+  dmaStateOf,
+} from "./configure.js";
 export * from "./constants.js";
 export {
   type DmaIommuCookie,
@@ -15,8 +26,8 @@ export {
   type FlushQueue,
   IOVA_DEFAULT_FQ_SIZE,
 } from "./dma-iommu.js";
+export type { DeviceDma } from "./dma-state.js";
 export {
-  deviceIommuCapable,
   IOMMU_DMA_MAX_GRANULE,
   IOMMU_DOMAIN_BLOCKED,
   IOMMU_DOMAIN_DMA,
@@ -34,17 +45,20 @@ export {
   type IommuFaultHandler,
   type IommuGroup,
   type IommuOps,
+  iommuDomainTypeName,
+} from "./iommu.js";
+export {
+  deviceIommuCapable,
   type IommuRegisterOptions,
   iommuAttachDevice,
   iommuDetachDevice,
   iommuDeviceRegister,
   iommuDeviceUnregister,
   iommuDomainFree,
-  iommuDomainTypeName,
   iommuGetDomainForDev,
   iommuGroupGet,
   iommuPagingDomainAlloc,
-} from "./iommu.js";
+} from "./iommu-core.js";
 export {
   iommuIotlbGatherAddPage,
   iommuIotlbSync,
@@ -65,33 +79,22 @@ export {
   type IovaStats,
 } from "./iova.js";
 export {
-  type DeviceDma,
-  DMA_DEFAULT_MAX_SEG_SIZE,
-  DMA_MAPPING_ERROR,
-  type DmaConfigureOptions,
-  dmaConfigure,
-  dmaConfigureDevice,
-  dmaDeviceAudit,
-  dmaGetMask,
-  dmaSetCoherentMask,
-  dmaSetMask,
-  dmaSetMaskAndCoherent,
-  dmaStateOf,
-} from "./mapping.js";
-export {
   dmaLastError,
   dmaMappingError,
-  dmaMapSg,
   dmaMapSingle,
-  dmaSyncSgForCpu,
-  dmaSyncSgForDevice,
   dmaSyncSingleForCpu,
   dmaSyncSingleForDevice,
-  dmaUnmapSg,
   dmaUnmapSingle,
+} from "./mapping.js";
+export type { DmaRamUse, IommuPages } from "./ram.js";
+export {
+  dmaMapSg,
+  dmaSyncSgForCpu,
+  dmaSyncSgForDevice,
+  dmaUnmapSg,
   ScatterList,
   type ScatterSegment,
-} from "./streaming.js";
+} from "./scatterlist.js";
 export {
   type SwiotlbMapOptions,
   type SwiotlbMapping,

@@ -1,6 +1,6 @@
 //! C header: include/linux/iommu.h
-//! C source: drivers/iommu/iommu.c (registration, probe and release of devices, groups,
-//! default domains, attach and detach)
+//! C source: drivers/iommu/iommu.c (the core objects: domains, groups, per-device data,
+//! registered IOMMUs; what a driver supplies)
 
 import type { Device, Machine } from "@devref/device-core";
 import { DeviceScope, type DeviceState, deviceStateOf } from "@devref/device-core/unsafe";
@@ -9,21 +9,17 @@ import {
   type ARef,
   argumentError,
   type Borrowed,
-  type Bound,
   checkBoolean,
   checkCallback,
-  checkInstance,
   checkInteger,
   checkObject,
-  checkOneOf,
   checkString,
-  DevrefError,
   describeValue,
   type Iova,
   type PhysAddr,
 } from "@devref/raw-device";
-import { checkDevice } from "./internal/checks.js";
-import { DmaSystem } from "./system.js";
+import type { Lifetime } from "@devref/raw-device/unsafe";
+import type { DmaSystem } from "./system.js";
 
 // ---------------------------------------------------------------------------------------
 // Domain types (include/linux/iommu.h).
@@ -55,7 +51,8 @@ export type IommuDomainType =
   | typeof IOMMU_DOMAIN_DMA
   | typeof IOMMU_DOMAIN_DMA_FQ;
 
-const DOMAIN_TYPES: readonly IommuDomainType[] = [
+/** @internal */
+export const DOMAIN_TYPES: readonly IommuDomainType[] = [
   IOMMU_DOMAIN_BLOCKED,
   IOMMU_DOMAIN_IDENTITY,
   IOMMU_DOMAIN_UNMANAGED,
@@ -71,7 +68,8 @@ export const IOMMU_FAULT_WRITE = 1;
 /** `enum iommu_cap`, as names. */
 export type IommuCap = "cache-coherency" | "noexec" | "deferred-flush";
 
-const CAPS: readonly IommuCap[] = ["cache-coherency", "noexec", "deferred-flush"];
+/** @internal */
+export const CAPS: readonly IommuCap[] = ["cache-coherency", "noexec", "deferred-flush"];
 
 /**
  * The largest IOVA granule dma-iommu can use: the kernel's IOVA granule may not exceed
@@ -184,7 +182,8 @@ const OPTIONAL_OPS = [
 ] as const;
 
 /** The checks of `iommu_device_register` on what the driver hands over. */
-function checkIommuOps(where: string, ops: IommuOps): void {
+/** @internal */
+export function checkIommuOps(where: string, ops: IommuOps): void {
   checkObject(where, "ops", ops);
   checkInteger(where, "ops.pgsizeBitmap", ops.pgsizeBitmap, 1, Number.MAX_SAFE_INTEGER);
   checkCallback(where, "ops.probeDevice", ops.probeDevice);
@@ -206,7 +205,8 @@ const DOMAIN_OPS = [
 ] as const;
 
 /** The checks on the domain ops a driver's `domainAllocPaging` returns. */
-function checkDomainOps(where: string, ops: IommuDomainOps): void {
+/** @internal */
+export function checkDomainOps(where: string, ops: IommuDomainOps): void {
   checkObject(where, "the returned domain ops", ops);
   for (const k of DOMAIN_OPS) checkCallback(where, `domain ops.${k}`, ops[k]);
   if (ops.bindDomain !== undefined) checkCallback(where, "domain ops.bindDomain", ops.bindDomain);
@@ -227,12 +227,16 @@ function checkDomainOps(where: string, ops: IommuDomainOps): void {
 // references, the raw device objects) is kept in #private fields that this module reaches
 // through the accessors set in the static blocks.
 
+// module-state: a privileged-access slot, assigned once by IommuClient's static block.
 let clientInternals: {
   state(c: IommuClient): DeviceState;
-  putRef(c: IommuClient): void;
+  release(c: IommuClient): void;
 };
+// module-state: a privileged-access slot, assigned once by IommuGroup's static block.
 let groupMembers: (g: IommuGroup) => Map<DeviceState, IommuClient>;
+// module-state: a privileged-access slot, assigned once by IommuDomain's static block.
 let setDomainHandler: (d: IommuDomain, h: IommuFaultHandler | null, token: unknown) => void;
+// module-state: a privileged-access slot, assigned once by IommuDevice's static block.
 let iommuInternals: {
   clients(i: IommuDevice): Map<DeviceState, IommuClient>;
   groups(i: IommuDevice): Map<string | number, IommuGroup>;
@@ -365,41 +369,78 @@ export class IommuGroup {
 }
 
 /**
- * Per-device IOMMU data (`struct dev_iommu`): which IOMMU serves the device, its stream IDs
- * and its group. The owned reference the IOMMU keeps on the device is not reachable from
- * here: only the core puts it.
+ * Per-device IOMMU data (`struct dev_iommu`), kept in the device's own `iommu` slot: which
+ * IOMMU serves the device, its stream IDs and its group. It keeps a counted reference to the
+ * device (held as `"iommu client <iommu>"`) until the device is released from the IOMMU —
+ * at the end of its DMA binding, or when the IOMMU goes away — and then reads as
+ * {@link gone}: whoever uses it next notices that no translation is left.
+ *
+ * **Invariants:** `gone` turns true once and never back; a gone client holds no reference
+ * and is in no group's member list.
  */
 export class IommuClient {
-  readonly iommu: IommuDevice;
+  /** The name of the IOMMU (what the device's firmware `iommus` names). */
+  readonly iommu: string;
+  /** The IOMMU itself. */
+  readonly iommuDevice: IommuDevice;
   /** The device's name. */
   readonly device: string;
   readonly ids: readonly number[];
   readonly group: IommuGroup;
   readonly #st: DeviceState;
-  readonly #ref: ARef<Device>;
+  #held: Lifetime | null;
 
   /** @internal Clients come from the core. */
-  constructor(
-    iommu: IommuDevice,
-    st: DeviceState,
-    ref: ARef<Device>,
-    ids: readonly number[],
-    group: IommuGroup,
-  ) {
-    this.iommu = iommu;
+  constructor(iommu: IommuDevice, st: DeviceState, ids: readonly number[], group: IommuGroup) {
+    this.iommu = iommu.name;
+    this.iommuDevice = iommu;
     this.device = st.name;
     this.#st = st;
-    this.#ref = ref;
     this.ids = ids;
     this.group = group;
+    this.#held = st.hold(`iommu client ${iommu.name}`);
+  }
+
+  /** Whether the device was released from its IOMMU (no translation is left for it). */
+  get gone(): boolean {
+    return this.#held === null;
   }
 
   static {
     clientInternals = {
       state: (c) => c.#st,
-      putRef: (c) => c.#ref.put(),
+      release: (c) => {
+        const held = c.#held;
+        c.#held = null;
+        if (held !== null) c.#st.unhold(held);
+      },
     };
   }
+}
+
+/** @internal The devices an IOMMU serves (iommu-core's business only). */
+export function iommuClientsOf(i: IommuDevice): Map<DeviceState, IommuClient> {
+  return iommuInternals.clients(i);
+}
+
+/** @internal The groups of an IOMMU. */
+export function iommuGroupsOf(i: IommuDevice): Map<string | number, IommuGroup> {
+  return iommuInternals.groups(i);
+}
+
+/** @internal Puts the IOMMU's reference to its hardware device. */
+export function iommuDropHw(i: IommuDevice): void {
+  iommuInternals.dropHw(i);
+}
+
+/** @internal Puts a client's device reference: it reads as gone from then on. */
+export function clientRelease(c: IommuClient): void {
+  clientInternals.release(c);
+}
+
+/** @internal The members of a group. */
+export function groupMembersOf(g: IommuGroup): Map<DeviceState, IommuClient> {
+  return groupMembers(g);
 }
 
 /** @internal The device object behind a client (the core's business only). */
@@ -516,378 +557,10 @@ export function withDeviceBorrow<R>(st: DeviceState, fn: (dev: Borrowed<Device, 
   }
 }
 
-// ---------------------------------------------------------------------------------------
-// Registration.
-
-/** Options of {@link iommuDeviceRegister}. */
-export interface IommuRegisterOptions {
-  /** The name masters use in `iommus`; default the hardware device's name. */
-  readonly name?: string;
-}
-
-/**
- * Registers a hardware IOMMU (`iommu_device_register`), from its driver's probe. The core
- * takes an owned reference to `hw`; the registration ends when the driver unbinds (a devres
- * action) or at {@link iommuDeviceUnregister}, whichever is first.
- *
- * Devices that name this IOMMU in their `iommus` and probe later are put behind it (the
- * kernel probes every bus when an IOMMU registers; here a master whose IOMMU is missing
- * defers its probe, and deferred probes are retried when the IOMMU driver binds).
- *
- * **Errors:** `EEXIST` if an IOMMU of that name is registered; `EINVAL` for a bad argument
- * (an `ops` without its required callbacks, a callback that is not a function, an empty
- * `pgsizeBitmap`); `ENODEV` on a revoked borrow.
- *
- * @example
- * ```ts
- * probe(dev) {
- *   const iommu = iommuDeviceRegister(system, dev, testIommuOps);
- *   return { iommu };
- * }
- * ```
- */
-export function iommuDeviceRegister(
-  system: DmaSystem,
-  hw: Device<Bound>,
-  ops: IommuOps,
-  options: IommuRegisterOptions = {},
-): IommuDevice {
-  const where = "iommu_device_register";
-  checkInstance(where, "system", system, DmaSystem);
-  const st = deviceStateOf(checkDevice(where, hw));
-  checkIommuOps(where, ops);
-  checkObject(where, "options", options);
-  const name =
-    options.name === undefined ? st.name : checkString(where, "options.name", options.name, true);
-  if (system.iommus.has(name)) {
-    throw new DevrefError(
-      "EEXIST",
-      `an IOMMU named '${name}' is already registered; unregister it first`,
-    );
-  }
-  const iommu = new IommuDevice(system, name, ops, hw.get(`iommu ${name}`));
-  try {
-    hw.devmAddAction(() => iommuDeviceUnregister(iommu), `iommu_device ${name}`);
-  } catch (e) {
-    iommuInternals.dropHw(iommu);
-    throw e;
-  }
-  system.iommus.set(name, iommu);
-  return iommu;
-}
-
-/**
- * Unregisters an IOMMU (`iommu_device_unregister`): every device it serves loses its
- * translation (pending flush queues are flushed, domains freed, DMA through it fails from
- * then on with `ENODEV`), and every owned reference it kept is put. A second call does
- * nothing. A driver callback that throws on the way is logged; the rest still happens.
- *
- * **Errors:** `EINVAL` if `iommu` is not an IOMMU.
- */
-export function iommuDeviceUnregister(iommu: IommuDevice): void {
-  checkInstance("iommu_device_unregister", "iommu", iommu, IommuDevice);
-  if (!iommu.registered) return;
-  iommu.registered = false;
-  if (iommu.system.iommus.get(iommu.name) === iommu) iommu.system.iommus.delete(iommu.name);
-  let first: unknown = null;
-  for (const client of [...iommuInternals.clients(iommu).values()]) {
-    try {
-      onClientGone?.(client);
-    } catch (e) {
-      first ??= e;
-    }
-    try {
-      iommuReleaseClient(client);
-    } catch (e) {
-      first ??= e;
-    }
-  }
-  iommuInternals.dropHw(iommu);
-  if (first !== null) throw first;
-}
-
-/** @internal dma-iommu's hook: forget the client's DMA state before it is released. */
-let onClientGone: ((client: IommuClient) => void) | null = null;
-/** @internal */
-export function setClientGoneHook(hook: (client: IommuClient) => void): void {
-  onClientGone = hook;
-}
-
-// ---------------------------------------------------------------------------------------
-// Device probe and release (iommu_probe_device / iommu_release_device).
-
-/**
- * @internal `__iommu_probe_device` for `st` behind `iommu` with firmware `ids`: the driver
- * accepts it, it joins a group, and the group gets a default domain. Returns null if the
- * driver declines (ENODEV). Nothing stays behind when it throws.
- */
-export function iommuProbeClient(
-  iommu: IommuDevice,
-  st: DeviceState,
-  ids: readonly number[],
-): IommuClient | null {
-  const clients = iommuInternals.clients(iommu);
-  const existing = clients.get(st);
-  if (existing !== undefined) return existing;
-  const ops = iommu.ops;
-  try {
-    withDeviceBorrow(st, (dev) => ops.probeDevice(dev, ids));
-  } catch (e) {
-    if (DevrefError.is(e, "ENODEV")) return null;
-    throw e;
-  }
-  const key = groupKey(iommu, st, ids);
-  const groups = iommuInternals.groups(iommu);
-  let group = groups.get(key);
-  const newGroup = group === undefined;
-  if (group === undefined) group = new IommuGroup(iommu.system.nextGroupId++, iommu, key);
-  const ref = withDeviceBorrow(st, (dev) => dev.get(`iommu ${iommu.name}`));
-  const client = new IommuClient(iommu, st, ref, [...ids], group);
-  try {
-    if (group.defaultDomain === null) {
-      const type = defaultDomainType(iommu, st);
-      const domain = allocDomain(iommu, st, type);
-      domain.isDefault = true;
-      group.defaultDomain = domain;
-      group.domain = domain;
-      domain.users++;
-    }
-    attachClient(group.domain!, client);
-  } catch (e) {
-    if (newGroup && group.defaultDomain !== null) {
-      const dom = group.defaultDomain;
-      group.defaultDomain = null;
-      group.domain = null;
-      try {
-        freeDomainNow(dom);
-      } finally {
-        ref.put();
-      }
-    } else ref.put();
-    throw e;
-  }
-  if (newGroup) groups.set(key, group);
-  groupMembers(group).set(st, client);
-  clients.set(st, client);
-  return client;
-}
-
-function groupKey(iommu: IommuDevice, st: DeviceState, ids: readonly number[]): string | number {
-  const fn = iommu.ops.deviceGroup;
-  if (fn === undefined) return `dev:${st.name}`;
-  const key: unknown = withDeviceBorrow(st, (dev) => fn(dev, ids));
-  if (typeof key === "string" || (typeof key === "number" && Number.isFinite(key))) return key;
-  throw new DevrefError(
-    "EINVAL",
-    `IOMMU '${iommu.name}': deviceGroup(${st.name}) returned ${describeValue(key)}; it must return a string or a number naming the group`,
-  );
-}
-
-function defaultDomainType(iommu: IommuDevice, st: DeviceState): IommuDomainType {
-  const fn = iommu.ops.defDomainType;
-  const forced: unknown = fn === undefined ? null : withDeviceBorrow(st, (d) => fn(d));
-  if (forced !== null) {
-    return checkOneOf(`IOMMU '${iommu.name}' defDomainType`, "its result", forced, [
-      ...DOMAIN_TYPES,
-    ]);
-  }
-  if (iommu.system.iommuPassthrough && iommu.ops.attachIdentity !== undefined) {
-    return IOMMU_DOMAIN_IDENTITY;
-  }
-  return iommu.system.iommuDefaultDomain === "lazy" ? IOMMU_DOMAIN_DMA_FQ : IOMMU_DOMAIN_DMA;
-}
-
-/** @internal dma-iommu installs this to set up a cookie on DMA domains. */
-let initDmaDomain: ((domain: IommuDomain) => void) | null = null;
-/** @internal */
-export function setDmaDomainInit(fn: (domain: IommuDomain) => void): void {
-  initDmaDomain = fn;
-}
-
-/**
- * Allocates a domain of `type` on `iommu` for `st`. A DMA domain whose smallest page is too
- * large for an IOVA granule is refused before the driver allocates anything, and whatever
- * fails after the driver's allocation gives its tables back.
- */
-function allocDomain(iommu: IommuDevice, st: DeviceState, type: IommuDomainType): IommuDomain {
-  if ((type & IOMMU_DOMAIN_PAGING_BIT) === 0) {
-    if (type === IOMMU_DOMAIN_IDENTITY && iommu.ops.attachIdentity === undefined) {
-      throw new DevrefError(
-        "EINVAL",
-        `IOMMU '${iommu.name}' has no identity domain (attachIdentity); ask for a DMA domain`,
-      );
-    }
-    return new IommuDomain(type, iommu, null);
-  }
-  const smallest = smallestPage(iommu.ops.pgsizeBitmap);
-  if ((type & IOMMU_DOMAIN_DMA_API_BIT) !== 0 && smallest > IOMMU_DMA_MAX_GRANULE) {
-    throw new DevrefError(
-      "EINVAL",
-      `IOMMU '${iommu.name}': its smallest page is ${smallest} bytes, larger than the largest IOVA ` +
-        `granule (${IOMMU_DMA_MAX_GRANULE} bytes, the largest CPU page): no DMA domain for '${st.name}'; ` +
-        "have defDomainType return IOMMU_DOMAIN_IDENTITY for it",
-    );
-  }
-  const where = `IOMMU '${iommu.name}' domainAllocPaging`;
-  const ops = withDeviceBorrow(st, (d) => iommu.ops.domainAllocPaging(d));
-  try {
-    checkDomainOps(where, ops);
-    const domain = new IommuDomain(type, iommu, ops);
-    ops.bindDomain?.(domain);
-    if (domain.isDma) initDmaDomain?.(domain);
-    return domain;
-  } catch (e) {
-    // Give the driver's tables back if it handed over a usable free().
-    const free: unknown = typeof ops === "object" && ops !== null ? ops.free : undefined;
-    if (typeof free === "function") free.call(ops);
-    throw e;
-  }
-}
-
-/** The smallest page size in a bitmap (its lowest set bit); 0 for an empty bitmap. */
-function smallestPage(bitmap: number): number {
-  for (let s = 1; s <= bitmap; s *= 2) if (Math.floor(bitmap / s) % 2 === 1) return s;
-  return 0;
-}
-
-function attachClient(domain: IommuDomain, client: IommuClient): void {
-  const ops = client.iommu.ops;
-  withDeviceBorrow(clientStateOf(client), (dev) => {
-    if (domain.ops !== null) domain.ops.attachDev(dev, client.ids);
-    else if (domain.type === IOMMU_DOMAIN_IDENTITY) ops.attachIdentity?.(dev, client.ids);
-    else ops.attachBlocked?.(dev, client.ids);
-  });
-}
-
-/**
- * @internal Flushes and frees a domain that no group uses. The driver's `free` runs even
- * when the flush before it fails: the tables must not outlive the domain.
- */
-export function freeDomainNow(domain: IommuDomain): void {
-  if (domain.freed) return;
-  domain.freed = true;
-  try {
-    domain.cookie?.destroy();
-  } finally {
-    domain.ops?.free();
-  }
-}
-
-/**
- * @internal `iommu_release_device`: the device leaves its group (the group's default
- * domain is freed with its last device) and the IOMMU puts its reference. Every step runs
- * even if a driver callback before it throws; the first error is rethrown at the end.
- */
-export function iommuReleaseClient(client: IommuClient): void {
-  const iommu = client.iommu;
-  const st = clientStateOf(client);
-  const clients = iommuInternals.clients(iommu);
-  if (clients.get(st) !== client) return;
-  const group = client.group;
-  const members = groupMembers(group);
-  let first: unknown = null;
-  try {
-    const release = iommu.ops.releaseDevice;
-    if (iommu.registered && release !== undefined) {
-      withDeviceBorrow(st, (dev) => release(dev, client.ids));
-    }
-  } catch (e) {
-    first = e;
-  }
-  members.delete(st);
-  clients.delete(st);
-  if (members.size === 0) {
-    const cur = group.domain;
-    const def = group.defaultDomain;
-    if (cur !== null) cur.users--;
-    group.domain = null;
-    group.defaultDomain = null;
-    iommuInternals.groups(iommu).delete(group.key);
-    // The default domain dies with its group; a driver-managed domain the group was on
-    // stays allocated until its owner frees it.
-    if (def !== null) {
-      if (def !== cur) def.users = 0;
-      try {
-        freeDomainNow(def);
-      } catch (e) {
-        first ??= e;
-      }
-    }
-  }
-  clientInternals.putRef(client);
-  if (first !== null) throw first;
-}
-
-// ---------------------------------------------------------------------------------------
-// Looking a device up.
-
-/** @internal The IOMMU data of a configured device, or null. */
+/** @internal The IOMMU data in a device's slot (gone or not), or null. */
 export function clientOfState(st: DeviceState): IommuClient | null {
-  const c = st.dmaOps as { readonly iommuClient?: IommuClient | null } | null;
-  return c?.iommuClient ?? null;
-}
-
-function clientOf(where: string, dev: Device): IommuClient {
-  const st = deviceStateOf(checkDevice(where, dev));
-  const client = clientOfState(st);
-  if (client === null) {
-    throw new DevrefError(
-      "ENODEV",
-      `device '${st.name}' is not behind an IOMMU (no iommus reference, or dmaConfigure not called in probe)`,
-    );
-  }
-  return client;
-}
-
-/**
- * `iommu_get_domain_for_dev`: the domain `dev`'s group uses, or null without an IOMMU.
- *
- * **Errors:** `EINVAL` if `dev` is not a device; `ENODEV` for a revoked handle.
- */
-export function iommuGetDomainForDev(dev: Device): IommuDomain | null {
-  const st = deviceStateOf(checkDevice("iommu_get_domain_for_dev", dev));
-  return clientOfState(st)?.group.domain ?? null;
-}
-
-/**
- * `iommu_group_get`: the group of `dev`, or null without an IOMMU.
- *
- * **Errors:** as {@link iommuGetDomainForDev}.
- */
-export function iommuGroupGet(dev: Device): IommuGroup | null {
-  const st = deviceStateOf(checkDevice("iommu_group_get", dev));
-  return clientOfState(st)?.group ?? null;
-}
-
-/**
- * `device_iommu_capable`: asks the IOMMU that serves `dev` (its `capable` op). False without
- * an IOMMU or without the op.
- *
- * **Errors:** `EINVAL` for a non-device or an unknown capability.
- */
-export function deviceIommuCapable(dev: Device, cap: IommuCap): boolean {
-  const where = "device_iommu_capable";
-  const st = deviceStateOf(checkDevice(where, dev));
-  checkOneOf(where, "cap", cap, CAPS);
-  const client = clientOfState(st);
-  if (client === null) return false;
-  const fn = client.iommu.ops.capable;
-  if (fn === undefined) return false;
-  return withDeviceBorrow(clientStateOf(client), (d) => fn(d, cap)) === true;
-}
-
-// ---------------------------------------------------------------------------------------
-// Unmanaged domains and attach (§7.5).
-
-/**
- * `iommu_paging_domain_alloc(dev)`: a new UNMANAGED paging domain on `dev`'s IOMMU, for a
- * driver that manages its own IOVA space.
- *
- * **Errors:** `ENODEV` if `dev` is not behind an IOMMU; `EINVAL` for a non-device.
- */
-export function iommuPagingDomainAlloc(dev: Device<Bound>): IommuDomain {
-  const client = clientOf("iommu_paging_domain_alloc", dev);
-  return allocDomain(client.iommu, clientStateOf(client), IOMMU_DOMAIN_UNMANAGED);
+  const c = st.iommu;
+  return c instanceof IommuClient ? c : null;
 }
 
 /** @internal An IOMMU domain (checkInstance's test written out: it is on the unmap path). */
@@ -896,99 +569,6 @@ export function checkDomain(where: string, domain: unknown): IommuDomain {
     throw argumentError(where, "domain", "an IommuDomain", domain);
   }
   return domain;
-}
-
-/**
- * `iommu_attach_device`: attaches `dev`'s group to `domain`. Allowed only when `dev` is
- * alone in its group and the group is on its default domain.
- *
- * **Errors:** `EINVAL` if the group has other devices, if the domain is freed or belongs to
- * another IOMMU, or for a bad argument; `EBUSY` if the group is already on a non-default
- * domain, or if the device has live DMA-API mappings in its default domain.
- */
-export function iommuAttachDevice(domain: IommuDomain, dev: Device<Bound>): void {
-  const where = "iommu_attach_device";
-  checkDomain(where, domain);
-  const client = clientOf(where, dev);
-  const group = client.group;
-  if (group.size !== 1) {
-    throw new DevrefError(
-      "EINVAL",
-      `device '${client.device}' shares IOMMU group ${group.id} with ${group.deviceNames.filter((n) => n !== client.device).join(", ")}: ` +
-        "iommu_attach_device needs the device alone in its group; attach the whole group instead",
-    );
-  }
-  if (domain.freed || domain.iommu !== client.iommu) {
-    throw new DevrefError(
-      "EINVAL",
-      `domain is ${domain.freed ? "freed" : `on IOMMU '${domain.iommu.name}', not '${client.iommu.name}'`}`,
-    );
-  }
-  if (group.domain === domain) return;
-  if (group.domain !== group.defaultDomain) {
-    throw new DevrefError(
-      "EBUSY",
-      `IOMMU group ${group.id} is already attached to a ${iommuDomainTypeName(group.domain?.type ?? -1)} domain; detach it first`,
-    );
-  }
-  const st = clientStateOf(client);
-  const busy = (st.dmaOps as { readonly liveCount?: number } | null)?.liveCount ?? 0;
-  if (busy > 0) {
-    throw new DevrefError(
-      "EBUSY",
-      `device '${client.device}' has ${busy} live DMA-API mapping(s) in its default domain; unmap them first`,
-    );
-  }
-  attachClient(domain, client);
-  if (group.domain !== null) group.domain.users--;
-  group.domain = domain;
-  domain.users++;
-}
-
-/**
- * `iommu_detach_device`: returns `dev`'s group to its default domain.
- *
- * **Errors:** `EINVAL` if the device is not attached to `domain`, or for a bad argument.
- */
-export function iommuDetachDevice(domain: IommuDomain, dev: Device<Bound>): void {
-  const where = "iommu_detach_device";
-  checkDomain(where, domain);
-  const client = clientOf(where, dev);
-  const group = client.group;
-  if (group.domain !== domain) {
-    throw new DevrefError(
-      "EINVAL",
-      `device '${client.device}' is not attached to this domain (its group uses ${iommuDomainTypeName(group.domain?.type ?? -1)})`,
-    );
-  }
-  const def = group.defaultDomain!;
-  attachClient(def, client);
-  domain.users--;
-  group.domain = def;
-  def.users++;
-}
-
-/**
- * `iommu_domain_free`: frees a domain no group uses (the driver's tables go back). A second
- * call does nothing.
- *
- * **Errors:** `EBUSY` while a group is attached to it; `EINVAL` for a non-domain, or for a
- * group's default domain (it goes with its group; freeing it while the group sits on
- * another domain would leave the group nothing to return to).
- */
-export function iommuDomainFree(domain: IommuDomain): void {
-  checkDomain("iommu_domain_free", domain);
-  if (domain.users > 0) {
-    throw new DevrefError("EBUSY", "the domain is still attached; detach its devices first");
-  }
-  if (domain.isDefault) {
-    if (domain.freed) return;
-    throw new DevrefError(
-      "EINVAL",
-      "this is an IOMMU group's default domain: it is freed with its group, not by iommu_domain_free",
-    );
-  }
-  freeDomainNow(domain);
 }
 
 /** For messages of checks on IOTLB gathers. */

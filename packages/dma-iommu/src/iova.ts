@@ -15,6 +15,7 @@ import {
   describeValue,
   formatAddr,
   type Iova,
+  isPowerOfTwo,
 } from "@devref/raw-device";
 import { type DmaLogSink, IOVA_MAG_SIZE, IOVA_RANGE_CACHE_MAX_SIZE } from "./constants.js";
 import { FLAG_CACHED, FLAG_LIVE, FLAG_RESERVED, NIL, RangeList } from "./internal/range-list.js";
@@ -94,11 +95,6 @@ export interface IovaStats {
   readonly max32AllocSize: number;
 }
 
-/** Powers of two up to 2^30, which covers every granule. */
-function isPowerOfTwo(n: number): boolean {
-  return Number.isSafeInteger(n) && n > 0 && n <= 2 ** 30 && (n & (n - 1)) === 0;
-}
-
 /** `roundup_pow_of_two` for 1 … 2^52. */
 function roundupPow2(n: number): number {
   if (n <= 2 ** 30) return 2 ** (32 - Math.clz32(n - 1));
@@ -127,6 +123,7 @@ function bitsPer(x: number): number {
   return bits;
 }
 
+// module-state: a privileged-access slot, assigned once by IovaDomain's static block.
 let allocForChecked: (
   d: IovaDomain,
   size: number,
@@ -156,10 +153,6 @@ function checkPolicy(where: string, policy: IovaDevicePolicy): void {
   if (policy.apertureEnd !== undefined)
     checkInteger(where, "policy.apertureEnd", policy.apertureEnd, 0, Number.MAX_SAFE_INTEGER);
   if (policy.device !== undefined) checkString(where, "policy.device", policy.device);
-}
-
-function hex(n: number): string {
-  return `0x${n.toString(16)}`;
 }
 
 /**
@@ -270,7 +263,7 @@ export class IovaDomain {
       throw argumentError(
         where,
         "startPfn",
-        `a whole number ≥ 1 (IOVA 0 is never handed out) and ≤ ${hex(IOVA_MAX_PFN)}`,
+        `a whole number ≥ 1 (IOVA 0 is never handed out) and ≤ ${formatAddr(IOVA_MAX_PFN, 1)}`,
         startPfn,
       );
     }
@@ -383,8 +376,8 @@ export class IovaDomain {
       if ((t.flags[n]! & FLAG_CACHED) !== 0) {
         throw new DevrefError(
           "EBUSY",
-          `reserve_iova [${hex(pfnLo)}, ${hex(pfnHi)}] overlaps [${hex(t.lo[n]!)}, ` +
-            `${hex(t.hi[n]!)}], which a range cache holds: call flushRcaches() first`,
+          `reserve_iova [${formatAddr(pfnLo, 1)}, ${formatAddr(pfnHi, 1)}] overlaps [${formatAddr(t.lo[n]!, 1)}, ` +
+            `${formatAddr(t.hi[n]!, 1)}], which a range cache holds: call flushRcaches() first`,
         );
       }
     }
@@ -468,8 +461,8 @@ export class IovaDomain {
     if (t.lo[node] !== pfn || !this.#sizeMatches(size, rangeSize)) {
       throw new DevrefError(
         "EINVAL",
-        `free_iova_fast(${hex(pfn)}, ${describeValue(size)}): the range there is ` +
-          `[${hex(t.lo[node]!)}, ${hex(t.hi[node]!)}] (${rangeSize} pfns): pass the start pfn ` +
+        `free_iova_fast(${formatAddr(pfn, 1)}, ${describeValue(size)}): the range there is ` +
+          `[${formatAddr(t.lo[node]!, 1)}, ${formatAddr(t.hi[node]!, 1)}] (${rangeSize} pfns): pass the start pfn ` +
           "and the size that was allocated",
       );
     }
@@ -568,7 +561,7 @@ export class IovaDomain {
         `${policy.device ?? "device"}: no free IOVA range of ${granules} granule(s) ` +
           `(${size} bytes, granule ${this.granule}) at or below ${formatAddr(limit)}: ` +
           `${stats.ranges} range(s) cover ${stats.pfns} pfns from start pfn ` +
-          `${hex(this.startPfn)}; unmap buffers that are no longer in use or raise the ` +
+          `${formatAddr(this.startPfn, 1)}; unmap buffers that are no longer in use or raise the ` +
           "device's DMA mask",
         {
           details: {
@@ -675,7 +668,7 @@ export class IovaDomain {
     if (node === NIL || node === this.anchor) {
       throw new DevrefError(
         "EINVAL",
-        `${what}: pfn ${Number.isSafeInteger(pfn) ? hex(pfn) : describeValue(pfn)} is not in any ` +
+        `${what}: pfn ${Number.isSafeInteger(pfn) ? formatAddr(pfn, 1) : describeValue(pfn)} is not in any ` +
           "allocated IOVA range: it was never allocated, or it was already freed",
       );
     }
@@ -683,14 +676,14 @@ export class IovaDomain {
     if ((flags & FLAG_CACHED) !== 0) {
       throw new DevrefError(
         "EINVAL",
-        `${what}: the range at pfn ${hex(this.tree.lo[node]!)} was already freed (it is in the ` +
+        `${what}: the range at pfn ${formatAddr(this.tree.lo[node]!, 1)} was already freed (it is in the ` +
           "IOVA range cache): free each allocation once",
       );
     }
     if ((flags & FLAG_RESERVED) !== 0) {
       throw new DevrefError(
         "EINVAL",
-        `${what}: the range [${hex(this.tree.lo[node]!)}, ${hex(this.tree.hi[node]!)}] is ` +
+        `${what}: the range [${formatAddr(this.tree.lo[node]!, 1)}, ${formatAddr(this.tree.hi[node]!, 1)}] is ` +
           "reserved (reserve_iova) and stays reserved for the life of the domain",
       );
     }

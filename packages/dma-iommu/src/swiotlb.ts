@@ -13,6 +13,7 @@ import {
   type DmaAddr,
   describeValue,
   formatAddr,
+  isPowerOfTwo,
   type PhysAddr,
   type PhysicalMemory,
 } from "@devref/raw-device";
@@ -300,7 +301,7 @@ export class SwiotlbPool {
       checkInteger(where, "options.dmaMask", options.dmaMask, 0, Number.MAX_SAFE_INTEGER);
     if (boundary !== undefined && boundary !== Number.MAX_SAFE_INTEGER) {
       checkInteger(where, "options.segmentBoundaryMask", boundary, 0, Number.MAX_SAFE_INTEGER);
-      if (!Number.isInteger(Math.log2(boundary + 1))) {
+      if (!isPowerOfTwo(boundary + 1)) {
         throw argumentError(where, "options.segmentBoundaryMask", "of the form 2^k − 1", boundary);
       }
       if (boundary < SLOT_MASK) {

@@ -17,12 +17,16 @@ import {
   DevrefError,
   formatAddr,
   type PhysAddr,
+  type PhysAllocator,
+  type PhysicalMemory,
   SparseMemory,
 } from "@devref/raw-device";
-import type { DmaSystemAudit } from "./audit.js";
+import type { DmaSystemAudit, DmaUnbindReport } from "./audit.js";
+import { layerConfigure, layerDeconfigure, layerQuiesce } from "./configure.js";
 import type { DmaLogSink } from "./constants.js";
 import { IO_TLB_DEFAULT_SIZE, IO_TLB_SIZE } from "./constants.js";
 import type { IommuDevice, IommuDomain } from "./iommu.js";
+import { DmaRam, type DmaRamUse, IommuPages, RAM_BLOCK, RAM_USES, ramBlockOf } from "./ram.js";
 import { SwiotlbPool } from "./swiotlb.js";
 
 /** A memory region: physical base and length in bytes. */
@@ -33,17 +37,30 @@ export interface DmaRegion {
 
 /** What a {@link DmaSystem} is built from. Every field has a default. */
 export interface DmaSystemOptions {
-  /** Size of the physical address space; default 2^40. */
+  /**
+   * The physical memory CPU and devices share (a simulator's, say). Default a new
+   * `SparseMemory` of `memorySize` bytes.
+   */
+  readonly memory?: PhysicalMemory;
+  /** Size of the physical address space when the system makes its memory; default 2^40. */
   readonly memorySize?: number;
-  /** RAM below 4 GiB (the kernel's ZONE_DMA32); default 1 GiB at 0x8000_0000. */
+  /**
+   * The RAM allocator(s) over `memory` the DMA layer takes buffers, coherent memory, IOMMU
+   * page tables and (without a `swiotlb.base`) the bounce pool from, tried in order: a
+   * block outside a device's reach goes back and the next allocator is asked (the kernel's
+   * retry in a lower zone). Default two buddy allocators over `highRam` and `lowRam`.
+   */
+  readonly ram?: PhysAllocator | readonly PhysAllocator[];
+  /** RAM below 4 GiB (the kernel's ZONE_DMA32) when the system makes its RAM; default 1 GiB at 0x8000_0000. */
   readonly lowRam?: DmaRegion;
-  /** RAM above 4 GiB (ZONE_NORMAL); default 4 GiB at 0x8_0000_0000. */
+  /** RAM above 4 GiB (ZONE_NORMAL) when the system makes its RAM; default 4 GiB at 0x8_0000_0000. */
   readonly highRam?: DmaRegion;
   /**
-   * The default swiotlb pool, placed low as the kernel does (memblock below 4 GiB); default
-   * 64 MiB (`IO_TLB_DEFAULT_SIZE`) at 0x4000_0000. `nslabs` is in 2 KiB slots.
+   * The default swiotlb pool of `nslabs` 2 KiB slots (default 64 MiB, `IO_TLB_DEFAULT_SIZE`).
+   * Placed at `base` when given; else taken from the caller's `ram` (below 4 GiB when it
+   * can, as the kernel's memblock allocation), or at 0x4000_0000 beside the system's own RAM.
    */
-  readonly swiotlb?: { readonly base: number; readonly nslabs: number };
+  readonly swiotlb?: { readonly base?: number; readonly nslabs: number };
   /**
    * `swiotlb=force`: every dma-direct mapping bounces (confidential-computing guests).
    * Default false.
@@ -74,23 +91,8 @@ export interface DmaSystemOptions {
   readonly machine?: Machine;
 }
 
-/** @internal What mapping.ts plugs in for the machine's DMA layer hooks. */
-export interface DmaLayerHooks {
-  configure(system: DmaSystem, st: DeviceState): void;
-  quiesce(st: DeviceState): void;
-  deconfigure(st: DeviceState): void;
-}
-
-let layerHooks: DmaLayerHooks | null = null;
-
-/** @internal */
-export function setDmaLayerHooks(hooks: DmaLayerHooks): void {
-  layerHooks = hooks;
-}
-
 const GiB = 2 ** 30;
-/** The block size of the RAM allocators, and the alignment of every buffer. */
-const RAM_BLOCK = 4096;
+const FOUR_GIB = 2 ** 32;
 
 /**
  * @internal What the system asks of each configured device when a buffer goes back to RAM:
@@ -122,7 +124,17 @@ export interface DmaUserAudit {
   readonly problems: readonly string[];
 }
 
-let usersOf: (s: DmaSystem) => Set<DmaMemoryUser>;
+/** @internal What the package reaches inside a system. */
+export interface DmaSystemInternals {
+  readonly ram: DmaRam;
+  /** Configured devices, asked to drop their mappings of memory being freed. */
+  readonly users: Set<DmaMemoryUser>;
+  /** Paging domains allocated and not yet freed (their tables are in `iommu-pages`). */
+  pagingDomains: number;
+}
+
+// module-state: a privileged-access slot, assigned once by DmaSystem's static block.
+let internalsOf: (s: DmaSystem) => DmaSystemInternals;
 
 function checkRegion(where: string, param: string, r: DmaRegion): DmaRegion {
   checkObject(where, param, r);
@@ -131,33 +143,53 @@ function checkRegion(where: string, param: string, r: DmaRegion): DmaRegion {
   return r;
 }
 
+function checkAllocators(
+  where: string,
+  ram: PhysAllocator | readonly PhysAllocator[],
+): readonly PhysAllocator[] {
+  const list: readonly PhysAllocator[] = Array.isArray(ram) ? ram : [ram];
+  if (list.length === 0) {
+    throw new DevrefError("EINVAL", `${where}: options.ram must name at least one allocator`);
+  }
+  return list.map((alloc, i) => {
+    const p = Array.isArray(ram) ? `options.ram[${i}]` : "options.ram";
+    checkObject(where, p, alloc);
+    checkCallback(where, `${p}.alloc`, alloc.alloc);
+    checkCallback(where, `${p}.free`, alloc.free);
+    checkObject(where, `${p}.memory`, alloc.memory);
+    return alloc;
+  });
+}
+
 /**
- * One machine's DMA world: physical memory, the RAM allocators, the default swiotlb pool
- * and the registered IOMMUs. An explicit object, not a global, so that two systems (two
- * tests) never see each other's state.
+ * One machine's DMA world: physical memory, the RAM the DMA layer allocates from, the
+ * default swiotlb pool, memory for IOMMU page tables, and the registered IOMMUs. An explicit
+ * object, not a global, so that two systems (two tests, two simulated SoCs) never see each
+ * other's state. A simulator hands over its own memory and RAM allocator.
  *
- * Devices join a system when their probe calls `dmaConfigure(system, dev)` — the kernel's
- * `really_probe` → `bus->dma_configure` step.
+ * **Invariants:** the swiotlb pool and every RAM allocator lie in `memory`; the pool does
+ * not overlap RAM the system made itself; every block of RAM the system holds is recorded
+ * with its use (buffer, coherent, swiotlb, iommu-pages); `iommus` holds only registered
+ * IOMMUs.
  *
- * **Invariants:** the swiotlb pool and both RAM regions lie inside `memory` and do not
- * overlap; `iommus` holds only registered IOMMUs.
- *
- * **Errors:** the constructor throws `EINVAL` for regions that overlap or leave memory.
+ * **Errors:** the constructor throws `EINVAL` for a bad option, regions that overlap or
+ * leave memory, or an allocator over another memory; `ENOMEM` when the pool does not fit
+ * in the caller's RAM; `EEXIST` for a machine that has a DMA layer.
  *
  * @example
  * ```ts
- * const system = new DmaSystem();
- * const buf = system.allocBuffer(4096, "high"); // RAM above 4 GiB, for a test buffer
+ * const system = new DmaSystem({ machine: soc.machine, memory: soc.memory, ram: soc.ram });
+ * const buf = system.allocBuffer(4096); // RAM of the SoC, for a test buffer
  * system.memory.write32(buf, 0xdead_beef);
  * ```
  */
 export class DmaSystem {
   /** Physical memory as CPU and devices see it (no DMA offsets: phys_to_dma is identity). */
-  readonly memory: SparseMemory;
-  /** RAM below 4 GiB. */
-  readonly lowRam: BuddyAllocator;
-  /** RAM above 4 GiB. */
-  readonly highRam: BuddyAllocator;
+  readonly memory: PhysicalMemory;
+  /** The RAM allocators, in the order they are tried. */
+  readonly ram: readonly PhysAllocator[];
+  /** Memory for IOMMU page tables (`iommu_alloc_pages`): give it to io-pgtable. */
+  readonly iommuPages: IommuPages;
   /** The default swiotlb pool. */
   readonly swiotlb: SwiotlbPool;
   /** `swiotlb=force`. */
@@ -173,33 +205,62 @@ export class DmaSystem {
   readonly warn: DmaLogSink | undefined;
   /** The machine this system is the DMA layer of, or null. */
   readonly machine: Machine | null;
-  /** Unbind reports that found leaks (see `dmaUnbindReports`). */
-  readonly leakReports: import("./audit.js").DmaUnbindReport[] = [];
+  /** Unbind reports that found leaks. */
+  readonly leakReports: DmaUnbindReport[] = [];
   /** @internal Group ids, unique per system. */
   nextGroupId = 0;
-  /** Configured devices, asked to drop their mappings of memory being freed. */
-  readonly #users: Set<DmaMemoryUser> = new Set();
-  /** Live buffers from allocBuffer: start → block size. */
-  private readonly buffers: Map<number, number> = new Map();
+  readonly #internals: DmaSystemInternals;
+  /** Whether the system made its allocators (so their totals are all its own). */
+  readonly #ownsRam: boolean;
+  /** One past the last byte of RAM (for `dma_direct_supported`). */
+  readonly #ramEnd: number;
 
   constructor(options: DmaSystemOptions = {}) {
     const where = "new DmaSystem";
     checkObject(where, "options", options);
-    const memorySize =
-      options.memorySize === undefined
-        ? 2 ** 40
-        : checkSize(where, "options.memorySize", options.memorySize, 1, 2 ** 52);
-    const low =
-      options.lowRam === undefined
-        ? { base: 0x8000_0000, size: GiB }
-        : checkRegion(where, "options.lowRam", options.lowRam);
-    const high =
-      options.highRam === undefined
-        ? { base: 0x8_0000_0000, size: 4 * GiB }
-        : checkRegion(where, "options.highRam", options.highRam);
+    if (options.memory !== undefined && options.memorySize !== undefined) {
+      throw new DevrefError(
+        "EINVAL",
+        `${where}: give options.memory or options.memorySize, not both`,
+      );
+    }
+    if (
+      options.ram !== undefined &&
+      (options.lowRam !== undefined || options.highRam !== undefined)
+    ) {
+      throw new DevrefError(
+        "EINVAL",
+        `${where}: options.lowRam/highRam describe RAM the system makes itself; with options.ram give neither`,
+      );
+    }
+    const given = options.ram === undefined ? null : checkAllocators(where, options.ram);
+    let memory: PhysicalMemory;
+    if (options.memory !== undefined) {
+      checkObject(where, "options.memory", options.memory);
+      checkCallback(where, "options.memory.readBytes", options.memory.readBytes);
+      checkCallback(where, "options.memory.writeBytes", options.memory.writeBytes);
+      checkCallback(where, "options.memory.zero", options.memory.zero);
+      checkSize(where, "options.memory.size", options.memory.size, 1, 2 ** 52);
+      memory = options.memory;
+    } else if (given !== null) {
+      memory = given[0]!.memory;
+    } else {
+      const size =
+        options.memorySize === undefined
+          ? 2 ** 40
+          : checkSize(where, "options.memorySize", options.memorySize, 1, 2 ** 52);
+      memory = new SparseMemory(size);
+    }
+    if (given?.some((a) => a.memory !== memory)) {
+      throw new DevrefError(
+        "EINVAL",
+        `${where}: every RAM allocator must hand out blocks of options.memory (the memory devices reach)`,
+      );
+    }
     if (options.swiotlb !== undefined) {
       checkObject(where, "options.swiotlb", options.swiotlb);
-      checkAddress(where, "options.swiotlb.base", options.swiotlb.base);
+      if (options.swiotlb.base !== undefined)
+        checkAddress(where, "options.swiotlb.base", options.swiotlb.base);
       checkCount(where, "options.swiotlb.nslabs", options.swiotlb.nslabs, 1, 2 ** 20);
     }
     if (options.swiotlbForce !== undefined)
@@ -224,55 +285,67 @@ export class DmaSystem {
         `machine '${machine.name}' already has a DMA layer: one DmaSystem per machine`,
       );
     }
-    const tlb = options.swiotlb ?? { base: 0x4000_0000, nslabs: IO_TLB_DEFAULT_SIZE / IO_TLB_SIZE };
-    const regions: [string, number, number][] = [
-      ["lowRam", low.base, low.size],
-      ["highRam", high.base, high.size],
-      ["swiotlb", tlb.base, tlb.nslabs * IO_TLB_SIZE],
-    ];
-    for (const [name, base, size] of regions) {
-      if (!(Number.isSafeInteger(base) && Number.isSafeInteger(size) && base >= 0 && size > 0)) {
+    const nslabs = options.swiotlb?.nslabs ?? IO_TLB_DEFAULT_SIZE / IO_TLB_SIZE;
+    let allocators: readonly PhysAllocator[];
+    let poolBase = options.swiotlb?.base;
+    if (given === null) {
+      const low =
+        options.lowRam === undefined
+          ? { base: 0x8000_0000, size: GiB }
+          : checkRegion(where, "options.lowRam", options.lowRam);
+      const high =
+        options.highRam === undefined
+          ? { base: 0x8_0000_0000, size: 4 * GiB }
+          : checkRegion(where, "options.highRam", options.highRam);
+      poolBase ??= 0x4000_0000;
+      checkLayout(memory.size, [
+        ["lowRam", low.base, low.size],
+        ["highRam", high.base, high.size],
+        ["swiotlb", poolBase, nslabs * IO_TLB_SIZE],
+      ]);
+      allocators = [
+        new BuddyAllocator(memory, high.base, high.size, RAM_BLOCK),
+        new BuddyAllocator(memory, low.base, low.size, RAM_BLOCK),
+      ];
+    } else {
+      allocators = given;
+    }
+    const ram = new DmaRam(memory, allocators);
+    if (poolBase === undefined) {
+      // From the caller's RAM, low when it can be (swiotlb_init's memblock_alloc_low).
+      const block = ramBlockOf(nslabs * IO_TLB_SIZE);
+      const pa =
+        ram.alloc(block, block, 0, FOUR_GIB - 1, "swiotlb") ??
+        ram.alloc(block, block, 0, Number.MAX_SAFE_INTEGER, "swiotlb");
+      if (pa === null) {
         throw new DevrefError(
-          "EINVAL",
-          `DMA system region ${name} must have a whole base and size`,
+          "ENOMEM",
+          `${where}: no ${block} bytes of RAM for the swiotlb pool of ${nslabs} slots: give options.swiotlb a smaller nslabs or a base`,
         );
       }
-      if (base + size > memorySize) {
-        throw new DevrefError(
-          "EINVAL",
-          `DMA system region ${name} [${formatAddr(base)}, ${formatAddr(base + size)}) leaves ` +
-            `memory of ${formatAddr(memorySize)} bytes: enlarge memorySize or move the region`,
-        );
-      }
+      poolBase = pa;
     }
-    for (let i = 0; i < regions.length; i++) {
-      for (let j = i + 1; j < regions.length; j++) {
-        const [a, ab, as] = regions[i]!;
-        const [b, bb, bs] = regions[j]!;
-        if (ab < bb + bs && bb < ab + as) {
-          throw new DevrefError("EINVAL", `DMA system regions ${a} and ${b} overlap: move one`);
-        }
-      }
-    }
-    this.memory = new SparseMemory(memorySize);
-    this.lowRam = new BuddyAllocator(this.memory, low.base, low.size, RAM_BLOCK);
-    this.highRam = new BuddyAllocator(this.memory, high.base, high.size, RAM_BLOCK);
+    this.memory = memory;
+    this.ram = allocators;
+    this.#ownsRam = given === null;
+    this.#internals = { ram, users: new Set(), pagingDomains: 0 };
+    this.#ramEnd = ramEndOf(memory, allocators);
+    this.iommuPages = new IommuPages(ram);
     this.warn = options.warn;
-    this.swiotlb = new SwiotlbPool(this.memory, {
-      base: tlb.base,
-      nslabs: tlb.nslabs,
+    this.swiotlb = new SwiotlbPool(memory, {
+      base: poolBase,
+      nslabs,
       ...(options.warn === undefined ? {} : { warn: options.warn }),
     });
     this.swiotlbForce = options.swiotlbForce ?? false;
-    const zoneBits = options.zoneDmaBits ?? 32;
-    this.zoneDmaLimit = 2 ** zoneBits - 1;
+    this.zoneDmaLimit = 2 ** (options.zoneDmaBits ?? 32) - 1;
     this.iommuDefaultDomain = options.iommuDefaultDomain ?? "strict";
     this.iommuPassthrough = options.iommuPassthrough ?? false;
     this.machine = machine;
     if (machine !== null) machine.dma = this.#layer();
   }
 
-  /** The machine's DMA layer hooks, calling into this system. */
+  /** The machine's DMA layer, calling into this system. */
   #layer(): DmaLayer {
     const system = this;
     const quietly = (st: DeviceState, what: string, fn: () => void): void => {
@@ -284,13 +357,13 @@ export class DmaSystem {
     };
     return {
       configure(st: DeviceState): void {
-        layerHooks?.configure(system, st);
+        layerConfigure(system, st);
       },
       quiesce(st: DeviceState): void {
-        quietly(st, "quiescing DMA at the end of the binding", () => layerHooks?.quiesce(st));
+        quietly(st, "quiescing DMA at the end of the binding", () => layerQuiesce(st));
       },
       deconfigure(st: DeviceState): void {
-        quietly(st, "tearing DMA down", () => layerHooks?.deconfigure(st));
+        quietly(st, "tearing DMA down", () => layerDeconfigure(st));
       },
     };
   }
@@ -300,27 +373,33 @@ export class DmaSystem {
    * page and the end of the lowest DMA zone.
    */
   get minDirectMask(): number {
-    const ramEnd = Math.max(
-      this.lowRam.base + this.lowRam.length,
-      this.highRam.base + this.highRam.length,
-    );
-    return Math.min(this.zoneDmaLimit, ramEnd - 4096);
+    return Math.min(this.zoneDmaLimit, this.#ramEnd - 4096);
   }
 
   /**
    * Allocates a zeroed, page-aligned buffer for tests and example drivers: `"high"` RAM
-   * (above 4 GiB, what a 32-bit device cannot reach) or `"low"` RAM. The block is rounded up
-   * to a power of two of at least 4 KiB.
+   * (above 4 GiB, what a 32-bit device cannot reach, when the system has any; else any RAM)
+   * or `"low"` RAM (below 4 GiB). The block is rounded up to a power of two of at least 4 KiB.
    *
-   * **Errors:** `ENOMEM` when the region is full; `EINVAL` for a bad size or region name.
+   * **Errors:** `ENOMEM` when no such RAM is free; `EINVAL` for a bad size or region name.
    */
   allocBuffer(size: number, where: "low" | "high" = "high"): PhysAddr {
     const fn = "DmaSystem.allocBuffer";
     checkSize(fn, "size", size, 1, 2 ** 52);
     checkOneOf(fn, "where", where, ["low", "high"]);
-    const block = blockOf(size);
-    const pa = (where === "high" ? this.highRam : this.lowRam).alloc(block, RAM_BLOCK);
-    this.buffers.set(pa, block);
+    const block = ramBlockOf(size);
+    const ram = this.#internals.ram;
+    const pa =
+      where === "low"
+        ? ram.alloc(block, RAM_BLOCK, 0, FOUR_GIB - 1, "buffer")
+        : (ram.alloc(block, RAM_BLOCK, FOUR_GIB, Number.MAX_SAFE_INTEGER, "buffer") ??
+          ram.alloc(block, RAM_BLOCK, 0, Number.MAX_SAFE_INTEGER, "buffer"));
+    if (pa === null) {
+      throw new DevrefError(
+        "ENOMEM",
+        `${fn}(${size}, "${where}"): no free ${where === "low" ? "RAM below 4 GiB" : "RAM"} of ${block} bytes`,
+      );
+    }
     return pa;
   }
 
@@ -337,33 +416,54 @@ export class DmaSystem {
     const fn = "DmaSystem.freeBuffer";
     checkAddress(fn, "pa", pa);
     checkSize(fn, "size", size, 1, 2 ** 52);
-    const block = this.buffers.get(pa);
+    const ram = this.#internals.ram;
+    const block = ram.sizeAt(pa, "buffer");
     if (block === undefined) {
       throw new DevrefError(
         "EINVAL",
         `${fn}(${formatAddr(pa, 1)}): no buffer from allocBuffer starts there (never allocated, or freed already)`,
       );
     }
-    if (blockOf(size) !== block) {
+    if (ramBlockOf(size) !== block) {
       throw new DevrefError(
         "EINVAL",
         `${fn}(${formatAddr(pa, 1)}, ${size}): the buffer there was allocated with a size that rounds to ${block} bytes; pass that size`,
       );
     }
-    for (const u of this.#users) u.dropMappingsOf(pa, block);
-    this.buffers.delete(pa);
-    (pa >= this.highRam.base && pa < this.highRam.base + this.highRam.length
-      ? this.highRam
-      : this.lowRam
-    ).free(pa, block);
+    for (const u of [...this.#internals.users]) u.dropMappingsOf(pa, block);
+    ram.free(pa);
+  }
+
+  /**
+   * What the system's RAM holding all of `[pa, pa + size)` is in use for — a `"buffer"`, a
+   * `"coherent"` allocation, the `"swiotlb"` pool or `"iommu-pages"` — or null when no live
+   * block holds it (freed memory, or memory the system never handed out). A device model
+   * asks before each DMA access, so a use after free is caught where it happens.
+   *
+   * **Errors:** `EINVAL` for an address or size that is not a whole number.
+   *
+   * @example
+   * ```ts
+   * if (system.ramUseOf(pa, 64) === null) throw new Error("DMA into freed memory");
+   * ```
+   */
+  ramUseOf(pa: number, size = 1): DmaRamUse | null {
+    checkAddress("DmaSystem.ramUseOf", "pa", pa);
+    checkSize("DmaSystem.ramUseOf", "size", size, 1, 2 ** 52);
+    const use = this.#internals.ram.useOf(pa, size);
+    if (use !== null) return use;
+    const pool = this.swiotlb;
+    return pa >= pool.base && pa + size <= pool.base + pool.nslabs * IO_TLB_SIZE ? "swiotlb" : null;
   }
 
   /**
    * Checks that every resource the DMA layer hands out is held by exactly the bookkeeping
-   * that will give it back: RAM in use is the live buffers plus the coherent blocks; the
-   * swiotlb slots in use are the devices' bounced mappings; each DMA domain's allocated IOVA
-   * space is its devices' mappings plus its flush queue; each device's live count matches
-   * its lists. Counts only what went through this system's APIs.
+   * that will give it back: the RAM the system holds is its buffers, the devices' coherent
+   * blocks, the pool and the IOMMU page tables (and, for RAM the system made, all its
+   * allocators hand out); table pages are held only while a paging domain lives; the swiotlb
+   * slots in use are the devices' bounced mappings; each DMA domain's allocated IOVA space
+   * is its devices' mappings plus its flush queue; each device's live count matches its
+   * lists. Counts only what went through this system's APIs.
    *
    * @example
    * ```ts
@@ -373,14 +473,13 @@ export class DmaSystem {
    */
   audit(): DmaSystemAudit {
     const problems: string[] = [];
-    let bufferBytes = 0;
-    for (const b of this.buffers.values()) bufferBytes += b;
+    const { ram, users, pagingDomains } = this.#internals;
     let coherentBytes = 0;
     let slots = 0;
     let bounceMappings = 0;
     let live = 0;
     const iovaOf = new Map<IommuDomain, number>();
-    for (const u of this.#users) {
+    for (const u of users) {
       const a = u.auditUsage();
       coherentBytes += a.coherentBytes;
       slots += a.bounceSlots;
@@ -389,10 +488,25 @@ export class DmaSystem {
       for (const [dom, bytes] of a.iova) iovaOf.set(dom, (iovaOf.get(dom) ?? 0) + bytes);
       problems.push(...a.problems);
     }
-    const ramInUse = this.lowRam.bytesInUse + this.highRam.bytesInUse;
-    if (ramInUse !== bufferBytes + coherentBytes) {
+    const ramInUse = ram.total;
+    if (this.#ownsRam) {
+      let handedOut = 0;
+      for (const a of this.ram) handedOut += a.bytesInUse;
+      if (handedOut !== ramInUse) {
+        problems.push(
+          `RAM: the allocators hand out ${handedOut} bytes, but the system holds ${ramInUse}`,
+        );
+      }
+    }
+    if (ram.bytes("coherent") !== coherentBytes) {
       problems.push(
-        `RAM: ${ramInUse} bytes in use, but buffers hold ${bufferBytes} and coherent allocations ${coherentBytes}`,
+        `RAM: ${ram.bytes("coherent")} bytes held for coherent allocations, but devices list ${coherentBytes}`,
+      );
+    }
+    const tableBytes = ram.bytes("iommu-pages");
+    if (pagingDomains === 0 && tableBytes > 0) {
+      problems.push(
+        `RAM: ${tableBytes} bytes of IOMMU page tables held with no paging domain alive`,
       );
     }
     const pool = this.swiotlb.stats();
@@ -420,31 +534,65 @@ export class DmaSystem {
         }
       }
     }
+    const byUse: Record<DmaRamUse, number> = {
+      buffer: 0,
+      coherent: 0,
+      swiotlb: 0,
+      "iommu-pages": 0,
+    };
+    for (const u of RAM_USES) byUse[u] = ram.bytes(u);
     return {
       ok: problems.length === 0,
       problems,
       ramInUse,
-      bufferBytes,
-      coherentBytes,
+      ramByUse: byUse,
+      bufferBytes: byUse.buffer,
+      coherentBytes: byUse.coherent,
+      iommuPageBytes: tableBytes,
       bounceSlots: pool.usedSlots,
       liveMappings: live,
       iovaBytes,
+      pagingDomains,
     };
   }
 
   static {
-    usersOf = (s) => s.#users;
+    internalsOf = (s) => s.#internals;
   }
 }
 
-/** @internal The devices configured on `system` (the package's business only). */
-export function dmaMemoryUsers(system: DmaSystem): Set<DmaMemoryUser> {
-  return usersOf(system);
+/** @internal The parts of `system` only the package reaches. */
+export function dmaSystemInternals(system: DmaSystem): DmaSystemInternals {
+  return internalsOf(system);
 }
 
-/** The allocator block behind a buffer of `size` bytes. */
-function blockOf(size: number): number {
-  let block = RAM_BLOCK;
-  while (block < size) block *= 2;
-  return block;
+/** Fails for default regions that leave memory or overlap. */
+function checkLayout(memorySize: number, regions: readonly [string, number, number][]): void {
+  for (const [name, base, size] of regions) {
+    if (base + size > memorySize) {
+      throw new DevrefError(
+        "EINVAL",
+        `DMA system region ${name} [${formatAddr(base)}, ${formatAddr(base + size)}) leaves ` +
+          `memory of ${formatAddr(memorySize)} bytes: enlarge memorySize or move the region`,
+      );
+    }
+  }
+  for (let i = 0; i < regions.length; i++) {
+    for (let j = i + 1; j < regions.length; j++) {
+      const [a, ab, as] = regions[i]!;
+      const [b, bb, bs] = regions[j]!;
+      if (ab < bb + bs && bb < ab + as) {
+        throw new DevrefError("EINVAL", `DMA system regions ${a} and ${b} overlap: move one`);
+      }
+    }
+  }
+}
+
+/** One past the last RAM byte: a buddy allocator's region end, else the end of memory. */
+function ramEndOf(memory: PhysicalMemory, allocators: readonly PhysAllocator[]): number {
+  let end = 0;
+  for (const a of allocators) {
+    end = Math.max(end, a instanceof BuddyAllocator ? a.base + a.length : memory.size);
+  }
+  return end;
 }

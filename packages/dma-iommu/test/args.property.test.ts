@@ -20,9 +20,10 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { CoherentAllocation } from "../src/coherent.js";
 import { DmaIommuCookie, FlushQueue } from "../src/dma-iommu.js";
+import { DeviceDma } from "../src/dma-state.js";
 import * as api from "../src/index.js";
 import { IommuClient, IommuDevice, IommuDomain, IommuGroup } from "../src/iommu.js";
-import { DeviceDma } from "../src/mapping.js";
+import { IommuPages } from "../src/ram.js";
 import {
   addDevice,
   addTestIommu,
@@ -83,7 +84,11 @@ interface Ctx {
   readonly bounces: { orig: PhysAddr; bounce: PhysAddr; size: number; dir: api.DmaDirection }[];
   readonly stale: Device;
   /** What successful calls created, given back at teardown. */
-  readonly made: { domains: api.IommuDomain[]; buffers: [PhysAddr, number][] };
+  readonly made: {
+    domains: api.IommuDomain[];
+    buffers: [PhysAddr, number][];
+    pages: [PhysAddr, number][];
+  };
 }
 
 let ctxCount = 0;
@@ -183,7 +188,7 @@ function makeCtx(): Ctx {
     pool,
     bounces,
     stale,
-    made: { domains: [], buffers: [] },
+    made: { domains: [], buffers: [], pages: [] },
   };
 }
 
@@ -236,7 +241,7 @@ function snapshot(ctx: Ctx): string {
     DEV_KEYS.map((k) => refcountOf(ctx.devs[k].ref)),
     [refcountOf(ctx.mmu.ref), refcountOf(ctx.fqmmu.ref)],
     [pool.usedSlots, pool.mappings],
-    [sys.lowRam.bytesInUse, sys.highRam.bytesInUse],
+    sys.audit().ramByUse,
     [...sys.iommus.keys()],
     domainsOf(ctx).map((d) =>
       d.freed ? "freed" : (d.cookie?.iovad.ranges().filter((r) => !r.cached) ?? d.type),
@@ -283,8 +288,9 @@ function teardown(ctx: Ctx): void {
       // freed by the case itself
     }
   }
+  for (const [pa, size] of ctx.made.pages) sys.iommuPages.free(pa, size);
   expect(sys.audit().problems).toEqual([]);
-  expect(sys.lowRam.bytesInUse + sys.highRam.bytesInUse).toBe(0);
+  expect(sys.audit().ramInUse).toBe(0);
   expect(sys.swiotlb.stats().usedSlots).toBe(0);
   expect(ctx.mmu.pages.bytesInUse).toBe(0);
   expect(ctx.fqmmu.pages.bytesInUse).toBe(0);
@@ -851,6 +857,7 @@ const METHODS: ReadonlyMap<abstract new (...a: never[]) => unknown, MethodCases>
             fc.constantFrom(4096, 1 << 16),
           ],
           audit: none,
+          ramUseOf: (c) => [pa(c), size()],
         }),
         allocBuffer: {
           args: () => [fc.integer({ min: 1, max: 1 << 20 }), fc.constantFrom("low", "high")],
@@ -858,6 +865,33 @@ const METHODS: ReadonlyMap<abstract new (...a: never[]) => unknown, MethodCases>
             const b = c.env.system.allocBuffer(a[0] as never, a[1] as never);
             c.made.buffers.push([b, a[0] as number]);
             return b;
+          },
+        },
+      },
+    },
+  ],
+  [
+    IommuPages,
+    {
+      self: (c) => c.env.system.iommuPages,
+      cases: {
+        alloc: {
+          args: () => [fc.constantFrom(4096, 16384), fc.constantFrom(1, 4096, 16384)],
+          call: (c, a) => {
+            const pa = c.env.system.iommuPages.alloc(a[0] as never, a[1] as never);
+            c.made.pages.push([pa, a[0] as number]);
+            return pa;
+          },
+        },
+        free: {
+          args: (c) => [
+            fc.constantFrom(...c.made.pages.map((p) => p[0]), c.high),
+            fc.constantFrom(4096, 16384),
+          ],
+          call: (c, a) => {
+            c.env.system.iommuPages.free(a[0] as never, a[1] as never);
+            const i = c.made.pages.findIndex((p) => p[0] === a[0]);
+            if (i >= 0) c.made.pages.splice(i, 1);
           },
         },
       },
@@ -924,7 +958,7 @@ const METHODS: ReadonlyMap<abstract new (...a: never[]) => unknown, MethodCases>
   ],
   [IommuDomain, { self: (c) => c.un, cases: {} }],
   [IommuGroup, { self: (c) => api.iommuGroupGet(c.devs.behind.ref)!, cases: {} }],
-  [IommuClient, { self: (c) => api.dmaStateOf(c.devs.behind.ref)!.iommuClient!, cases: {} }],
+  [IommuClient, { self: (c) => c.devs.behind.ref.iommu!, cases: {} }],
 ]);
 
 // ---------------------------------------------------------------------------------------

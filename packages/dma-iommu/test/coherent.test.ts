@@ -47,7 +47,7 @@ describe("coherent allocations", () => {
     });
     const buf = kept! as CoherentAllocation;
     buf.write32(0, 7);
-    const inUse = env.system.highRam.bytesInUse + env.system.lowRam.bytesInUse;
+    const inUse = env.system.audit().ramInUse;
     expect(inUse).toBeGreaterThanOrEqual(8192);
     env.bus.unbind(d.ref);
     expect(buf.isAvailable).toBe(false);
@@ -59,7 +59,7 @@ describe("coherent allocations", () => {
     }
     expect(err).toMatchObject({ code: "ENODEV" });
     expect(String(err)).toMatch(/keeper.*unbound/);
-    expect(env.system.highRam.bytesInUse + env.system.lowRam.bytesInUse).toBe(inUse - 8192);
+    expect(env.system.audit().ramInUse).toBe(inUse - 8192);
     // Freed by devres: not a leak.
     expect(env.system.leakReports).toEqual([]);
     d.ref.put();

@@ -19,12 +19,12 @@ import {
 import {
   type ARef,
   type Bound,
-  BuddyAllocator,
   type Core,
   DevrefError,
   type Iova,
   iova,
   type PhysAddr,
+  type PhysAllocator,
 } from "@devref/raw-device";
 import {
   type DmaConfigureOptions,
@@ -144,7 +144,7 @@ export class TestDomain implements IommuDomainOps {
   readonly apertureEnd: Iova;
   readonly forceAperture: boolean;
 
-  constructor(pages: BuddyAllocator, events: IommuEvent[], bitmap: number, aperture32: boolean) {
+  constructor(pages: PhysAllocator, events: IommuEvent[], bitmap: number, aperture32: boolean) {
     this.events = events;
     this.apertureEnd = iova(aperture32 ? 0xffff_ffff : 2 ** 48 - 1);
     // ARM SMMU-style drivers always force the aperture to the table's input size.
@@ -207,11 +207,9 @@ export interface TestIommu {
   readonly ref: ARef<PlatformDevice>;
   readonly events: IommuEvent[];
   readonly domains: TestDomain[];
-  readonly pages: BuddyAllocator;
+  readonly pages: PhysAllocator;
   iommu(): IommuDevice;
 }
-
-let pageRegion = 0;
 
 /** Registers an IOMMU device ("test,iommu") and its driver; the driver registers the IOMMU. */
 export function addTestIommu(env: Env, options: TestIommuOptions = {}): TestIommu {
@@ -219,13 +217,8 @@ export function addTestIommu(env: Env, options: TestIommuOptions = {}): TestIomm
   const name = options.name ?? `iommu${uniq}`;
   const events: IommuEvent[] = [];
   const domains: TestDomain[] = [];
-  // Table memory in its own region below the swiotlb pool; regions rotate per IOMMU.
-  const pages = new BuddyAllocator(
-    env.system.memory,
-    0x1000_0000 + (pageRegion++ % 8) * 0x200_0000,
-    0x200_0000,
-    4096,
-  );
+  // Table memory is the system's RAM for IOMMU page tables (counted in its audit).
+  const pages = env.system.iommuPages;
   const bitmap = options.pgsizeBitmap ?? 0x4020_1000;
   let registered: IommuDevice | null = null;
   const ops: IommuOps = {

@@ -35,6 +35,7 @@ import {
   reportIommuFault,
   ScatterList,
 } from "../src/index.js";
+import { IommuClient } from "../src/iommu.js";
 import { addDevice, addTestIommu, makeEnv } from "./dma-helpers.js";
 
 describe("devices behind an IOMMU", () => {
@@ -43,7 +44,12 @@ describe("devices behind an IOMMU", () => {
     const mmu = addTestIommu(env, { name: "smmu" });
     const d = addDevice(env, { name: "gpu", iommus: [{ iommu: "smmu", ids: [3] }] });
     expect(d.ref.dmaOps?.name).toBe("iommu-dma");
-    expect(d.ref.iommu).toEqual({ iommu: "smmu", ids: [3] });
+    // The device's one IOMMU slot holds the client, named as firmware named it.
+    expect(d.ref.iommu).toBeInstanceOf(IommuClient);
+    expect({ iommu: d.ref.iommu?.iommu, ids: d.ref.iommu?.ids }).toEqual({
+      iommu: "smmu",
+      ids: [3],
+    });
     const dom = iommuGetDomainForDev(d.ref)!;
     expect(dom.type).toBe(IOMMU_DOMAIN_DMA);
     expect(mmu.events).toContain("attach gpu");
@@ -147,7 +153,7 @@ describe("devices behind an IOMMU", () => {
     const buf = env.system.allocBuffer(4096, "high");
     const a = d.run((dev) => dmaMapSingle(dev, buf, 4096, DMA_TO_DEVICE));
     const dom = iommuGetDomainForDev(d.ref)!;
-    expect(holders(d.ref).filter((h) => h.label === "iommu mmu")).toHaveLength(1);
+    expect(holders(d.ref).filter((h) => h.label === "iommu client mmu")).toHaveLength(1);
     env.bus.unplug(d.ref);
     const r = env.system.leakReports[0]!;
     expect(r.leaked[0]).toMatchObject({ dmaAddr: a, via: "iommu-dma", size: 4096 });
@@ -167,7 +173,7 @@ describe("devices behind an IOMMU", () => {
     const d = addDevice(env, { name: "m", iommus: [{ iommu: "mmu", ids: [1] }] });
     const devCount = refcountOf(d.ref);
     const iommuRefs = (r: typeof d.ref): number =>
-      holders(r).filter((h) => h.label === "iommu mmu").length;
+      holders(r).filter((h) => h.label === "iommu mmu" || h.label === "iommu client mmu").length;
     expect([iommuRefs(mmu.ref), iommuRefs(d.ref)]).toEqual([1, 1]);
     env.bus.unbind(mmu.ref);
     expect(env.system.iommus.has("mmu")).toBe(false);
@@ -176,6 +182,10 @@ describe("devices behind an IOMMU", () => {
     const buf = env.system.allocBuffer(4096, "low");
     expect(d.run((dev) => dmaMapSingle(dev, buf, 64, DMA_TO_DEVICE))).toBe(DMA_MAPPING_ERROR);
     expect(dmaLastError(d.ref)?.code).toBe("ENODEV");
+    // The slot keeps the client, gone, until the binding ends: the DMA layer sees it at use.
+    const client = d.ref.iommu;
+    expect(client instanceof IommuClient && client.gone).toBe(true);
+    env.bus.unbind(d.ref);
     expect(d.ref.iommu).toBeNull();
   });
 });

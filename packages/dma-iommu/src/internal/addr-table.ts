@@ -54,6 +54,7 @@ export class AddrTable<V> {
 
   get(addr: number): V | undefined {
     const i = this.slotOf(addr);
+    // SAFETY: a slot with a live key always holds the value set with it (null only when empty).
     return i < 0 ? undefined : (this.vals[i] as V);
   }
 
@@ -106,7 +107,10 @@ export class AddrTable<V> {
   values(): V[] {
     const out: V[] = [];
     const keys = this.keys;
-    for (let i = 0; i < keys.length; i++) if (keys[i]! >= 0) out.push(this.vals[i] as V);
+    for (let i = 0; i < keys.length; i++) {
+      // SAFETY: as in get(): a live key's slot holds its value.
+      if (keys[i]! >= 0) out.push(this.vals[i] as V);
+    }
     return out;
   }
 
@@ -122,6 +126,7 @@ export class AddrTable<V> {
     this.used = 0;
     for (let i = 0; i < oldKeys.length; i++) {
       const k = oldKeys[i]!;
+      // SAFETY: as in get(): a live key's slot holds its value.
       if (k >= 0) this.set(k, oldVals[i] as V);
     }
   }

@@ -10,7 +10,7 @@ import {
   type DmaAddr,
   formatAddr,
 } from "@devref/raw-device";
-import { DMA_ATTR_KNOWN, type DmaDirection } from "../constants.js";
+import { DMA_ATTR_KNOWN, DMA_MAPPING_ERROR, type DmaDirection } from "../constants.js";
 
 /**
  * A device handle (owned or borrowed); a revoked one fails later with ENODEV. The test is
@@ -60,9 +60,6 @@ export function isWhole(x: unknown, min: number, max: number): boolean {
 /** One past the largest DMA address a `number` holds exactly. */
 export const DMA_ADDR_LIMIT: number = Number.MAX_SAFE_INTEGER + 1;
 
-/** The sentinel a failed map returns (see mapping.ts); repeated here to keep imports acyclic. */
-const MAPPING_ERROR = -1;
-
 /**
  * A DMA address a driver hands back (unmap, sync): a whole number below 2^53. The
  * `DMA_MAPPING_ERROR` sentinel gets dma-debug's words, since using it is the classic bug of
@@ -74,7 +71,7 @@ export function checkDmaHandle(
   what: string,
   addr: unknown,
 ): DmaAddr {
-  if (addr === MAPPING_ERROR) {
+  if (addr === DMA_MAPPING_ERROR) {
     throw new DevrefError(
       "EINVAL",
       `DMA-API: ${device}: device driver tries to ${what} DMA memory it has not allocated ` +
