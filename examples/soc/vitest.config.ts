@@ -1,3 +1,5 @@
+import type { UserWorkspaceConfig } from "vitest/config";
 import { packageProject } from "../../vitest.shared.js";
 
-export default packageProject("example-soc");
+const config: UserWorkspaceConfig = packageProject("example-soc");
+export default config;

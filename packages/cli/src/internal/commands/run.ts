@@ -1,18 +1,8 @@
 //! `devref run <scenario>`: one run, narrated, with its outcome.
 
-import { writeFile } from "node:fs/promises";
-import { DevrefError } from "@devref/raw-device";
-import { outcomeFailed, type ScenarioOptions, type TraceRecord } from "@devref/sim";
 import type { Command } from "commander";
-import { EXIT, fileError } from "../errors.js";
-import { type CliContext, Printer } from "../io.js";
-import { outcomeJson, printOutcome } from "../outcome.js";
-import { findScenario } from "../scenarios.js";
-import { addJson, addRunOptions, type FaultFlags, faultsJson, faultsOf, seedOf } from "./common.js";
-
-interface RunFlags extends FaultFlags {
-  readonly trace?: string;
-}
+import type { CliContext } from "../io.js";
+import { addJson, addRunOptions } from "./common.js";
 
 /** Adds `run` to the program; `done` receives the exit status. */
 export function addRunCommand(
@@ -29,79 +19,8 @@ export function addRunCommand(
   addRunOptions(cmd);
   cmd.option("--trace <file>", "write the SoC's trace to <file>, one JSON record per line");
   addJson(cmd);
-  cmd.action(async (name: string, flags: RunFlags) => {
+  cmd.action(async (name: string, flags: import("../actions/run.js").RunFlags) => {
+    const { run } = await import("../actions/run.js");
     done(await run(ctx, name, flags));
   });
-}
-
-async function run(ctx: CliContext, name: string, flags: RunFlags): Promise<number> {
-  const scenario = await findScenario(ctx.scenarios, name);
-  const seed = seedOf(flags);
-  const faults = faultsOf(scenario, flags);
-  const p = new Printer(ctx.io);
-  const json = flags.json === true;
-  const narration: string[] = [];
-  // Filled by the run's callback: a holder, so the type is not narrowed to its initial null.
-  const got: { trace: readonly TraceRecord[] | null } = { trace: null };
-  if (!json) {
-    const extra = faults.map((f) => `, ${f.spec.kind} at step ${"step" in f.at ? f.at.step : "?"}`);
-    p.line(p.c.bold(`devref run ${scenario.name}`) + p.c.dim(` (seed ${seed}${extra.join("")})`));
-    p.line(p.c.dim(scenario.description), "");
-  }
-  const options: ScenarioOptions = {
-    seed,
-    faults,
-    narrate: (line) => {
-      narration.push(line);
-      if (!json) p.line(line);
-    },
-    ...(flags.trace === undefined
-      ? {}
-      : {
-          trace: "full" as const,
-          onTrace: (records: readonly TraceRecord[]) => {
-            got.trace = records;
-          },
-        }),
-  };
-  const outcome = await scenario.run(options);
-  if (flags.trace !== undefined) {
-    const records = got.trace;
-    if (records === null) {
-      throw new DevrefError(
-        "EOPNOTSUPP",
-        `scenario '${scenario.name}' hands over no trace (it does not finish a ScenarioObserver): nothing was written to ${flags.trace}`,
-      );
-    }
-    await writeText(
-      flags.trace,
-      records.map((r) => JSON.stringify(r)).join("\n") + (records.length > 0 ? "\n" : ""),
-    );
-    if (!json) p.line("", p.c.dim(`trace: ${records.length} records written to ${flags.trace}`));
-  }
-  if (json) {
-    p.json({
-      scenario: scenario.name,
-      seed,
-      faults: faultsJson(faults),
-      narration,
-      outcome: outcomeJson(outcome),
-      ...(flags.trace === undefined
-        ? {}
-        : { trace: { file: flags.trace, records: got.trace?.length ?? 0 } }),
-    });
-  } else {
-    p.line("");
-    printOutcome(p, outcome);
-  }
-  return outcomeFailed(outcome) ? EXIT.failed : EXIT.ok;
-}
-
-/** Writes a file; a failure is a DevrefError naming the file. */
-export async function writeText(file: string, text: string): Promise<void> {
-  try {
-    await writeFile(file, text);
-  } catch (e) {
-    throw fileError("write", file, e);
-  }
 }
