@@ -13,7 +13,13 @@ import type { Bound, PhysicalMemory } from "@devref/raw-device";
 import { checkCount, checkInstance, checkInteger, DevrefError } from "@devref/raw-device";
 import { BLK_CFG, BLK_ID_BYTES, BLK_T, FEATURE, ISR, SECTOR_SIZE, STATUS, VRING } from "./regs.js";
 import { BlkRequest, type Slot, statusError } from "./request.js";
-import { type DriverTimers, negotiate, readGeometry, waitForReset } from "./setup.js";
+import {
+  type DriverTimers,
+  negotiate,
+  RESET_POLL_LIMIT,
+  RESET_POLL_MS,
+  readGeometry,
+} from "./setup.js";
 import type { VirtioPciTransport } from "./transport.js";
 import type { SplitRing } from "./virtqueue.js";
 
@@ -124,7 +130,9 @@ export class VirtioBlkDisk {
   private notifyAt: number;
   private timer: unknown = null;
   private readonly dispatchCb: BoundCallback<[], void>;
-  private readonly recoverCb: BoundCallback<[string], Promise<void>>;
+  private readonly pollCb: BoundCallback<[], void>;
+  private resetWhy = "";
+  private resetPolls = 0;
   private nSubmitted = 0;
   private nCompleted = 0;
   private nFailed = 0;
@@ -155,10 +163,7 @@ export class VirtioBlkDisk {
     this.capacitySectors = setup.capacitySectors;
     this.notifyAt = notifyAt;
     this.dispatchCb = dev.devmCallback((d) => this.dispatch(d), "virtio-blk dispatch");
-    this.recoverCb = dev.devmCallback(
-      (d, why: string) => this.recover(d, why),
-      "virtio-blk device reset",
-    );
+    this.pollCb = dev.devmCallback((d) => this.pollReset(d), "virtio-blk reset poll");
   }
 
   /** Where the disk stands. */
@@ -493,53 +498,96 @@ export class VirtioBlkDisk {
 
   // ------------------------------------------------------------------ reset and removal
 
+  /**
+   * Starts a device reset after an error. Everything runs in interrupt or timer context,
+   * never in a promise continuation, so the device is back before anyone waits for it.
+   */
   private startRecovery(d: PciDevice<Bound>, why: string): void {
     if (this.diskState !== "live") return;
     this.diskState = "resetting";
+    this.resetWhy = why;
+    this.resetPolls = 0;
     devWarn(d, `virtio-blk: ${why}; failing the requests in flight and resetting the device`);
-    void this.recoverCb(why);
-  }
-
-  /** Resets the device, fails what was in flight with EIO, and brings the queue back. */
-  private async recover(d: PciDevice<Bound>, why: string): Promise<void> {
+    let done: boolean;
     try {
-      await waitForReset(d, this.transport, this.setup.timers, (h) => {
-        this.timer = h;
-      });
+      done = this.transport.reset(d);
     } catch (e) {
-      if (this.diskState !== "resetting") return;
-      const err = asDevrefError(e);
-      this.diskState = err.code === "ENODEV" ? "gone" : "failed";
-      this.failAll(d, err);
+      this.resetFailed(d, asDevrefError(e));
       return;
     }
+    if (done) this.afterReset(d);
+    else this.timer = this.setup.timers.setTimeout(() => this.pollCb(), RESET_POLL_MS);
+  }
+
+  /** A timer tick while the device resets: polls `device_status`, with a bound. */
+  private pollReset(d: PciDevice<Bound>): void {
     this.timer = null;
     if (this.diskState !== "resetting") return;
-    // The device no longer touches the rings or the data: give the buffers back.
+    let done: boolean;
+    try {
+      done = this.transport.resetDone(d);
+    } catch (e) {
+      this.resetFailed(d, asDevrefError(e));
+      return;
+    }
+    if (done) {
+      this.afterReset(d);
+    } else if (++this.resetPolls >= RESET_POLL_LIMIT) {
+      this.resetFailed(
+        d,
+        new DevrefError(
+          "ETIMEDOUT",
+          `virtio-blk ${this.name}: device_status did not read 0 within ${RESET_POLL_LIMIT * RESET_POLL_MS} ms of a reset`,
+        ),
+      );
+    } else {
+      this.timer = this.setup.timers.setTimeout(() => this.pollCb(), RESET_POLL_MS);
+    }
+  }
+
+  /** The reset did not finish: the device is gone (ENODEV) or given up (EIO for callers). */
+  private resetFailed(d: PciDevice<Bound>, e: DevrefError): void {
+    if (e.code === "ENODEV") {
+      this.diskState = "gone";
+      this.failAll(d, this.goneError());
+      return;
+    }
+    this.giveUp(d, e);
+  }
+
+  private giveUp(d: PciDevice<Bound>, cause: DevrefError): void {
+    this.diskState = "failed";
+    devWarn(d, `virtio-blk: giving the device up: ${cause.message}`);
+    try {
+      if (this.transport.status(d) !== 0xff) this.transport.addStatus(d, STATUS.FAILED);
+    } catch {
+      // the registers are out of reach: nothing more to tell the device
+    }
+    this.failAll(
+      d,
+      new DevrefError(
+        "EIO",
+        `virtio-blk ${this.name}: the device failed and could not be brought back`,
+        {
+          cause,
+        },
+      ),
+    );
+  }
+
+  /** The device is quiet: fail what was in flight with EIO, bring the queue back, go on. */
+  private afterReset(d: PciDevice<Bound>): void {
     this.failInFlight(
       d,
       new DevrefError(
         "EIO",
-        `virtio-blk ${this.name}: ${why}; the request was lost in the device reset`,
+        `virtio-blk ${this.name}: ${this.resetWhy}; the request was lost in the device reset`,
       ),
     );
     try {
       this.reinit(d);
     } catch (e) {
-      this.diskState = "failed";
-      try {
-        if (this.transport.status(d) !== 0xff) this.transport.addStatus(d, STATUS.FAILED);
-      } catch {
-        // the binding ended meanwhile
-      }
-      this.failAll(
-        d,
-        new DevrefError(
-          "EIO",
-          `virtio-blk ${this.name}: the device could not be brought back after a reset`,
-          { cause: e },
-        ),
-      );
+      this.giveUp(d, asDevrefError(e));
       return;
     }
     this.nResets++;

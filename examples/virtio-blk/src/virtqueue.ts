@@ -24,7 +24,8 @@ export interface RingLayout {
 /**
  * Lays a ring of `size` entries out from offset `base` (16-byte aligned): descriptors (16
  * bytes each), the available ring (`6 + 2·size`, 2-aligned) and the used ring
- * (`6 + 8·size`, placed 4-aligned), as §2.7 asks.
+ * (`6 + 8·size`, placed 4-aligned), as §2.7 asks. The caller keeps the bytes up to the
+ * next 4-byte boundary free as well ({@link SplitRing.reset} clears whole words).
  */
 export function ringLayout(base: number, size: number): RingLayout {
   const desc = base;
@@ -92,7 +93,9 @@ export class SplitRing {
   /** Back to the state after allocation: zeroed rings (used `flags` 0, §2.7.6), indices 0. */
   reset(): void {
     const l = this.layout;
-    for (let off = l.desc; off + 4 <= l.desc + l.bytes; off += 4) this.mem.write32(off, 0);
+    // Whole words up to the 4-byte boundary after the ring: the trailing avail_event too.
+    const end = l.desc + align(l.bytes, 4);
+    for (let off = l.desc; off < end; off += 4) this.mem.write32(off, 0);
     this.availIdx = 0;
     this.lastUsed = 0;
     this.usedLen = 0;
