@@ -60,22 +60,25 @@ export function makeBoundCallback<H extends Device<Bound>, A extends unknown[], 
   const call = (...args: A): R | undefined => {
     if (!active || st.binding !== binding || binding.phase === "ended") return undefined;
     const scope = new DeviceScope(CONTEXT_BOUND);
+    // Lent for the binding from the start: a removal from inside fn ends the borrow at once.
+    binding.addScope(scope);
     let result: R;
     try {
       // SAFETY: the binding is live (checked above) and the borrow dies with the scope.
       result = fn(scope.borrow(st, Handle) as unknown as Borrowed<H, never>, ...args);
     } catch (e) {
+      binding.dropScope(scope);
       scope.close();
       throw e;
     }
     if (isThenable(result)) {
-      binding.addScope(scope);
       // SAFETY: R is the promise type fn returned; the same settlement is handed back.
       return Promise.resolve(result).finally(() => {
         binding.dropScope(scope);
         scope.close();
       }) as R;
     }
+    binding.dropScope(scope);
     scope.close();
     return result;
   };

@@ -401,14 +401,20 @@ function runHandlers(domain: IrqDomain, line: LineState): boolean {
   for (const action of [...line.actions]) {
     if (!action.active) continue;
     const scope = new DeviceScope(CONTEXT_BOUND);
+    // Lent for the binding while the handler runs: a removal from inside the handler ends
+    // the binding, and the borrow with it, at once.
+    const binding = action.st.binding;
+    binding?.addScope(scope);
     try {
       // SAFETY: the action is active only while its binding holds the devres, so the device
-      // is bound (or unbinding) for the whole call; the borrow dies after it.
+      // is bound (or unbinding) when the call starts; the borrow dies with the call or the
+      // binding, whichever ends first.
       const dev = scope.borrow(action.st, action.Handle) as Borrowed<Device<Bound>, never>;
       if (action.handler(dev) === "handled") handled = true;
     } catch (e) {
       action.st.log("err", `IRQ ${domain.name}:${action.line.hwirq} handler failed: ${String(e)}`);
     } finally {
+      binding?.dropScope(scope);
       scope.close();
     }
   }
