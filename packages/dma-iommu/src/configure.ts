@@ -30,7 +30,7 @@ import {
 import { checkDevice } from "./internal/checks.js";
 import { maskOf } from "./internal/mask.js";
 import { clientOfState } from "./iommu.js";
-import { iommuProbeClient, iommuReleaseClient } from "./iommu-core.js";
+import { iommuProbeClient, iommuReleaseClient, iommuResvRegionsOf } from "./iommu-core.js";
 import { DmaSystem, dmaSystemInternals } from "./system.js";
 
 /** Options of {@link dmaConfigure}. */
@@ -141,7 +141,9 @@ function configureNew(
     if (iommu !== null && ref !== null) {
       const client = iommuProbeClient(iommu, st, ref.ids);
       const dom = client?.group.defaultDomain ?? null;
-      if (dom !== null) iommuDmaInitDomain(dom);
+      if (dom?.isDma && dom.cookie === null) {
+        iommuDmaInitDomain(dom, iommuResvRegionsOf(iommu, st, ref.ids));
+      }
       // One object shape for every device (an unforced aperture is "no limit"), so the IOVA
       // allocator's reads of it stay monomorphic.
       d.policy = {

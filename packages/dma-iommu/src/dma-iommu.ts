@@ -31,7 +31,12 @@ import {
 import { KIND_SG, VIA_IOMMU } from "./debug.js";
 import type { DmaState } from "./dma-state.js";
 import { checkAttrs } from "./internal/checks.js";
-import { IOMMU_DMA_MAX_GRANULE, IOMMU_DOMAIN_DMA_FQ_BIT, type IommuDomain } from "./iommu.js";
+import {
+  IOMMU_DMA_MAX_GRANULE,
+  IOMMU_DOMAIN_DMA_FQ_BIT,
+  type IommuDomain,
+  type IommuResvRegion,
+} from "./iommu.js";
 import { checkPaging, mapRange, syncGather, unmapAndSync, unmapRangeFast } from "./iommu-map.js";
 import { IOVA_MAX_PFN, IovaDomain, iovaAllocForDevice, iovaFastRangePfns } from "./iova.js";
 import type { ScatterList } from "./scatterlist.js";
@@ -205,11 +210,25 @@ export class DmaIommuCookie {
 
 /**
  * @internal `iommu_dma_init_domain`: a DMA domain gets its cookie (IOVA space, flush queue)
- * the first time a device is configured behind it; other domains need none.
+ * the first time a device is configured behind it, with that device's reserved regions
+ * taken out of its IOVA space; other domains need none.
  */
-export function iommuDmaInitDomain(domain: IommuDomain): void {
-  if (domain.isDma && domain.cookie === null && !domain.freed)
-    domain.cookie = new DmaIommuCookie(domain);
+export function iommuDmaInitDomain(
+  domain: IommuDomain,
+  regions: readonly IommuResvRegion[] = [],
+): void {
+  if (!domain.isDma || domain.cookie !== null || domain.freed) return;
+  const cookie = new DmaIommuCookie(domain);
+  // iova_reserve_iommu_regions: what the first device's IOMMU reserves is never handed out
+  // (a software-managed MSI window is dma-iommu's own to place, so it is left free).
+  const g = cookie.granule;
+  for (const r of regions) {
+    if (r.type === "sw-msi") continue;
+    const lo = Math.floor(r.start / g);
+    if (lo > IOVA_MAX_PFN) continue;
+    cookie.iovad.reserveIova(lo, Math.min(IOVA_MAX_PFN, Math.floor((r.start + r.length - 1) / g)));
+  }
+  domain.cookie = cookie;
 }
 
 /** @internal `dma_info_to_prot` on checked arguments (the map paths' hot version). */

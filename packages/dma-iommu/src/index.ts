@@ -36,6 +36,7 @@ export {
   IOMMU_DOMAIN_UNMANAGED,
   IOMMU_FAULT_READ,
   IOMMU_FAULT_WRITE,
+  IOMMU_RESV_TYPES,
   type IommuCap,
   type IommuClient,
   type IommuDevice,
@@ -45,6 +46,8 @@ export {
   type IommuFaultHandler,
   type IommuGroup,
   type IommuOps,
+  type IommuResvRegion,
+  type IommuResvType,
   iommuDomainTypeName,
 } from "./iommu.js";
 export {

@@ -5,10 +5,13 @@
 import type { Device } from "@devref/device-core";
 import { type DeviceState, deviceStateOf } from "@devref/device-core/unsafe";
 import {
+  argumentError,
   type Bound,
   checkInstance,
+  checkInteger,
   checkObject,
   checkOneOf,
+  checkSize,
   checkString,
   DevrefError,
   describeValue,
@@ -32,6 +35,7 @@ import {
   IOMMU_DOMAIN_IDENTITY,
   IOMMU_DOMAIN_PAGING_BIT,
   IOMMU_DOMAIN_UNMANAGED,
+  IOMMU_RESV_TYPES,
   type IommuCap,
   IommuClient,
   IommuDevice,
@@ -39,6 +43,7 @@ import {
   type IommuDomainType,
   IommuGroup,
   type IommuOps,
+  type IommuResvRegion,
   iommuClientsOf,
   iommuDomainTypeName,
   iommuDropHw,
@@ -302,10 +307,11 @@ export function iommuReleaseClient(client: IommuClient): void {
   const members = groupMembersOf(group);
   let first: unknown = null;
   try {
+    // release_device must stop the hardware using the device's domain before the group's
+    // last device takes that domain (and its tables) along — during iommu_device_unregister
+    // too, when the driver is still there to be told.
     const release = iommu.ops.releaseDevice;
-    if (iommu.registered && release !== undefined) {
-      withDeviceBorrow(st, (dev) => release(dev, client.ids));
-    }
+    if (release !== undefined) withDeviceBorrow(st, (dev) => release(dev, client.ids));
   } catch (e) {
     first = e;
   }
@@ -491,4 +497,52 @@ export function iommuDomainFree(domain: IommuDomain): void {
     );
   }
   freeDomainNow(domain);
+}
+
+/**
+ * @internal `iommu_get_resv_regions`: the reserved IOVA regions the IOMMU driver gives for
+ * `st` (none without `getResvRegions`), checked. Nothing is kept of what the driver returned.
+ *
+ * **Errors:** `EINVAL` for a result that is not a list of regions (each a whole `start`, a
+ * `length` of at least 1 ending below 2^53, `prot` bits, a known `type`).
+ */
+export function iommuResvRegionsOf(
+  iommu: IommuDevice,
+  st: DeviceState,
+  ids: readonly number[],
+): IommuResvRegion[] {
+  const fn = iommu.ops.getResvRegions;
+  if (fn === undefined) return [];
+  const where = `IOMMU '${iommu.name}' getResvRegions(${st.name})`;
+  const got: unknown = withDeviceBorrow(st, (dev) => fn(dev, ids));
+  if (!Array.isArray(got)) {
+    throw new DevrefError(
+      "EINVAL",
+      `${where} returned ${describeValue(got)}; it must return an array of regions`,
+    );
+  }
+  const out: IommuResvRegion[] = [];
+  for (let i = 0; i < got.length; i++) {
+    const r: unknown = got[i];
+    const at = `region ${i}`;
+    if (typeof r !== "object" || r === null) throw argumentError(where, at, "a region object", r);
+    const start = checkInteger(
+      where,
+      `${at}.start`,
+      Reflect.get(r, "start"),
+      0,
+      Number.MAX_SAFE_INTEGER,
+    );
+    const length = checkSize(
+      where,
+      `${at}.length`,
+      Reflect.get(r, "length"),
+      1,
+      Number.MAX_SAFE_INTEGER - start,
+    );
+    const prot = checkInteger(where, `${at}.prot`, Reflect.get(r, "prot"), 0, 63);
+    const type = checkOneOf(where, `${at}.type`, Reflect.get(r, "type"), IOMMU_RESV_TYPES);
+    out.push({ start, length, prot, type });
+  }
+  return out;
 }

@@ -161,6 +161,37 @@ export interface IommuOps {
   attachIdentity?<S>(dev: Borrowed<Device, S>, ids: readonly number[]): void;
   /** Attach to the static blocking domain; without it BLOCKED only stops the DMA API. */
   attachBlocked?<S>(dev: Borrowed<Device, S>, ids: readonly number[]): void;
+  /**
+   * `get_resv_regions`: IOVA ranges `dev` must never be given (an MSI doorbell the host
+   * catches before the IOMMU, say). A DMA domain reserves them in its IOVA space when the
+   * first device is configured behind it, as `iova_reserve_iommu_regions` does.
+   */
+  getResvRegions?<S>(dev: Borrowed<Device, S>, ids: readonly number[]): readonly IommuResvRegion[];
+}
+
+/** `enum iommu_resv_type`, as names. */
+export type IommuResvType = "direct" | "direct-relaxable" | "reserved" | "msi" | "sw-msi";
+
+/** The reserved-region types {@link IommuOps.getResvRegions} may give. */
+export const IOMMU_RESV_TYPES: readonly IommuResvType[] = Object.freeze([
+  "direct",
+  "direct-relaxable",
+  "reserved",
+  "msi",
+  "sw-msi",
+]);
+
+/**
+ * A reserved IOVA region (`struct iommu_resv_region`).
+ *
+ * **Invariants:** `length ≥ 1`; `start + length` is a safe integer.
+ */
+export interface IommuResvRegion {
+  readonly start: number;
+  readonly length: number;
+  /** The `IOMMU_*` prot bits of the region (`IOMMU_WRITE | IOMMU_NOEXEC | IOMMU_MMIO` for an MSI doorbell). */
+  readonly prot: number;
+  readonly type: IommuResvType;
 }
 
 /** A fault handler (`iommu_fault_handler_t`): returns 0 if handled, a negative errno if not. */
@@ -179,6 +210,7 @@ const OPTIONAL_OPS = [
   "capable",
   "attachIdentity",
   "attachBlocked",
+  "getResvRegions",
 ] as const;
 
 /** The checks of `iommu_device_register` on what the driver hands over. */

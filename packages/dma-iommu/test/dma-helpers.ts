@@ -38,6 +38,7 @@ import {
   type IommuDomainOps,
   type IommuDomainType,
   type IommuOps,
+  type IommuResvRegion,
   iommuDeviceRegister,
   iommuIotlbGatherAddPage,
 } from "../src/index.js";
@@ -127,6 +128,8 @@ export interface TestIommuOptions {
   readonly defDomainType?: IommuDomainType | null;
   /** Force the aperture to 32 bits (like DART). */
   readonly aperture32?: boolean;
+  /** What get_resv_regions answers (checked by the core, so tests may return anything). */
+  readonly resvRegions?: (dev: string, ids: readonly number[]) => unknown;
 }
 
 /** One event the test IOMMU saw: an attach, a TLB sync with its range, a full flush. */
@@ -238,6 +241,13 @@ export function addTestIommu(env: Env, options: TestIommuOptions = {}): TestIomm
     attachBlocked: (dev) => {
       events.push(`blocked ${dev.name}`);
     },
+    ...(options.resvRegions === undefined
+      ? {}
+      : {
+          // SAFETY (test): the core checks whatever the test makes this return.
+          getResvRegions: (dev, ids) =>
+            options.resvRegions!(dev.name, ids) as readonly IommuResvRegion[],
+        }),
   };
   const compatible = `test,iommu${uniq}`;
   const drv = definePlatformDriver({
