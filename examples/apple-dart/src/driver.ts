@@ -36,6 +36,12 @@ export interface AppleDartDriverOptions {
    * with larger pages is forced to bypass.
    */
   readonly hostPageSize?: 4096 | 16384 | 65536;
+  /**
+   * The PCIe MSI doorbell (`CONFIG_PCIE_APPLE_MSI_DOORBELL_ADDR`, default 0xffff_f000, the
+   * reference SoC's): its CPU page is reserved in the DMA domains of PCI devices. `null`
+   * reserves nothing (a kernel without the Apple PCIe driver).
+   */
+  readonly msiDoorbell?: number | null;
   /** The driver's name; default `apple-dart`. */
   readonly name?: string;
 }
@@ -98,6 +104,16 @@ export function createAppleDartDriver(options: AppleDartDriverOptions): AppleDar
     options.name === undefined
       ? "apple-dart"
       : checkString(where, "options.name", options.name, true);
+  const msiDoorbell =
+    options.msiDoorbell === null
+      ? null
+      : checkInteger(
+          where,
+          "options.msiDoorbell",
+          options.msiDoorbell ?? 0xffff_f000,
+          0,
+          2 ** 52 - 1,
+        );
   const bound = new Map<string, AppleDart>();
 
   const driver = definePlatformDriver<AppleDart, DartHw>({
@@ -134,7 +150,11 @@ export function createAppleDartDriver(options: AppleDartDriverOptions): AppleDar
         (d) => (dart.handleFault(regs.access(d)) ? "handled" : "none"),
         "apple-dart fault handler",
       );
-      dart.iommu = iommuDeviceRegister(system, dev, dartIommuOps(dart, pages));
+      dart.iommu = iommuDeviceRegister(
+        system,
+        dev,
+        dartIommuOps(dart, { pages, hostPageSize, msiDoorbell }),
+      );
       bound.set(dev.name, dart);
       dev.devmAddAction(() => {
         if (bound.get(dart.name) === dart) bound.delete(dart.name);

@@ -26,4 +26,4 @@ export {
   type DartType,
   dartTtbrValue,
 } from "./hw.js";
-export { dartIommuOps } from "./iommu-ops.js";
+export { type DartIommuConfig, dartIommuOps } from "./iommu-ops.js";

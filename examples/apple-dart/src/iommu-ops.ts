@@ -6,19 +6,33 @@
 //! that ends with the call and the device's `iommus` stream IDs; nothing here keeps a
 //! device.
 
+import { PciDevice } from "@devref/bus";
 import type { Device } from "@devref/device-core";
 import {
   IOMMU_DOMAIN_DMA,
   IOMMU_DOMAIN_IDENTITY,
   type IommuDomainType,
   type IommuOps,
+  type IommuResvRegion,
 } from "@devref/dma-iommu";
+import { IOMMU_MMIO, IOMMU_NOEXEC, IOMMU_WRITE } from "@devref/io-pgtable";
 import { type Borrowed, DevrefError, type PhysAllocator } from "@devref/raw-device";
 import type { AppleDart } from "./dart.js";
 import { DartDomain } from "./domain.js";
 
+/** What the IOMMU side of the driver needs besides the DART. */
+export interface DartIommuConfig {
+  /** Where paging domains get their table pages. */
+  readonly pages: PhysAllocator;
+  /** The CPU page size: the doorbell reservation is one such page. */
+  readonly hostPageSize: number;
+  /** The PCIe MSI doorbell address (`CONFIG_PCIE_APPLE_MSI_DOORBELL_ADDR`), or null for none. */
+  readonly msiDoorbell: number | null;
+}
+
 /**
- * The `IommuOps` of `dart`, with paging-domain tables from `pages`.
+ * The `IommuOps` of `dart`, with paging-domain tables from `cfg.pages`, and the MSI doorbell
+ * page reserved for PCI devices.
  *
  * **Invariants:** devices with the same stream set share a group; a device whose streams
  * overlap another's without being the same set gets its own group (the kernel would merge
@@ -28,8 +42,22 @@ import { DartDomain } from "./domain.js";
  * cells a DART takes, or a stream the DART does not have; `domainAllocPaging` throws
  * `EINVAL` when bypass is forced; identity attach throws `EINVAL` without bypass support.
  */
-export function dartIommuOps(dart: AppleDart, pages: PhysAllocator): IommuOps {
+export function dartIommuOps(dart: AppleDart, cfg: DartIommuConfig): IommuOps {
   const p = dart.params;
+  const pages = cfg.pages;
+  const doorbell: readonly IommuResvRegion[] =
+    cfg.msiDoorbell === null
+      ? []
+      : [
+          {
+            // DOORBELL_ADDR: the doorbell's CPU page. The PCIe controller catches MSI writes
+            // there before the DART, so no DMA may ever be given an IOVA in it.
+            start: cfg.msiDoorbell - (cfg.msiDoorbell % cfg.hostPageSize),
+            length: cfg.hostPageSize,
+            prot: IOMMU_WRITE | IOMMU_NOEXEC | IOMMU_MMIO,
+            type: "msi",
+          },
+        ];
   return {
     pgsizeBitmap: p.pgsize,
     probeDevice<S>(dev: Borrowed<Device, S>, ids: readonly number[]): void {
@@ -81,6 +109,9 @@ export function dartIommuOps(dart: AppleDart, pages: PhysAllocator): IommuOps {
     },
     attachBlocked<S>(_dev: Borrowed<Device, S>, ids: readonly number[]): void {
       dart.disableDma(ids);
+    },
+    getResvRegions<S>(dev: Borrowed<Device, S>): readonly IommuResvRegion[] {
+      return dev instanceof PciDevice ? doorbell : [];
     },
   };
 }
