@@ -8,7 +8,7 @@
 //! still answers.
 
 import { definePciDriver, type PciDevice, type PciDriver } from "@devref/bus";
-import { devInfo } from "@devref/device-core";
+import { devErrProbe, devInfo } from "@devref/device-core";
 import {
   type DmaSystem,
   dmaAllocCoherent,
@@ -146,29 +146,37 @@ export class VirtioBlkDriver {
   private async probe(dev: PciDevice<Core>): Promise<VirtioBlkDisk> {
     dev.enableDevice();
     dev.setMaster();
+    const system = dmaStateOf(dev)?.system;
+    if (system === undefined) {
+      throw devErrProbe(
+        dev,
+        "ENODEV",
+        "virtio-blk: the machine has no DMA layer; create a DmaSystem({ machine }) first",
+      );
+    }
     const caps = findVirtioCaps(dev);
     const t = new VirtioPciTransport(dev, caps);
+    // vp_modern_probe: 64-bit DMA, else 32.
     try {
       dmaSetMaskAndCoherent(dev, 64);
     } catch (e) {
       if (!DevrefError.is(e, "EIO")) throw e;
       dmaSetMaskAndCoherent(dev, 32);
     }
-    const system = dmaStateOf(dev)?.system;
-    if (system === undefined) {
-      throw new DevrefError(
-        "ENODEV",
-        `virtio-blk ${dev.name}: the machine has no DMA layer; create a DmaSystem({ machine }) first`,
-      );
+    try {
+      await waitForReset(dev, t, this.timers);
+    } catch (e) {
+      const err = asError(e);
+      throw devErrProbe(dev, err, `virtio-blk: the device did not reset: ${reason(err)}`);
     }
-    await waitForReset(dev, t, this.timers);
     t.addStatus(dev, STATUS.ACKNOWLEDGE);
     try {
       return this.bringUp(dev, t, system);
     } catch (e) {
       // virtio_dev_probe: a driver that gives up says so.
       if (t.status(dev) !== 0xff) t.addStatus(dev, STATUS.FAILED);
-      throw e;
+      const err = asError(e);
+      throw devErrProbe(dev, err, `virtio-blk: probe failed: ${reason(err)}`);
     }
   }
 
@@ -268,4 +276,18 @@ function allocVectors(dev: PciDevice<Core>): number {
     if (DevrefError.is(e, "ENOSPC")) return 0;
     throw e;
   }
+}
+
+function asError(e: unknown): DevrefError {
+  return e instanceof DevrefError
+    ? e
+    : new DevrefError("EIO", `unexpected failure: ${e instanceof Error ? e.message : String(e)}`, {
+        cause: e,
+      });
+}
+
+/** An error's message without its errno prefix. */
+function reason(e: DevrefError): string {
+  const prefix = `${e.code}: `;
+  return e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message;
 }

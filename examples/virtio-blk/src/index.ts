@@ -4,6 +4,7 @@
 //! C source: drivers/block/virtio_blk.c, drivers/virtio/virtio_pci_modern.c,
 //! drivers/virtio/virtio_pci_common.c, drivers/virtio/virtio_ring.c
 
+export { auditLeaks } from "./audit.js";
 export {
   VirtioBlkDisk,
   type VirtioBlkIrqMode,

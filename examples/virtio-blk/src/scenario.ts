@@ -3,8 +3,9 @@
 //! left. `explore` reruns it with a fault at every step.
 
 import { PciBus, PlatformBus } from "@devref/bus";
-import { auditDevices, IrqDomain, type LogRecord, type Machine } from "@devref/device-core";
+import type { LogRecord } from "@devref/device-core";
 import { DmaSystem } from "@devref/dma-iommu";
+import { createAppleDartDriver } from "@devref/example-apple-dart";
 import {
   createReferenceSoc,
   describeException,
@@ -14,6 +15,7 @@ import {
   type ScenarioOptions,
   type ScenarioOutcome,
 } from "@devref/sim";
+import { auditLeaks } from "./audit.js";
 import type { VirtioBlkDisk } from "./disk.js";
 import { VirtioBlkDriver } from "./driver.js";
 
@@ -27,7 +29,10 @@ const BLOCK = 512;
 export interface VirtioBlkScenarioOptions {
   /** Scenario name (default `virtio-blk`). */
   readonly name?: string;
-  /** Route the disk's DMA through the DART (default false until a DART driver is given). */
+  /**
+   * Put the disk behind dart0 stream 1 with the Apple DART driver bound (default true);
+   * false leaves the disk on dma-direct.
+   */
   readonly iommu?: boolean;
   /** Requests in flight at most (default 4). */
   readonly queueDepth?: number;
@@ -56,34 +61,6 @@ function equal(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-/** Everything a teardown leaves behind, in words. */
-function audit(machine: Machine, system: DmaSystem, ramInUse: number, ramBefore: number): string[] {
-  const leaks: string[] = [];
-  for (const d of auditDevices(machine)) {
-    leaks.push(
-      `device ${d.name}: ${d.refcount} refs (${d.holders.join(", ")}), ${d.devres} devres`,
-    );
-  }
-  const a = system.audit();
-  leaks.push(...a.problems.map((p) => `DMA audit: ${p}`));
-  if (a.bufferBytes > 0) leaks.push(`DMA: ${a.bufferBytes} bytes of buffers`);
-  if (a.coherentBytes > 0) leaks.push(`DMA: ${a.coherentBytes} bytes of coherent memory`);
-  if (a.liveMappings > 0) leaks.push(`DMA: ${a.liveMappings} live mappings`);
-  if (a.bounceSlots > 0) leaks.push(`DMA: ${a.bounceSlots} bounce slots`);
-  if (a.iovaBytes > 0) leaks.push(`DMA: ${a.iovaBytes} bytes of IOVA space`);
-  if (a.iommuPageBytes > 0) leaks.push(`DMA: ${a.iommuPageBytes} bytes of IOMMU page tables`);
-  for (const r of system.leakReports) {
-    if (r.leaked.length > 0)
-      leaks.push(`DMA: ${r.device} left ${r.leaked.length} streaming mappings`);
-  }
-  for (const name of ["aic", "msi"]) {
-    const irqs = IrqDomain.find(machine, name)?.interrupts() ?? [];
-    leaks.push(...irqs.map((l) => `IRQ ${name} ${l}`));
-  }
-  if (ramInUse > ramBefore) leaks.push(`RAM: ${ramInUse - ramBefore} bytes still allocated`);
-  return leaks;
-}
-
 /**
  * Makes the virtio-blk scenario. Its `run` builds a fresh reference SoC with the given seed
  * (the disk holds a seeded pattern), schedules the faults, registers the driver, describes
@@ -103,16 +80,22 @@ function audit(machine: Machine, system: DmaSystem, ramInUse: number, ramBefore:
  */
 export function createVirtioBlkScenario(options: VirtioBlkScenarioOptions = {}): Scenario {
   const name = options.name ?? "virtio-blk";
-  const iommu = options.iommu ?? false;
+  const iommu = options.iommu ?? true;
   const depth = options.queueDepth ?? 4;
   return {
     name,
     description:
       "virtio-blk on the reference SoC's PCI slot: probe, GET_ID, writes, reads beyond the queue depth, flush, teardown",
-    injections: {
-      unplug: { kind: "unplug", target: "vblk0" },
-      "dma-error": { kind: "dma-error", target: "vblk0", count: 1 },
-    },
+    injections: iommu
+      ? {
+          unplug: { kind: "unplug", target: "vblk0" },
+          "iommu-fault": { kind: "iommu-fault", target: "dart0", sid: 1, next: true },
+          "dma-error": { kind: "dma-error", target: "vblk0", count: 1 },
+        }
+      : {
+          unplug: { kind: "unplug", target: "vblk0" },
+          "dma-error": { kind: "dma-error", target: "vblk0", count: 1 },
+        },
     run: (runOptions: ScenarioOptions = {}) => runScenario(name, iommu, depth, runOptions),
   };
 }
@@ -232,11 +215,14 @@ async function runScenario(
     wrote(lba, data, (await io(what, disk.write(lba, data))) !== null);
   };
 
+  const darts = iommu ? createAppleDartDriver({ system }) : null;
+  let dartRegistration: ReturnType<PlatformBus["registerDriver"]> | null = null;
   let registration: ReturnType<PciBus["registerDriver"]> | null = null;
   let fw: ReturnType<typeof describeSoc> | null = null;
   let probed = false;
   try {
     say(`boot: reference SoC, seed ${seed}${iommu ? ", disk behind dart0" : ", no IOMMU"}`);
+    if (darts !== null) dartRegistration = platform.registerDriver(darts.driver);
     registration = pci.registerDriver(vblk.driver);
     fw = describeSoc(soc, { platform, pci });
     await settle();
@@ -276,6 +262,7 @@ async function runScenario(
   try {
     registration?.unregister();
     fw?.remove();
+    dartRegistration?.unregister();
     await settle();
   } catch (e) {
     exceptions.push(describeException(e));
@@ -289,7 +276,7 @@ async function runScenario(
       });
     }
   }
-  const leaks = audit(soc.machine, system, soc.ram.bytesInUse, ramBefore);
+  const leaks = auditLeaks(soc.machine, system, soc.ram.bytesInUse - ramBefore);
   say(leaks.length === 0 ? "audit: nothing left" : `audit: ${leaks.join("; ")}`);
   const result = !probed
     ? "no disk"

@@ -3,6 +3,11 @@ import { describe, expect, it } from "vitest";
 import { virtioBlkScenario } from "../src/index.js";
 
 describe("scenario", () => {
+  it("clean", async () => {
+    const lines: string[] = [];
+    const o = await virtioBlkScenario.run({ narrate: (l) => lines.push(l) });
+    console.log(lines.join("\n"), o);
+  });
   it("explore", async () => {
     const t0 = performance.now();
     const r = await explore(virtioBlkScenario);
