@@ -54,6 +54,8 @@ export interface AppleDartDriver {
   dart(name: string): AppleDart | null;
   /** Names of the bound DARTs. */
   readonly names: readonly string[];
+  /** How many probes of this driver have succeeded so far. */
+  readonly bindings: number;
 }
 
 /** `apple_dart_of_match`. */
@@ -115,6 +117,7 @@ export function createAppleDartDriver(options: AppleDartDriverOptions): AppleDar
           2 ** 52 - 1,
         );
   const bound = new Map<string, AppleDart>();
+  let bindings = 0;
 
   const driver = definePlatformDriver<AppleDart, DartHw>({
     name,
@@ -156,6 +159,7 @@ export function createAppleDartDriver(options: AppleDartDriverOptions): AppleDar
         dartIommuOps(dart, { pages, hostPageSize, msiDoorbell }),
       );
       bound.set(dev.name, dart);
+      bindings++;
       dev.devmAddAction(() => {
         if (bound.get(dart.name) === dart) bound.delete(dart.name);
       }, "apple-dart bound list");
@@ -190,6 +194,9 @@ export function createAppleDartDriver(options: AppleDartDriverOptions): AppleDar
     dart: (n: string) => bound.get(n) ?? null,
     get names(): readonly string[] {
       return [...bound.keys()];
+    },
+    get bindings(): number {
+      return bindings;
     },
   };
 }

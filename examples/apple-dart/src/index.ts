@@ -27,3 +27,4 @@ export {
   dartTtbrValue,
 } from "./hw.js";
 export { type DartIommuConfig, dartIommuOps } from "./iommu-ops.js";
+export { APPLE_DART_INJECTIONS, appleDartScenario, SCENARIO_ENGINE_SID } from "./scenario.js";
