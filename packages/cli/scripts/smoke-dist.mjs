@@ -18,5 +18,8 @@ const list = JSON.parse(run("list", "--json"));
 const names = list.scenarios.map((s) => s.name);
 if (!names.includes("soc")) throw new Error(`smoke-dist: no soc scenario in ${names.join(", ")}`);
 const soc = JSON.parse(run("run", "soc", "--json"));
-if (soc.outcome.failed) throw new Error(`smoke-dist: devref run soc failed: ${JSON.stringify(soc.outcome)}`);
-console.log(`smoke-dist: dist/ runs ${names.join(", ")}; devref run soc: ${soc.outcome.result}, ${soc.outcome.steps} steps`);
+if (soc.outcome.failed)
+  throw new Error(`smoke-dist: devref run soc failed: ${JSON.stringify(soc.outcome)}`);
+console.log(
+  `smoke-dist: dist/ runs ${names.join(", ")}; devref run soc: ${soc.outcome.result}, ${soc.outcome.steps} steps`,
+);

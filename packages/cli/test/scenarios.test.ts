@@ -123,6 +123,45 @@ describe("devref explore", () => {
   });
 });
 
+describe("every scenario", () => {
+  it("runs clean and explores a few steps clean, by name", async () => {
+    const list = json(await devref(["list", "--json"])).scenarios as {
+      name: string;
+      injections: string[];
+    }[]; // SAFETY: the JSON shape of list.
+    expect(list.map((s) => s.name)).toEqual(
+      expect.arrayContaining(["soc", "apple-dart", "virtio-blk"]),
+    );
+    for (const { name, injections } of list) {
+      const run = await devref(["run", name, "--json"]);
+      expect(run.status, name).toBe(0);
+      const outcome = json(run).outcome as { scenario: string; failed: boolean; steps: number }; // SAFETY: the JSON shape of run.
+      expect(outcome.scenario).toBe(name);
+      expect(outcome.failed).toBe(false);
+      // Three steps from the middle of the run, with every kind the scenario has.
+      const from = Math.floor(outcome.steps / 2);
+      const ex = await devref([
+        "explore",
+        name,
+        "--kinds",
+        injections.join(","),
+        "--from",
+        String(from),
+        "--to",
+        String(from + 2),
+        "--json",
+      ]);
+      expect(ex.status, name).toBe(0);
+      expect(json(ex)).toMatchObject({
+        scenario: name,
+        steps: 3,
+        runs: 3 * injections.length,
+        failures: [],
+      });
+    }
+  });
+});
+
 describe("devref tree / holders", () => {
   it("tree --step N shows the machine just before step N", async () => {
     const r = await devref(["tree", "soc", "--step", "10", "--json"]);

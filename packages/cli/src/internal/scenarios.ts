@@ -12,6 +12,7 @@ export type ScenarioRegistry = Readonly<Record<string, () => Promise<Scenario>>>
  */
 export const BUILTIN_SCENARIOS: ScenarioRegistry = Object.freeze({
   soc: async () => (await import("@devref/example-soc")).socScenario,
+  "apple-dart": async () => (await import("@devref/example-apple-dart")).appleDartScenario,
   "virtio-blk": async () => (await import("@devref/example-virtio-blk")).virtioBlkScenario,
 });
 
