@@ -1,3 +1,5 @@
+import type { UserWorkspaceConfig } from "vitest/config";
 import { packageProject } from "../../vitest.shared.js";
 
-export default packageProject("example-apple-dart");
+const config: UserWorkspaceConfig = packageProject("example-apple-dart");
+export default config;
