@@ -314,6 +314,13 @@ export function dmaOf(dev: Device): DmaState {
   const st = deviceStateOf(dev);
   const d = liveDmaState(st);
   if (d !== null) return d;
+  const b = st.binding;
+  if (b === null || b.phase === "ended") {
+    throw new DevrefError(
+      "ENODEV",
+      `device '${st.name}' has no driver bound: its DMA state went with the binding; keep DMA calls inside the binding's callbacks`,
+    );
+  }
   throw new DevrefError(
     "EINVAL",
     `device '${st.name}' has no DMA configuration: call dmaConfigure(system, dev) at the start ` +

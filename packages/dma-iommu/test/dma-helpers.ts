@@ -227,6 +227,9 @@ export function addTestIommu(env: Env, options: TestIommuOptions = {}): TestIomm
   const ops: IommuOps = {
     pgsizeBitmap: bitmap,
     probeDevice: () => {},
+    releaseDevice: (dev) => {
+      events.push(`release ${dev.name}`);
+    },
     deviceGroup: (_dev, ids) => `sid:${ids.join(",")}`,
     domainAllocPaging: () => {
       const d = new TestDomain(pages, events, bitmap, options.aperture32 ?? false);

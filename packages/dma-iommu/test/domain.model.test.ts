@@ -68,7 +68,9 @@ function rootOf(d: TestDomain): number {
 
 describe("map/unmap through a DMA domain against an independent table walk", () => {
   for (const lazy of [false, true]) {
-    it(`${lazy ? "lazy" : "strict"}: every live mapping translates, every unmapped page faults`, () => {
+    it(`${lazy ? "lazy" : "strict"}: every live mapping translates, every unmapped page faults`, {
+      timeout: 30_000,
+    }, () => {
       const env = makeEnv({ iommuDefaultDomain: lazy ? "lazy" : "strict" });
       const mmu = addTestIommu(env, { name: "mmu" });
       const dev = addDevice(env, { name: "m", maskBits: 36, iommus: [{ iommu: "mmu", ids: [1] }] });
@@ -152,7 +154,10 @@ describe("map/unmap through a DMA domain against an independent table walk", () 
     });
   }
 
-  it("unmanaged domain: iommuMap/iommuUnmap with mixed page sizes match a page-level model", () => {
+  // A few seconds of fixed-seed runs: the time limit is for a loaded machine, not a target.
+  it("unmanaged domain: iommuMap/iommuUnmap with mixed page sizes match a page-level model", {
+    timeout: 30_000,
+  }, () => {
     const env = makeEnv();
     const mmu = addTestIommu(env, { name: "mmu", pgsizeBitmap: 0x1000 | 0x20_0000 });
     const dev = addDevice(env, { name: "u", iommus: [{ iommu: "mmu", ids: [1] }] });

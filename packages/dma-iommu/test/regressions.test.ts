@@ -5,6 +5,7 @@ import { definePlatformDriver } from "@devref/bus";
 import { deviceStateOf } from "@devref/device-core/unsafe";
 import {
   BuddyAllocator,
+  DevrefError,
   dmaAddr,
   holders,
   type PhysAddr,
@@ -386,5 +387,38 @@ describe("regressions", () => {
     expect(env.system.audit().ramInUse).toBe(0);
     // SAFETY (test): the address is only compared.
     void (buf as PhysAddr);
+  });
+
+  it("exploration: unregistering an IOMMU tells its driver to release each device before the device's domain and tables go", () => {
+    const env = makeEnv();
+    const mmu = addTestIommu(env, { name: "mmu-x1" });
+    const d = addDevice(env, { name: "x1", iommus: [{ iommu: "mmu-x1", ids: [1] }] });
+    env.bus.unbind(mmu.ref); // the IOMMU driver unbinds: iommu_device_unregister
+    const release = mmu.events.indexOf("release x1");
+    expect(release).toBeGreaterThanOrEqual(0);
+    expect(mmu.events.indexOf("free")).toBeGreaterThan(release);
+    env.bus.unplug(d.ref);
+    expect(env.system.audit().problems).toEqual([]);
+    d.ref.put();
+  });
+
+  it("exploration: a removal from inside a bound callback revokes its borrow at once (ENODEV, not a DMA call on an unbound device)", () => {
+    const env = makeEnv();
+    const d = addDevice(env, { name: "x2" });
+    const buf = env.system.allocBuffer(4096, "low");
+    const err = d.run((dev) => {
+      env.bus.unplug(d.ref);
+      try {
+        dmaMapSingle(dev, buf, 64, DMA_TO_DEVICE);
+      } catch (e) {
+        return e;
+      }
+      return null;
+    });
+    expect(err).toBeInstanceOf(DevrefError);
+    expect((err as DevrefError).code).toBe("ENODEV");
+    env.system.freeBuffer(buf, 4096);
+    expect(env.system.audit().problems).toEqual([]);
+    d.ref.put();
   });
 });
