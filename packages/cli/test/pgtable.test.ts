@@ -50,7 +50,9 @@ beforeAll(() => {
     );
     t.mapPages(iova(0x1000), physAddr(0x9000_0000), 0x1000, 4, RW);
     t.mapPages(iova(0x4000_0000), physAddr(0xc000_0000), 0x20_0000, 1, IOMMU_READ);
-    lpae = { file: save("lpae.bin", memory), roots: [t.cfg.armLpaeS1Cfg.ttbr], memory };
+    const cfg = t.cfg;
+    if (cfg.format !== "arm-64-lpae-s1") throw new Error("not a stage-1 table");
+    lpae = { file: save("lpae.bin", memory), roots: [cfg.armLpaeS1Cfg.ttbr], memory };
   }
   {
     const memory = new SparseMemory();
@@ -58,7 +60,9 @@ beforeAll(() => {
     const t = allocIoPgtable("apple-dart2", { pgsizeBitmap: 0x4000, ias: 32, oas: 42 }, pages);
     t.mapPages(iova(0x4000), physAddr(0x8_0010_0000), 0x4000, 3, RW);
     t.mapPages(iova(0x100_0000), physAddr(0x8_0200_0000), 0x4000, 1, IOMMU_WRITE);
-    dart2 = { file: save("dart2.bin", memory), roots: [...t.cfg.appleDartCfg.ttbr], memory };
+    const cfg = t.cfg;
+    if (cfg.format !== "apple-dart2") throw new Error("not a DART2 table");
+    dart2 = { file: save("dart2.bin", memory), roots: [...cfg.appleDartCfg.ttbr], memory };
   }
 });
 
