@@ -58,7 +58,8 @@ function problemWith(ep: number, size: number, desc: RtkitShmem, from: string): 
   if (iomem !== null) {
     if (
       typeof iomem !== "object" ||
-      typeof (iomem as { readBytes?: unknown }).readBytes !== "function"
+      !("readBytes" in iomem) ||
+      typeof iomem.readBytes !== "function"
     ) {
       return `${from} gave an iomem without a readBytes(offset, dest) method`;
     }
