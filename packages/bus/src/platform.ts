@@ -42,7 +42,6 @@ import type {
 } from "@devref/raw-device";
 import {
   argumentError,
-  checkCallback,
   checkInstance,
   checkInteger,
   checkObject,
