@@ -33,7 +33,9 @@ export interface Rig {
   readonly fw: SocFirmware;
   /** Errors and warnings logged so far. */
   problems(): string[];
-  /** Unregisters the virtio-blk driver and registers it again (a new probe), then settles. */
+  /** Unregisters the virtio-blk driver and registers it again (a new probe starts). */
+  reregister(): void;
+  /** {@link reregister}, then settles. */
   rebind(): Promise<void>;
   /** Unregisters the drivers, removes the devices, settles, and returns what is left. */
   teardown(): Promise<string[]>;
@@ -63,7 +65,13 @@ export async function rig(options: RigOptions = {}): Promise<Rig> {
     iommu,
   });
   const soc = ref.soc;
-  const system = new DmaSystem({ machine: soc.machine, memory: soc.memory, ram: soc.ram });
+  const system = new DmaSystem({
+    machine: soc.machine,
+    memory: soc.memory,
+    ram: soc.ram,
+    // The disk has a 64-bit mask and never bounces: a small pool (1 MiB) is enough.
+    swiotlb: { nslabs: 512 },
+  });
   const ramBefore = soc.ram.bytesInUse;
   const platform = new PlatformBus({ machine: soc.machine });
   const pci = new PciBus({ machine: soc.machine });
@@ -84,6 +92,10 @@ export async function rig(options: RigOptions = {}): Promise<Rig> {
     logs,
     fw,
     problems: () => logs.filter((r) => r.level === "err" || r.level === "warn").map((r) => r.text),
+    reregister: () => {
+      reg.unregister();
+      reg = pci.registerDriver(vblk.driver);
+    },
     rebind: async () => {
       reg.unregister();
       reg = pci.registerDriver(vblk.driver);

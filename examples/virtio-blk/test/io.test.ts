@@ -74,7 +74,7 @@ describe("block I/O", () => {
     expect(disk.queued).toBe(6);
     await r.soc.settle();
     const got = await Promise.all(reads);
-    got.forEach((g, i) => expect(g).toEqual(pattern(4096, 10 + i)));
+    expect(got).toEqual(got.map((_, i) => pattern(4096, 10 + i)));
     expect(disk.inFlight).toBe(0);
     expect(disk.queued).toBe(0);
     expect(maxOutstanding(r.soc.trace())).toBe(4);
