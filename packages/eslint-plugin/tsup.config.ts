@@ -1,12 +1,10 @@
 import { defineConfig } from "tsup";
+import { packageBuild } from "../../scripts/tsup-package.mjs";
 
-export default defineConfig({
-  entry: ["src/index.ts"],
-  format: ["esm"],
-  target: "node20",
-  dts: { banner: '/// <reference lib="esnext.disposable" />' },
-  clean: true,
-  sourcemap: true,
-  // Loaded by ESLint next to the project's own TypeScript and typescript-eslint.
-  external: ["typescript", "@typescript-eslint/utils", "eslint"],
-});
+export default defineConfig(
+  packageBuild({
+    entry: ["src/index.ts"],
+    // Loaded by ESLint next to the project's own TypeScript and typescript-eslint.
+    external: ["typescript", "@typescript-eslint/utils", "eslint"],
+  }),
+);

@@ -1,10 +1,4 @@
 import { defineConfig } from "tsup";
+import { packageBuild } from "../../scripts/tsup-package.mjs";
 
-export default defineConfig({
-  entry: ["src/index.ts"],
-  format: ["esm"],
-  target: "node20",
-  dts: { banner: '/// <reference lib="esnext.disposable" />' },
-  clean: true,
-  sourcemap: true,
-});
+export default defineConfig(packageBuild({ entry: ["src/index.ts"] }));
