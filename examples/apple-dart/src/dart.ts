@@ -52,6 +52,11 @@ const FAULT_HISTORY = 64;
  *
  * **Invariants:** `pgsize` is 4 KiB or 16 KiB; `numStreams ≤ 256`; `forceBypass` exactly when
  * the DART page is larger than the CPU page; `fourLevel` only on T8110 with `ias > 36`.
+ *
+ * @example
+ * ```ts
+ * darts.dart("dart0")?.params; // { type: "t8110", pgsize: 16384, numStreams: 16, ias: 36, oas: 42, ... }
+ * ```
  */
 export interface DartParams {
   readonly type: DartType;
@@ -64,7 +69,16 @@ export interface DartParams {
   readonly fourLevel: boolean;
 }
 
-/** Counters a test or a tool reads to see what the driver did. */
+/**
+ * Counters a test or a tool reads to see what the driver did.
+ *
+ * **Invariants:** they only grow; `faultsHandled ≤ faults`.
+ *
+ * @example
+ * ```ts
+ * dart.stats.timeouts; // TLB commands given up on after their 100 polls
+ * ```
+ */
 export interface DartStats {
   /** TLB invalidations started (one per domain flush, whatever the variant). */
   invalidations: number;
@@ -145,19 +159,33 @@ const MODE_TRANSLATE = 2;
  *
  * **Errors:** the command paths never throw: a stuck command is logged and counted, and the
  * error is kept in {@link AppleDart.lastCommandError}, as the kernel's callers ignore it.
+ * {@link AppleDart.reset} throws (`EINVAL` locked, `ENODEV` gone, `ETIMEDOUT`).
+ *
+ * @example
+ * ```ts
+ * const dart = darts.dart("dart0")!;
+ * dart.streamMode(2); // "translate": a DMA domain is attached to the engine's stream
+ * dart.domainOf(2)?.streams(); // [2]
+ * dart.faults.at(-1)?.name; // "NO PTE FOR IOVA"
+ * ```
  */
 export class AppleDart {
   /** The DART's device name (`dart0`): the name masters give in `iommus`. */
   readonly name: string;
   readonly hw: DartHw;
   readonly params: DartParams;
-  readonly stats: DartStats = { invalidations: 0, timeouts: 0, faults: 0, faultsHandled: 0 };
-  /** The last faults decoded, oldest first (at most 64). */
-  readonly faults: DartFault[] = [];
-  /** The error of the last TLB command that failed, or null. */
-  lastCommandError: DevrefError | null = null;
+  /** What the driver did so far (read-only for everyone but the driver). */
+  readonly stats: Readonly<DartStats>;
   /** The IOMMU registered for this DART (set by probe once registered). */
   iommu: IommuDevice | null = null;
+  private readonly counters: DartStats = {
+    invalidations: 0,
+    timeouts: 0,
+    faults: 0,
+    faultsHandled: 0,
+  };
+  private readonly history: DartFault[] = [];
+  private commandError: DevrefError | null = null;
   private readonly machine: Machine;
   private readonly regs: Devres<MmioRegion>;
   private readonly owner: (DartDomain | null)[];
@@ -182,6 +210,17 @@ export class AppleDart {
     this.owner = new Array<DartDomain | null>(params.numStreams).fill(null);
     this.mode = new Uint8Array(params.numStreams);
     this.client = new Array<string | null>(params.numStreams).fill(null);
+    this.stats = this.counters;
+  }
+
+  /** The last faults decoded, oldest first (at most 64). */
+  get faults(): readonly DartFault[] {
+    return this.history;
+  }
+
+  /** The error of the last TLB command that failed (`ETIMEDOUT`, `ENODEV`), or null. */
+  get lastCommandError(): DevrefError | null {
+    return this.commandError;
   }
 
   /** The paging domain stream `sid` translates through, or null. */
@@ -306,7 +345,7 @@ export class AppleDart {
     if (!any) return null;
     const r = this.regs.tryAccess();
     if (r === undefined) return null;
-    this.stats.invalidations++;
+    this.counters.invalidations++;
     let err: DevrefError | null = null;
     if (this.hw.type === "t8110") {
       for (let sid = 0; sid < this.params.numStreams; sid++) {
@@ -334,7 +373,7 @@ export class AppleDart {
           `busy bit did not clear after command ${DART_T8020_STREAM_COMMAND_INVALIDATE.toString(16)} for streams ${map[0]!.toString(16)}`,
       );
     }
-    if (err !== null) this.lastCommandError = err;
+    if (err !== null) this.commandError = err;
     return err;
   }
 
@@ -361,7 +400,7 @@ export class AppleDart {
       if ((v & busy) === 0) return null;
       if (us >= DART_STREAM_COMMAND_BUSY_TIMEOUT) break;
     }
-    this.stats.timeouts++;
+    this.counters.timeouts++;
     const message = what();
     this.log("err", message);
     return new DevrefError(
@@ -427,9 +466,9 @@ export class AppleDart {
     if (error === ALL_ONES) return false; // gone: nothing is latched in hardware that is not there
     const f = decodeDartError(hw, error, lo, hi);
     if (f === null) return false;
-    this.stats.faults++;
-    if (this.faults.length >= FAULT_HISTORY) this.faults.shift();
-    this.faults.push(f);
+    this.counters.faults++;
+    if (this.history.length >= FAULT_HISTORY) this.history.shift();
+    this.history.push(f);
     this.log(
       "err",
       `translation fault: status:0x${f.status.toString(16)} stream:${f.stream} code:0x${f.code.toString(16)} (${f.name}) at 0x${f.address.toString(16)}`,
@@ -454,7 +493,8 @@ export class AppleDart {
     try {
       const dev = refs.find((d) => d.name === name) ?? null;
       const flags = f.write ? IOMMU_FAULT_WRITE : IOMMU_FAULT_READ;
-      if (reportIommuFault(domain, dev, iova(f.address), flags) === 0) this.stats.faultsHandled++;
+      if (reportIommuFault(domain, dev, iova(f.address), flags) === 0)
+        this.counters.faultsHandled++;
     } catch (e) {
       // A fault handler is someone else's code: its failure must not leave the error latched.
       this.log(

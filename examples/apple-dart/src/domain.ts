@@ -37,6 +37,14 @@ import { type AppleDart, STREAM_WORDS } from "./dart.js";
  * **Errors:** `mapPages` throws what io-pgtable throws (`EINVAL`, `ERANGE`, `EEXIST`,
  * `ENOMEM`); `attachDev` throws `EINVAL` on a DART whose bypass is forced; `ESHUTDOWN`
  * after `free()`.
+ *
+ * @example
+ * ```ts
+ * const domain = iommuGetDomainForDev(engine)!; // the core's domain over a DartDomain
+ * const ops = domain.ops as DartDomain;
+ * ops.table.cfg.appleDartCfg.ttbr; // the table roots the TTBRs hold
+ * ops.streams(); // [2]
+ * ```
  */
 export class DartDomain implements IommuDomainOps {
   readonly apertureStart: Iova = iova(0);

@@ -22,7 +22,14 @@ import { AppleDart, readDartParams } from "./dart.js";
 import { DART_HW_T6000, DART_HW_T8103, DART_HW_T8110, DART_MIN_REGION, type DartHw } from "./hw.js";
 import { dartIommuOps } from "./iommu-ops.js";
 
-/** How {@link createAppleDartDriver} builds the driver. */
+/**
+ * How {@link createAppleDartDriver} builds the driver.
+ *
+ * @example
+ * ```ts
+ * createAppleDartDriver({ system, hostPageSize: 4096 }); // a 16 KiB DART then only bypasses
+ * ```
+ */
 export interface AppleDartDriverOptions {
   /** The DMA system the DARTs register with (the machine's DMA layer). */
   readonly system: DmaSystem;
@@ -46,7 +53,18 @@ export interface AppleDartDriverOptions {
   readonly name?: string;
 }
 
-/** The driver definition and the DARTs it has bound, by device name. */
+/**
+ * The driver definition and the DARTs it has bound, by device name.
+ *
+ * **Invariants:** `dart(name)` is non-null exactly while that device is bound; the
+ * {@link AppleDart} it returns stays readable after unbind (its registers are not).
+ *
+ * @example
+ * ```ts
+ * platform.registerDriver(darts.driver);
+ * darts.names; // ["dart0"]
+ * ```
+ */
 export interface AppleDartDriver {
   /** Register this on the platform bus. */
   readonly driver: Static<PlatformDriver<AppleDart, DartHw>>;

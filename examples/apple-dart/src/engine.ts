@@ -35,7 +35,16 @@ export interface DmaEngineDriverOptions {
   readonly name?: string;
 }
 
-/** The engine driver and a way to run work on a bound engine. */
+/**
+ * The engine driver and a way to run work on a bound engine.
+ *
+ * **Invariants:** a job runs only while its engine is bound, and its borrow ends with it.
+ *
+ * @example
+ * ```ts
+ * const addr = engines.run("engine0", (dev) => dmaMapSingle(dev, buf, 0x4000, DMA_TO_DEVICE));
+ * ```
+ */
 export interface DmaEngineDriver {
   readonly driver: Static<PlatformDriver<DmaEngineBinding>>;
   /**

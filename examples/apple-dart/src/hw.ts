@@ -8,15 +8,19 @@
 /** The register family and PTE format, chosen by the DT compatible string. */
 export type DartType = "t8020" | "t6000" | "t8110";
 
-/** Registers common to every variant. */
+/** `PARAMS1` (all variants): the page shift. */
 export const DART_PARAMS1 = 0x00;
-/** `PARAMS1.PAGE_SHIFT`, bits 27:24. */
+/** `PARAMS1.PAGE_SHIFT` is bits 27:24: its shift… */
 export const DART_PARAMS1_PAGE_SHIFT_SHIFT = 24;
+/** …and its mask once shifted. */
 export const DART_PARAMS1_PAGE_SHIFT_MASK = 0xf;
+/** `PARAMS2` (all variants): bypass support. */
 export const DART_PARAMS2 = 0x04;
+/** `PARAMS2.BYPASS_SUPPORT`: the DART can pass a stream through untranslated. */
 export const DART_PARAMS2_BYPASS_SUPPORT = 0x1;
-/** T8110 `PARAMS3` (PA width 29:24, VA width 21:16) and `PARAMS4` (NUM_SIDS 8:0). */
+/** T8110 `PARAMS3`: PA width 29:24, VA width 21:16. */
 export const DART_T8110_PARAMS3 = 0x08;
+/** T8110 `PARAMS4`: `NUM_SIDS` 8:0. */
 export const DART_T8110_PARAMS4 = 0x0c;
 /** `ERROR.FLAG`: an error is latched (both families). */
 export const DART_ERROR_FLAG = 0x8000_0000;
@@ -27,15 +31,21 @@ export const DART_MIN_REGION = 0x4000;
 /** Polls of a TLB command before it is declared stuck: one per µs for 100 µs. */
 export const DART_STREAM_COMMAND_BUSY_TIMEOUT = 100;
 
-/** T8020/T6000 TLB command registers. */
+/** T8020/T6000 `STREAM_COMMAND`: the command register. */
 export const DART_T8020_STREAM_COMMAND = 0x20;
+/** `STREAM_COMMAND.BUSY`: reads 1 while the command runs. */
 export const DART_T8020_STREAM_COMMAND_BUSY = 0x4;
+/** `STREAM_COMMAND.INVALIDATE`: invalidate the TLB of the selected streams. */
 export const DART_T8020_STREAM_COMMAND_INVALIDATE = 0x10_0000;
+/** T8020/T6000 `STREAM_SELECT`: one bitmap word per 32 streams from here. */
 export const DART_T8020_STREAM_SELECT = 0x34;
-/** T8110 TLB command register: `BUSY` 31, `OP` 10:8, `STREAM` 7:0. */
+/** T8110 `TLB_CMD`: `BUSY` 31, `OP` 10:8, `STREAM` 7:0. */
 export const DART_T8110_TLB_CMD = 0x80;
+/** `TLB_CMD.BUSY`. */
 export const DART_T8110_TLB_CMD_BUSY = 0x8000_0000;
+/** `TLB_CMD.OP` = `FLUSH_SID`: invalidate one stream. */
 export const DART_T8110_TLB_CMD_OP_FLUSH_SID = 1;
+/** T8110 `ERROR_MASK`: a set bit suppresses that error; the driver writes 0. */
 export const DART_T8110_ERROR_MASK = 0x104;
 /** T8110 per-stream error bits (W1C), one word per 32 streams. */
 export const DART_T8110_ERROR_STREAMS = 0x1c0;
@@ -56,6 +66,12 @@ export interface DartErrorCode {
  *
  * **Invariants:** every offset lies inside the 0x4000-byte window; exactly one of the TCR
  * values enables translation.
+ *
+ * @example
+ * ```ts
+ * const hw: DartHw = DART_HW_T8110;
+ * regs.write32(hw.tcrBase + 4 * sid, hw.tcrBypass); // this stream passes through
+ * ```
  */
 export interface DartHw {
   readonly type: DartType;
@@ -137,7 +153,14 @@ const T8020_REGS = {
   ttbrAddrFieldShift: 0,
 } as const;
 
-/** `apple_dart_hw_t8103`: M1, DART1 PTEs, 36-bit output. */
+/**
+ * `apple_dart_hw_t8103`: M1, DART1 PTEs, 36-bit output (`apple,t8103-dart`).
+ *
+ * @example
+ * ```ts
+ * DART_HW_T8103.tcrEnabled; // 0x80, TCR.TRANSLATE_ENABLE
+ * ```
+ */
 export const DART_HW_T8103: DartHw = {
   type: "t8020",
   fmt: "apple-dart",
@@ -147,7 +170,7 @@ export const DART_HW_T8103: DartHw = {
   ...T8020_REGS,
 };
 
-/** `apple_dart_hw_t6000`: M1 Pro/Max, T8020 registers with DART2 PTEs and 42-bit output. */
+/** `apple_dart_hw_t6000`: M1 Pro/Max, T8020 registers with DART2 PTEs and 42-bit output (`apple,t6000-dart`). */
 export const DART_HW_T6000: DartHw = {
   type: "t6000",
   fmt: "apple-dart2",
@@ -157,7 +180,7 @@ export const DART_HW_T6000: DartHw = {
   ...T8020_REGS,
 };
 
-/** `apple_dart_hw_t8110`: M2 and later; widths and stream count come from PARAMS3/4. */
+/** `apple_dart_hw_t8110`: M2 and later; widths and stream count come from PARAMS3/4 (`apple,t8110-dart`). */
 export const DART_HW_T8110: DartHw = {
   type: "t8110",
   fmt: "apple-dart2",

@@ -20,7 +20,11 @@ import { type Borrowed, DevrefError, type PhysAllocator } from "@devref/raw-devi
 import type { AppleDart } from "./dart.js";
 import { DartDomain } from "./domain.js";
 
-/** What the IOMMU side of the driver needs besides the DART. */
+/**
+ * What the IOMMU side of the driver needs besides the DART.
+ *
+ * **Invariants:** `hostPageSize` is a power of two; the doorbell page lies below 2^52.
+ */
 export interface DartIommuConfig {
   /** Where paging domains get their table pages. */
   readonly pages: PhysAllocator;
@@ -38,9 +42,14 @@ export interface DartIommuConfig {
  * overlap another's without being the same set gets its own group (the kernel would merge
  * them or refuse).
  *
- * **Errors:** `probeDevice` throws `EINVAL` for an `iommus` entry without exactly the stream
- * cells a DART takes, or a stream the DART does not have; `domainAllocPaging` throws
- * `EINVAL` when bypass is forced; identity attach throws `EINVAL` without bypass support.
+ * **Errors:** `probeDevice` throws `EINVAL` for an `iommus` entry without a stream cell, or
+ * a stream the DART does not have; `domainAllocPaging` throws `EINVAL` when bypass is
+ * forced; identity attach throws `EINVAL` without bypass support.
+ *
+ * @example
+ * ```ts
+ * iommuDeviceRegister(system, dev, dartIommuOps(dart, { pages, hostPageSize: 16384, msiDoorbell: 0xffff_f000 }));
+ * ```
  */
 export function dartIommuOps(dart: AppleDart, cfg: DartIommuConfig): IommuOps {
   const p = dart.params;

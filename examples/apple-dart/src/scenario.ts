@@ -41,7 +41,14 @@ const BUF_SIZE = 0x8000;
 /** An IOVA nothing is ever mapped at (the deliberate fault). */
 const NEVER_MAPPED = 0x0100_0000;
 
-/** The faults an exploration of the scenario injects, by kind. */
+/**
+ * The faults an exploration of the scenario injects, by kind.
+ *
+ * @example
+ * ```ts
+ * await explore(appleDartScenario, { kinds: ["unplug"] }); // the DART pulled at every step
+ * ```
+ */
 export const APPLE_DART_INJECTIONS: Readonly<Record<string, FaultSpec>> = Object.freeze({
   /** The DART disappears (surprise removal of the IOMMU itself). */
   unplug: { kind: "unplug", target: "dart0" },

@@ -18,7 +18,7 @@ import {
   iommuUnmapFast,
 } from "@devref/dma-iommu";
 import { IOMMU_READ, IOMMU_WRITE, IotlbGather } from "@devref/io-pgtable";
-import { type DmaAddr, iova } from "@devref/raw-device";
+import { type DmaAddr, iova, type PhysAddr } from "@devref/raw-device";
 import { DART_T8020, DART_T8110, type DartOptions, DMA_STATUS } from "@devref/sim";
 import { describe, expect, it } from "vitest";
 import { DartDomain, dartTtbrValue } from "../src/index.js";
@@ -42,9 +42,8 @@ function streamRegs(r: Rig, sid: number): { tcr: number; ttbr: number[] } {
   return { tcr: p.read32(DART_T8020.TCR + 4 * sid), ttbr };
 }
 
-function map(r: Rig, pa: number, size: number, dir: DmaDirection = DMA_BIDIRECTIONAL): DmaAddr {
-  // SAFETY (test): pa came from system.allocBuffer, a whole physical address.
-  const addr = r.engines.run("engine0", (dev) => dmaMapSingle(dev, pa as never, size, dir));
+function map(r: Rig, pa: PhysAddr, size: number, dir: DmaDirection = DMA_BIDIRECTIONAL): DmaAddr {
+  const addr = r.engines.run("engine0", (dev) => dmaMapSingle(dev, pa, size, dir));
   if (addr === undefined || dmaMappingError(r.engine!, addr)) throw new Error("map failed");
   return addr;
 }
@@ -131,8 +130,7 @@ describe("the IOTLB: a missing flush is visible, the driver's sync flushes", () 
       })!;
       expect(d.domainOf(ENGINE_SID)?.domain).toBe(dom);
       const at = iova(0x10_0000);
-      // SAFETY (test): buf is a whole physical address from allocBuffer.
-      iommuMap(dom, at, buf as never, 0x4000, IOMMU_READ | IOMMU_WRITE);
+      iommuMap(dom, at, buf, 0x4000, IOMMU_READ | IOMMU_WRITE);
       expect(r.master.write32(at, 1)).toBe(true);
       expect(r.soc.memory.read32(buf)).toBe(1);
       // Clear the PTE and keep the invalidation back: the DART still has the old entry.
