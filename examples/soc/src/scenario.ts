@@ -4,6 +4,7 @@
 import { type DriverRegistration, PciBus, PlatformBus } from "@devref/bus";
 import { DmaSystem } from "@devref/dma-iommu";
 import { type AppleDart, createAppleDartDriver } from "@devref/example-apple-dart";
+import { createAppleSmcDriver } from "@devref/example-apple-smc";
 import { VirtioBlkDriver } from "@devref/example-virtio-blk";
 import {
   createReferenceSoc,
@@ -20,9 +21,15 @@ import {
 import { auditSoc } from "./audit.js";
 import { DiskLedger, pattern } from "./disk.js";
 import { formatSnapshot } from "./format.js";
+import { SmcTraffic } from "./smc.js";
 
 /** The PCI function of the reference SoC's disk (slot 0). */
 export const SOC_DISK = "0000:00:00.0";
+/**
+ * The SMC's ASC DMA stream on dart0. Its firmware keeps its crashlog, syslog and IOReport
+ * buffers in SRAM (the t8103 layout); the SMC is configured behind the DART all the same.
+ */
+export const SOC_SMC_SID = 3;
 
 /** The faults an exploration of the `soc` scenario injects, by kind. */
 export const SOC_INJECTIONS: Readonly<Record<string, FaultSpec>> = Object.freeze({
@@ -49,14 +56,24 @@ async function runSoc(options: ScenarioOptions = {}): Promise<ScenarioOutcome> {
   const seed = options.seed ?? 1;
   const say = options.narrate ?? (() => {});
   const exceptions: ScenarioException[] = [];
-  const { soc, blk } = createReferenceSoc({
+  const {
+    soc,
+    blk,
+    dart: dartModel,
+    smc: smcParts,
+  } = createReferenceSoc({
     seed,
     name: "soc",
     trace: options.trace ?? "digest",
     // Completion jitter from the seed: another seed is another interleaving.
     blk: { image: diskImage(seed), jitterNs: 2000 },
-    logSink: (r) => say(`  log: ${r.text}`),
+    // The drivers' dev_* lines at info and above (debug lines are RTKit's handshake chatter).
+    logSink: (r) => {
+      if (r.level !== "dbg") say(`  log: ${r.text}`);
+    },
   });
+  // The ASC's DMA goes through dart0 (its node gets `iommus`), as the disk's does.
+  if (smcParts !== null) dartModel.attach(smcParts.asc.dma, SOC_SMC_SID);
   for (const f of options.faults ?? []) soc.faults.schedule(f.at, f.spec);
   const observer = new ScenarioObserver(soc, options);
   const system = new DmaSystem({
@@ -70,6 +87,7 @@ async function runSoc(options: ScenarioOptions = {}): Promise<ScenarioOutcome> {
   const pci = new PciBus({ machine: soc.machine });
   const darts = createAppleDartDriver({ system });
   const vblk = new VirtioBlkDriver({ timers: soc.events, queueDepth: 4 });
+  const smcDriver = createAppleSmcDriver({ timers: soc.events });
   const disk0 = blk!;
   const ledger = new DiskLedger(disk0.image, say, exceptions);
   const registrations: DriverRegistration[] = [];
@@ -102,7 +120,7 @@ async function runSoc(options: ScenarioOptions = {}): Promise<ScenarioOutcome> {
   await phase("probe", async () => {
     say("probe: the DART driver first, then the devices are described");
     registrations.push(platform.registerDriver(darts.driver));
-    fw = describeSoc(soc, { platform, pci });
+    fw = describeSoc(soc, { platform, pci, mailbox: "inline" });
     await settle();
     const dart = darts.dart("dart0");
     bound.dart = dart;
@@ -111,10 +129,15 @@ async function runSoc(options: ScenarioOptions = {}): Promise<ScenarioOutcome> {
         ? "probe: dart0 is not bound"
         : `probe: dart0 bound: ${dart.params.numStreams} streams, ${dart.params.pgsize / 1024} KiB pages, ias ${dart.params.ias}, oas ${dart.params.oas}`,
     );
-    say("probe: the virtio-blk driver, behind the DART");
+    say("probe: the SMC client and the virtio-blk driver, behind the DART");
+    registrations.push(platform.registerDriver(smcDriver.driver));
     registrations.push(pci.registerDriver(vblk.driver));
     await settle();
   });
+
+  const smc = smcDriver.client("smc");
+  const smcTraffic = smc === null ? null : new SmcTraffic(soc, smc, say, exceptions);
+  say(smc === null ? "probe: the SMC did not bind" : `probe: smc bound, ${smc.keyCount} keys`);
 
   const diskBound = vblk.diskNames().includes(SOC_DISK);
   say(diskBound ? `probe: ${SOC_DISK} bound` : "probe: no disk bound");
@@ -147,6 +170,8 @@ async function runSoc(options: ScenarioOptions = {}): Promise<ScenarioOutcome> {
     });
   }
 
+  if (smcTraffic !== null) await phase("SMC traffic", () => smcTraffic.run());
+
   say("tree: the machine with every driver bound");
   for (const line of formatSnapshot(observer.snapshot())) say(`  ${line}`);
   observer.point();
@@ -167,8 +192,9 @@ async function runSoc(options: ScenarioOptions = {}): Promise<ScenarioOutcome> {
     });
   }
 
-  say("teardown: drivers unregistered, the description removed, the DART last");
+  say("teardown: the SMC shut down, drivers unregistered, the description removed, the DART last");
   await phase("teardown", async () => {
+    if (smcTraffic !== null) await smcTraffic.shutdown();
     for (const reg of registrations.slice(1).reverse()) reg.unregister();
     fw?.remove();
     registrations[0]?.unregister();
@@ -190,6 +216,8 @@ async function runSoc(options: ScenarioOptions = {}): Promise<ScenarioOutcome> {
   );
   observer.finish();
   const parts: string[] = [];
+  const smcResult = smcTraffic?.result() ?? "no SMC";
+  if (smcResult !== "") parts.push(smcResult);
   if (!diskBound) parts.push("no disk");
   else if (ledger.codes.has("ENODEV")) parts.push("disk removed");
   else if (ledger.codes.has("EIO")) parts.push("disk I/O error");

@@ -16,5 +16,6 @@ describe("explore soc", () => {
     // The faults changed what happened at the steps that matter.
     expect(report.outcomes["unplug: disk removed"]).toBeGreaterThan(0);
     expect(report.outcomes["iommu-fault: disk I/O error, DART fault reported"]).toBeGreaterThan(0);
+    expect(report.outcomes["rtkit-crash: firmware crashed, recovered"]).toBeGreaterThan(0);
   });
 });

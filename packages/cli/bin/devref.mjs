@@ -24,5 +24,12 @@ if (fromSource) {
   );
   process.exit(2);
 }
+// A reader that stops early (`devref run soc | head`) is no error: stop writing quietly.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (e) => {
+    if (e.code === "EPIPE") process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+}
 const { main } = await import(entry.href);
 process.exitCode = await main(process.argv.slice(2));

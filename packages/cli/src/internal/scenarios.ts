@@ -14,6 +14,7 @@ export const BUILTIN_SCENARIOS: ScenarioRegistry = Object.freeze({
   soc: async () => (await import("@devref/example-soc")).socScenario,
   "apple-dart": async () => (await import("@devref/example-apple-dart")).appleDartScenario,
   "virtio-blk": async () => (await import("@devref/example-virtio-blk")).virtioBlkScenario,
+  "apple-smc": async () => (await import("@devref/example-apple-smc")).appleSmcScenario,
 });
 
 /** The scenario names, in the order `devref list` shows them. */
