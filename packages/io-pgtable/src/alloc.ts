@@ -4,7 +4,7 @@ import { checkOneOf, type PhysAllocator } from "@devref/raw-device";
 import { IO_PGTABLE_FORMATS, type IoPgtableFormat } from "./constants.js";
 import { AppleDartIoPgtable } from "./dart.js";
 import { ArmLpaeIoPgtable } from "./lpae.js";
-import type { IoPgtableConfig } from "./types.js";
+import type { ArmLpaeFormat, IoPgtableConfig } from "./types.js";
 
 /**
  * Allocates an I/O page table of `format` in memory from `allocator`
@@ -35,11 +35,11 @@ import type { IoPgtableConfig } from "./types.js";
  * t.cfg.armLpaeS2Cfg.vtcr.sl; // 1: a concatenated root starting at level 1
  * ```
  */
-export function allocIoPgtable(
-  format: "arm-64-lpae-s1" | "arm-64-lpae-s2",
+export function allocIoPgtable<F extends ArmLpaeFormat>(
+  format: F,
   cfg: IoPgtableConfig,
   allocator: PhysAllocator,
-): ArmLpaeIoPgtable;
+): ArmLpaeIoPgtable<F>;
 export function allocIoPgtable(
   format: "apple-dart" | "apple-dart2",
   cfg: IoPgtableConfig,

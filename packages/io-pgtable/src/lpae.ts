@@ -29,6 +29,8 @@ import { type LpaeEngine, LpaeMemEngine } from "./internal/lpae-mem.js";
 import { LpaeViewEngine } from "./internal/lpae-view.js";
 import { TableStore } from "./internal/table-store.js";
 import type {
+  ArmLpaeCfgOf,
+  ArmLpaeFormat,
   ArmLpaeS1Cfg,
   ArmLpaeS2Cfg,
   IommuIotlbGather,
@@ -96,9 +98,12 @@ export interface IoPgtableOps extends Disposable {
  * t.iovaToPhys(iova(0x1234)); // 0x9000_0234
  * ```
  */
-export class ArmLpaeIoPgtable implements IoPgtableOps {
-  /** The written-back configuration, as `alloc_io_pgtable_ops` leaves the caller's cfg. */
-  readonly cfg: ArmLpaeS1Cfg | ArmLpaeS2Cfg;
+export class ArmLpaeIoPgtable<F extends ArmLpaeFormat = ArmLpaeFormat> implements IoPgtableOps {
+  /**
+   * The written-back configuration, as `alloc_io_pgtable_ops` leaves the caller's cfg; typed
+   * by the format, so `cfg.armLpaeS1Cfg` needs no narrowing on a table made as stage 1.
+   */
+  readonly cfg: ArmLpaeCfgOf<F>;
   readonly #geo: LpaeGeo;
   readonly #store: TableStore;
   readonly #eng: LpaeEngine;
@@ -113,11 +118,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
    * **Errors:** `EINVAL` naming the argument for a malformed one, or with the reason wherever
    * the kernel's allocation returns null; `ENOMEM` when the root cannot be allocated.
    */
-  constructor(
-    format: "arm-64-lpae-s1" | "arm-64-lpae-s2",
-    cfgIn: IoPgtableConfig,
-    allocator: PhysAllocator,
-  ) {
+  constructor(format: F, cfgIn: IoPgtableConfig, allocator: PhysAllocator) {
     const where = "ArmLpaeIoPgtable";
     checkOneOf(where, "format", format, ["arm-64-lpae-s1", "arm-64-lpae-s2"] as const);
     checkAllocator(where, allocator);
@@ -153,10 +154,11 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       coherentWalk: setup.coherentWalk,
       geometry: g,
     };
-    this.cfg =
-      format === "arm-64-lpae-s1"
+    const stage: ArmLpaeFormat = format;
+    const cfg: ArmLpaeS1Cfg | ArmLpaeS2Cfg =
+      stage === "arm-64-lpae-s1"
         ? Object.freeze({
-            format,
+            format: stage,
             ...base,
             armLpaeS1Cfg: Object.freeze({
               ttbr: root,
@@ -165,10 +167,13 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
             }),
           })
         : Object.freeze({
-            format,
+            format: stage,
             ...base,
             armLpaeS2Cfg: Object.freeze({ vttbr: root, vtcr: Object.freeze(setup.vtcr!) }),
           });
+    // SAFETY: the branch above built the stage-1 cfg exactly when F is the stage-1 format
+    // (checkOneOf made sure `format` is one of the two), which is what ArmLpaeCfgOf<F> says.
+    this.cfg = cfg as ArmLpaeCfgOf<F>;
   }
 
   /** Bytes of table memory held, root included. */

@@ -185,6 +185,17 @@ export interface AppleDartCfg extends IoPgtableCfgBase {
   };
 }
 
+/** The two ARM LPAE formats. */
+export type ArmLpaeFormat = "arm-64-lpae-s1" | "arm-64-lpae-s2";
+
+/**
+ * The written-back configuration of an LPAE table of format `F`: `ArmLpaeS1Cfg` for stage 1,
+ * `ArmLpaeS2Cfg` for stage 2, their union when the format is not known statically.
+ */
+export type ArmLpaeCfgOf<F extends ArmLpaeFormat> = F extends "arm-64-lpae-s1"
+  ? ArmLpaeS1Cfg
+  : ArmLpaeS2Cfg;
+
 /** Any written-back configuration; narrow on `format`. */
 export type IoPgtableCfg = ArmLpaeS1Cfg | ArmLpaeS2Cfg | AppleDartCfg;
 

@@ -3,7 +3,10 @@ import type { Iova, PhysAddr, PhysicalMemory } from "@devref/raw-device";
 import { describe, expectTypeOf, it } from "vitest";
 import {
   type AppleDartIoPgtable,
+  type ArmLpaeFormat,
   type ArmLpaeIoPgtable,
+  type ArmLpaeS1Cfg,
+  type ArmLpaeS2Cfg,
   allocIoPgtable,
   type DecodeOptions,
   decodeIoPgtable,
@@ -21,7 +24,19 @@ declare const mem: PhysicalMemory;
 describe("io-pgtable API types", () => {
   it("allocIoPgtable returns the format's class and cfg", () => {
     const t = allocIoPgtable("arm-64-lpae-s1", { pgsizeBitmap: 0x1000, ias: 48, oas: 48 }, pages);
-    expectTypeOf(t).toEqualTypeOf<ArmLpaeIoPgtable>();
+    expectTypeOf(t).toEqualTypeOf<ArmLpaeIoPgtable<"arm-64-lpae-s1">>();
+    // The cfg is the format's: no narrowing needed to read the stage-1 registers.
+    expectTypeOf(t.cfg).toEqualTypeOf<ArmLpaeS1Cfg>();
+    expectTypeOf(t.cfg.armLpaeS1Cfg.ttbr).toEqualTypeOf<PhysAddr>();
+    const s2 = allocIoPgtable("arm-64-lpae-s2", { pgsizeBitmap: 0x1000, ias: 48, oas: 48 }, pages);
+    expectTypeOf(s2.cfg).toEqualTypeOf<ArmLpaeS2Cfg>();
+    // @ts-expect-error -- a stage-2 table has no stage-1 registers
+    s2.cfg.armLpaeS1Cfg;
+    // A format known only at run time gives the union, to narrow on cfg.format.
+    const stage = "arm-64-lpae-s1" as ArmLpaeFormat;
+    expectTypeOf(
+      allocIoPgtable(stage, { pgsizeBitmap: 0x1000, ias: 48, oas: 48 }, pages).cfg,
+    ).toEqualTypeOf<ArmLpaeS1Cfg | ArmLpaeS2Cfg>();
     expectTypeOf(
       allocIoPgtable("apple-dart", { pgsizeBitmap: 0x4000, ias: 32, oas: 36 }, pages),
     ).toEqualTypeOf<AppleDartIoPgtable>();
