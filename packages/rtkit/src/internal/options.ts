@@ -87,7 +87,9 @@ export function readOptions(where: string, options: RtkitOptions): Config {
   const log = options.log === undefined ? null : checkCallback(where, "options.log", options.log);
   const schedule =
     options.schedule === undefined
-      ? queueMicrotask
+      ? // Called as a method of the options object: a browser's queueMicrotask throws
+        // "Illegal invocation" unless called on the global, so it is wrapped.
+        (run: () => void) => queueMicrotask(run)
       : checkCallback(where, "options.schedule", options.schedule);
   return {
     transport,
