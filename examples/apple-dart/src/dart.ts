@@ -6,14 +6,25 @@
 //! specs/sim-hardware.md. IOMMU-core callbacks reach the registers through the binding's
 //! `Devres` (`tryAccess`): after unbind they find nothing and touch no hardware.
 
-import type { Device, Devres, Machine, MmioRegion } from "@devref/device-core";
+import { type Device, Devres, Machine, type MmioRegion } from "@devref/device-core";
 import {
   IOMMU_FAULT_READ,
   IOMMU_FAULT_WRITE,
   type IommuDevice,
   reportIommuFault,
 } from "@devref/dma-iommu";
-import { type ARef, DevrefError, formatAddr, iova } from "@devref/raw-device";
+import {
+  type ARef,
+  argumentError,
+  checkCallback,
+  checkInstance,
+  checkInteger,
+  checkObject,
+  checkString,
+  DevrefError,
+  formatAddr,
+  iova,
+} from "@devref/raw-device";
 import type { DartDomain } from "./domain.js";
 import { type DartFault, decodeDartError } from "./fault.js";
 import {
@@ -106,6 +117,10 @@ export function readDartParams(
   read32: (offset: number) => number,
   hostPageSize: number,
 ): DartParams {
+  const where = "readDartParams";
+  checkObject(where, "hw", hw);
+  checkCallback(where, "read32", read32);
+  checkInteger(where, "hostPageSize", hostPageSize, 1, 2 ** 30);
   const p1 = read32(DART_PARAMS1);
   const p2 = read32(DART_PARAMS2);
   if (p1 === ALL_ONES && p2 === ALL_ONES) {
@@ -202,6 +217,13 @@ export class AppleDart {
     params: DartParams,
     regs: Devres<MmioRegion>,
   ) {
+    const where = "new AppleDart";
+    checkString(where, "name", name, true);
+    checkInstance(where, "machine", machine, Machine);
+    checkObject(where, "hw", hw);
+    checkObject(where, "params", params);
+    checkInteger(where, "params.numStreams", params.numStreams, 0, DART_MAX_STREAMS);
+    checkInstance(where, "regs", regs, Devres);
     this.name = name;
     this.machine = machine;
     this.hw = hw;
@@ -223,15 +245,34 @@ export class AppleDart {
     return this.commandError;
   }
 
-  /** The paging domain stream `sid` translates through, or null. */
+  /**
+   * The paging domain stream `sid` translates through, or null.
+   *
+   * **Errors:** `EINVAL` for a stream the DART does not have.
+   */
   domainOf(sid: number): DartDomain | null {
+    this.checkSids("AppleDart.domainOf", [sid]);
     return this.owner[sid] ?? null;
   }
 
-  /** What stream `sid` is set to: `disabled`, `bypass` or `translate`. */
+  /**
+   * What stream `sid` is set to: `disabled`, `bypass` or `translate`.
+   *
+   * **Errors:** `EINVAL` for a stream the DART does not have.
+   */
   streamMode(sid: number): "disabled" | "bypass" | "translate" {
+    this.checkSids("AppleDart.streamMode", [sid]);
     const m = this.mode[sid];
     return m === MODE_BYPASS ? "bypass" : m === MODE_TRANSLATE ? "translate" : "disabled";
+  }
+
+  /**
+   * @internal Checks that every one of `sids` is a stream of this DART, before anything
+   * changes.
+   */
+  checkSids(where: string, sids: readonly number[]): void {
+    if (!Array.isArray(sids)) throw argumentError(where, "sids", "an array of stream IDs", sids);
+    for (const sid of sids) checkInteger(where, "sid", sid, 0, this.params.numStreams - 1);
   }
 
   /** @internal Records the device that claims `sids` (probe_device). */
@@ -262,6 +303,7 @@ export class AppleDart {
    * then a TLB invalidation of those streams. The streams leave any other domain.
    */
   setupTranslation(domain: DartDomain, sids: readonly number[], ttbrs: readonly number[]): void {
+    this.checkSids("AppleDart.setupTranslation", sids);
     const hw = this.hw;
     for (const sid of sids) this.take(sid, domain, MODE_TRANSLATE);
     const r = this.regs.tryAccess();
@@ -281,6 +323,7 @@ export class AppleDart {
 
   /** `apple_dart_hw_enable_bypass`: TCR = bypass for `sids` (no invalidation, as the kernel). */
   enableBypass(sids: readonly number[]): void {
+    this.checkSids("AppleDart.enableBypass", sids);
     for (const sid of sids) this.take(sid, null, MODE_BYPASS);
     const r = this.regs.tryAccess();
     if (r === undefined) return;
@@ -289,6 +332,7 @@ export class AppleDart {
 
   /** `apple_dart_hw_disable_dma`: TCR = 0 for `sids`, so their DMA is blocked. */
   disableDma(sids: readonly number[]): void {
+    this.checkSids("AppleDart.disableDma", sids);
     for (const sid of sids) this.take(sid, null, MODE_DISABLED);
     const r = this.regs.tryAccess();
     if (r === undefined) return;

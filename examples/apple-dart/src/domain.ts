@@ -17,13 +17,15 @@ import {
 } from "@devref/io-pgtable";
 import {
   type Borrowed,
+  checkInstance,
+  checkObject,
   DevrefError,
   type Iova,
   iova,
   type PhysAddr,
   type PhysAllocator,
 } from "@devref/raw-device";
-import { type AppleDart, STREAM_WORDS } from "./dart.js";
+import { AppleDart, STREAM_WORDS } from "./dart.js";
 
 /**
  * A DART paging domain (DMA or unmanaged), finalized when allocated: the table exists from
@@ -68,6 +70,8 @@ export class DartDomain implements IommuDomainOps {
    * page is left.
    */
   constructor(dart: AppleDart, pages: PhysAllocator) {
+    checkInstance("new DartDomain", "dart", dart, AppleDart);
+    checkObject("new DartDomain", "pages", pages);
     const p = dart.params;
     this.dart = dart;
     this.table = allocIoPgtable(

@@ -209,7 +209,7 @@ export function createAppleDartDriver(options: AppleDartDriverOptions): AppleDar
 
   return {
     driver,
-    dart: (n: string) => bound.get(n) ?? null,
+    dart: (n: string) => bound.get(checkString("AppleDartDriver.dart", "name", n)) ?? null,
     get names(): readonly string[] {
       return [...bound.keys()];
     },

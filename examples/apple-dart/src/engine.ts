@@ -11,6 +11,7 @@ import {
   type Borrowed,
   type Bound,
   checkCallback,
+  checkInteger,
   checkObject,
   checkString,
   type Static,
@@ -73,7 +74,7 @@ export interface DmaEngineDriver {
 export function createDmaEngineDriver(options: DmaEngineDriverOptions = {}): DmaEngineDriver {
   const where = "createDmaEngineDriver";
   checkObject(where, "options", options);
-  const bits = options.maskBits ?? 32;
+  const bits = checkInteger(where, "options.maskBits", options.maskBits ?? 32, 1, 64);
   const name =
     options.name === undefined
       ? "dma-engine"
@@ -100,6 +101,7 @@ export function createDmaEngineDriver(options: DmaEngineDriverOptions = {}): Dma
   return {
     driver,
     run<R>(engine: string, job: EngineJob<R>): R | undefined {
+      checkString("DmaEngineDriver.run", "engine", engine);
       checkCallback("DmaEngineDriver.run", "job", job);
       const b = bound.get(engine);
       if (b === undefined || !b.work.isActive) return undefined;
@@ -109,6 +111,7 @@ export function createDmaEngineDriver(options: DmaEngineDriverOptions = {}): Dma
       });
       return out;
     },
-    isBound: (engine: string) => bound.get(engine)?.work.isActive === true,
+    isBound: (engine: string) =>
+      bound.get(checkString("DmaEngineDriver.isBound", "engine", engine))?.work.isActive === true,
   };
 }

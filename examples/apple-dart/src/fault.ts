@@ -3,6 +3,7 @@
 //! Decoding a latched DART error: the flag, the stream, the code and the faulting address,
 //! with the kernel's names (specs/sim-hardware.md §1.6).
 
+import { checkInteger, checkObject } from "@devref/raw-device";
 import { DART_ERROR_FLAG, type DartErrorCode, type DartHw } from "./hw.js";
 
 /**
@@ -32,6 +33,8 @@ export interface DartFault {
  *
  * **Invariants:** pure; any 32-bit inputs are accepted.
  *
+ * **Errors:** `EINVAL` for a `hw` that is not an object or a value that is not 32 bits.
+ *
  * @example
  * ```ts
  * decodeDartError(DART_HW_T8110, 0x8030_0008, 0x4000, 0)?.name; // "NO PTE FOR IOVA", stream 3
@@ -43,6 +46,11 @@ export function decodeDartError(
   addrLo: number,
   addrHi: number,
 ): DartFault | null {
+  const where = "decodeDartError";
+  checkObject(where, "hw", hw);
+  checkInteger(where, "error", error, 0, 0xffff_ffff);
+  checkInteger(where, "addrLo", addrLo, 0, 0xffff_ffff);
+  checkInteger(where, "addrHi", addrHi, 0, 0xffff_ffff);
   if ((error & DART_ERROR_FLAG) >>> 0 === 0) return null;
   const code = error & hw.errorCodeMask;
   // One bit is expected; anything else is "unknown", as the kernel's == tests make it.

@@ -5,6 +5,8 @@
 //! values select translate, bypass and disabled, how a TTBR is encoded, how ERROR is laid
 //! out, and which page-table format the domains use (specs/sim-hardware.md §1.1–§1.6).
 
+import { checkAddress, checkObject } from "@devref/raw-device";
+
 /** The register family and PTE format, chosen by the DT compatible string. */
 export type DartType = "t8020" | "t6000" | "t8110";
 
@@ -216,6 +218,8 @@ export const DART_HW_T8110: DartHw = {
  *
  * **Invariants:** `pa` is aligned to `2^hw.ttbrShift` (io-pgtable's tables are page-aligned).
  *
+ * **Errors:** `EINVAL` for a `hw` that is not an object or `pa` that is not an address.
+ *
  * @example
  * ```ts
  * dartTtbrValue(DART_HW_T8103, 0x8_0001_0000); // 0x8080_0010
@@ -223,6 +227,8 @@ export const DART_HW_T8110: DartHw = {
  * ```
  */
 export function dartTtbrValue(hw: DartHw, pa: number): number {
+  checkObject("dartTtbrValue", "hw", hw);
+  checkAddress("dartTtbrValue", "pa", pa);
   const field = Math.floor(pa / 2 ** hw.ttbrShift) * 2 ** hw.ttbrAddrFieldShift;
   return (hw.ttbrValid | field) >>> 0;
 }

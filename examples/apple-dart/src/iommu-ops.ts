@@ -16,8 +16,18 @@ import {
   type IommuResvRegion,
 } from "@devref/dma-iommu";
 import { IOMMU_MMIO, IOMMU_NOEXEC, IOMMU_WRITE } from "@devref/io-pgtable";
-import { type Borrowed, DevrefError, type PhysAllocator } from "@devref/raw-device";
-import type { AppleDart } from "./dart.js";
+import {
+  argumentError,
+  type Borrowed,
+  checkAddress,
+  checkInstance,
+  checkInteger,
+  checkObject,
+  DevrefError,
+  isPowerOfTwo,
+  type PhysAllocator,
+} from "@devref/raw-device";
+import { AppleDart } from "./dart.js";
 import { DartDomain } from "./domain.js";
 
 /**
@@ -52,6 +62,15 @@ export interface DartIommuConfig {
  * ```
  */
 export function dartIommuOps(dart: AppleDart, cfg: DartIommuConfig): IommuOps {
+  const where = "dartIommuOps";
+  checkInstance(where, "dart", dart, AppleDart);
+  checkObject(where, "cfg", cfg);
+  checkObject(where, "cfg.pages", cfg.pages);
+  checkInteger(where, "cfg.hostPageSize", cfg.hostPageSize, 4096, 65536);
+  if (!isPowerOfTwo(cfg.hostPageSize)) {
+    throw argumentError(where, "cfg.hostPageSize", "a power of two", cfg.hostPageSize);
+  }
+  if (cfg.msiDoorbell !== null) checkAddress(where, "cfg.msiDoorbell", cfg.msiDoorbell);
   const p = dart.params;
   const pages = cfg.pages;
   const doorbell: readonly IommuResvRegion[] =
