@@ -28,7 +28,7 @@ export {
   appleSmcScenario,
   makeAppleSmcScenario,
 } from "./scenario.js";
-export { settleUntil } from "./settle.js";
+export { settleFor, settleUntil } from "./settle.js";
 export { type CoherentRtkitDma, coherentRtkitDma, SramWindow } from "./shmem.js";
 export { AppleSmc, type AppleSmcStats } from "./smc.js";
 export {

@@ -216,7 +216,10 @@ export class AscMailboxChannel {
     if (this.gone) return Promise.reject(this.goneError());
     if (this.backlogEp.length === 0) {
       const ctl = this.control(true);
-      if (ctl === ALL_ONES) return Promise.reject(this.goneError());
+      if (ctl === ALL_ONES) {
+        this.markGone();
+        return Promise.reject(this.goneError());
+      }
       if ((ctl & MBOX_CONTROL_FULL) === 0) return Promise.resolve();
     }
     return new Promise<void>((resolve, reject) => {

@@ -20,7 +20,7 @@ import {
   type Soc,
 } from "@devref/sim";
 import { createAppleSmcDriver } from "./driver.js";
-import { settleUntil } from "./settle.js";
+import { settleFor, settleUntil } from "./settle.js";
 import type { AppleSmc } from "./smc.js";
 
 /** How {@link makeAppleSmcScenario} builds its runs. */
@@ -226,7 +226,7 @@ async function traffic(
   const off = smc.onEvent((e) => seen.push(e.description));
   const sent = model?.notify(LID_CLOSED) ?? false;
   firmware?.log("smc", "lid state changed");
-  await steps.run("notification", smc, () => Promise.resolve());
+  await settleFor(soc, 1_000_000); // a millisecond: the event and the log line arrive
   off();
   narrate(
     `event: ${sent ? (seen.length > 0 ? seen.join(", ") : "sent, not delivered") : "the SMC sent none (notifications off)"}`,

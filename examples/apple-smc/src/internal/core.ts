@@ -51,7 +51,7 @@ export type SmcStage =
 export interface SmcCrash {
   /** The crashlog, parsed (`parseCrashlog`), or null when there was no copy to parse. */
   readonly crashlog: Crashlog | null;
-  /** The texts of its `Cstr` sections (the panic messages). */
+  /** The lines of its `Cstr` sections (the panic messages). */
   readonly messages: readonly string[];
   /** The firmware version from its `Cver` section, or null. */
   readonly version: string | null;
@@ -481,7 +481,7 @@ export class SmcCore {
     if (copy !== null) {
       try {
         crashlog = parseCrashlog(copy);
-        problem = crashlog.error;
+        problem = crashlog.error ?? (crashlog.footer ? null : "the crashlog has no CLHE footer");
       } catch (e) {
         problem = e instanceof Error ? e.message : String(e);
         this.log("err", `the crashlog could not be parsed: ${problem}`);
@@ -490,7 +490,7 @@ export class SmcCore {
     const messages: string[] = [];
     let version: string | null = null;
     for (const s of crashlog?.sections ?? []) {
-      if (s.kind === "str") messages.push(s.lines.join(" / "));
+      if (s.kind === "str") messages.push(...s.lines);
       else if (s.kind === "version") version = s.version;
     }
     this.crashes.push({ crashlog, messages, version, problem });
