@@ -93,6 +93,8 @@ export interface DartParams {
 export interface DartStats {
   /** TLB invalidations started (one per domain flush, whatever the variant). */
   invalidations: number;
+  /** Of those, how many were `flush_iotlb_all` (a flush queue's flush). */
+  flushAll: number;
   /** TLB commands whose busy bit did not clear in time. */
   timeouts: number;
   /** Faults taken by the interrupt handler. */
@@ -195,6 +197,7 @@ export class AppleDart {
   iommu: IommuDevice | null = null;
   private readonly counters: DartStats = {
     invalidations: 0,
+    flushAll: 0,
     timeouts: 0,
     faults: 0,
     faultsHandled: 0,
@@ -288,6 +291,11 @@ export class AppleDart {
   /** The mapped registers while the binding lasts, else null. */
   regsOrNull(): MmioRegion | null {
     return this.regs.tryAccess() ?? null;
+  }
+
+  /** @internal Counts a `flush_iotlb_all` (the invalidation itself follows). */
+  countFlushAll(): void {
+    this.counters.flushAll++;
   }
 
   /** Logs as the driver does (`apple-dart dart0: …`). */

@@ -154,6 +154,7 @@ export class DartDomain implements IommuDomainOps {
 
   /** `flush_iotlb_all`. */
   flushIotlbAll(): void {
+    if (!this.freed) this.dart.countFlushAll();
     this.flush();
   }
 

@@ -173,3 +173,26 @@ describe("the IOTLB: a missing flush is visible, the driver's sync flushes", () 
     expect(r.teardown()).toEqual([]);
   });
 });
+
+describe("lazy invalidation (DMA_FQ): flush_iotlb_all", () => {
+  it("an unmapped IOVA stays translatable until the next invalidation; a full queue flushes all", async () => {
+    const r = await rig({ iommuDefaultDomain: "lazy" });
+    const d = r.dart();
+    const buf = r.system.allocBuffer(0x4000);
+    const first = map(r, buf, 0x4000);
+    expect(r.master.write32(first, 1)).toBe(true);
+    unmap(r, first, 0x4000);
+    // Deferred, as the kernel's lazy mode defers it: the old entry still answers.
+    expect(r.master.write32(first, 2)).toBe(true);
+    expect(r.soc.memory.read32(buf)).toBe(2);
+    expect(d.stats.flushAll).toBe(0);
+    // A full queue (256 entries) flushes by itself: flush_iotlb_all on every stream.
+    for (let i = 0; i < 256; i++) unmap(r, map(r, buf, 0x4000), 0x4000);
+    expect(d.stats.flushAll).toBe(1);
+    expect(r.master.write32(first, 3)).toBe(false);
+    expect(r.soc.memory.read32(buf)).toBe(2);
+    await r.soc.settle();
+    r.system.freeBuffer(buf, 0x4000);
+    expect(r.teardown()).toEqual([]);
+  });
+});
