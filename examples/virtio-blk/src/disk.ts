@@ -8,20 +8,27 @@
 
 import type { PciDevice } from "@devref/bus";
 import { type BoundCallback, devInfo, devWarn, type IrqReturn } from "@devref/device-core";
-import type { CoherentAllocation } from "@devref/dma-iommu";
-import type { Bound, PhysicalMemory } from "@devref/raw-device";
+import type { Bound } from "@devref/raw-device";
 import { checkCount, checkInstance, checkInteger, DevrefError } from "@devref/raw-device";
-import { BLK_CFG, BLK_ID_BYTES, BLK_T, FEATURE, ISR, SECTOR_SIZE, STATUS, VRING } from "./regs.js";
-import { BlkRequest, type Slot, statusError } from "./request.js";
+import { asDevrefError, BAD_USED_ENTRY, type BlkQueue, type QueueSetup } from "./internal/queue.js";
+import {
+  BLK_CFG,
+  BLK_ID_BYTES,
+  BLK_T,
+  FEATURE,
+  ISR,
+  SECTOR_SIZE,
+  STATUS,
+} from "./internal/regs.js";
+import { BlkRequest } from "./internal/request.js";
 import {
   type DriverTimers,
   negotiate,
   RESET_POLL_LIMIT,
   RESET_POLL_MS,
   readGeometry,
-} from "./setup.js";
-import type { VirtioPciTransport } from "./transport.js";
-import type { SplitRing } from "./virtqueue.js";
+} from "./internal/setup.js";
+import type { VirtioPciTransport } from "./internal/transport.js";
 
 /** Where a disk stands: serving requests, resetting after an error, given up, or removed. */
 export type VirtioBlkState = "live" | "resetting" | "failed" | "gone";
@@ -47,27 +54,18 @@ export interface VirtioBlkStats {
 
 /** @internal What the probe hands a new disk. */
 export interface DiskSetup {
-  readonly transport: VirtioPciTransport;
+  readonly queue: QueueSetup;
   readonly timers: DriverTimers;
-  readonly memory: PhysicalMemory;
-  readonly mem: CoherentAllocation;
-  readonly ring: SplitRing;
-  readonly slots: readonly Slot[];
-  readonly descPerSlot: number;
-  readonly hdrBase: number;
-  readonly statusBase: number;
-  readonly segLimit: number;
   readonly features: readonly [number, number];
   readonly behindIommu: boolean;
   readonly capacitySectors: number;
   readonly blockSize: number;
   readonly maxTransfer: number;
   readonly irqMode: VirtioBlkIrqMode;
-  readonly configVector: number;
-  readonly queueVector: number;
+  /** Called once when the disk goes away (the driver's list of bound disks). */
+  readonly onDetach: (disk: VirtioBlkDisk) => void;
 }
 
-const TWO32 = 0x1_0000_0000;
 const GENERATION_TRIES = 16;
 
 const has = (f: readonly [number, number], bit: number): boolean =>
@@ -121,47 +119,34 @@ export class VirtioBlkDisk {
   private diskState: VirtioBlkState = "live";
   private readonly setup: DiskSetup;
   private readonly transport: VirtioPciTransport;
-  private readonly mem: CoherentAllocation;
-  private readonly ring: SplitRing;
-  private readonly memory: PhysicalMemory;
-  private readonly slots: readonly Slot[];
-  private readonly free: Slot[];
-  private readonly pending: BlkRequest[] = [];
-  private notifyAt: number;
+  private readonly queue: BlkQueue;
   private timer: unknown = null;
   private readonly dispatchCb: BoundCallback<[], void>;
   private readonly pollCb: BoundCallback<[], void>;
   private resetWhy = "";
   private resetPolls = 0;
-  private nSubmitted = 0;
-  private nCompleted = 0;
-  private nFailed = 0;
-  private nKicks = 0;
   private nInterrupts = 0;
   private nResets = 0;
-  /** @internal Called once when the disk goes away (the driver's registry). */
-  onDetach: (() => void) | null = null;
+  private detached = false;
 
-  /** @internal Made by the driver's probe, which then calls {@link start}. */
-  constructor(dev: PciDevice<Bound>, setup: DiskSetup, notifyAt: number) {
+  /**
+   * @internal Made by the driver's probe once the queue is programmed; the probe then
+   * requests the interrupts and sets DRIVER_OK.
+   */
+  constructor(dev: PciDevice<Bound>, setup: DiskSetup, queue: BlkQueue) {
     this.name = dev.name;
     this.setup = setup;
-    this.transport = setup.transport;
-    this.mem = setup.mem;
-    this.ring = setup.ring;
-    this.memory = setup.memory;
-    this.slots = setup.slots;
-    this.free = [...setup.slots].reverse();
+    this.transport = setup.queue.transport;
+    this.queue = queue;
     this.blockSize = setup.blockSize;
     this.readOnly = has(setup.features, FEATURE.BLK_RO);
     this.writeCache = has(setup.features, FEATURE.BLK_FLUSH);
-    this.queueDepth = setup.slots.length;
-    this.ringSize = setup.ring.size;
+    this.queueDepth = setup.queue.slots.length;
+    this.ringSize = setup.queue.ring.size;
     this.maxTransfer = setup.maxTransfer;
     this.irqMode = setup.irqMode;
     this.features = setup.features;
     this.capacitySectors = setup.capacitySectors;
-    this.notifyAt = notifyAt;
     this.dispatchCb = dev.devmCallback((d) => this.dispatch(d), "virtio-blk dispatch");
     this.pollCb = dev.devmCallback((d) => this.pollReset(d), "virtio-blk reset poll");
   }
@@ -178,21 +163,21 @@ export class VirtioBlkDisk {
 
   /** Requests the device holds now. */
   get inFlight(): number {
-    return this.slots.length - this.free.length;
+    return this.queue.inFlight;
   }
 
   /** Requests waiting for a free slot (or for a reset to finish). */
   get queued(): number {
-    return this.pending.length;
+    return this.queue.queued;
   }
 
   /** Counters since probe. */
   get stats(): VirtioBlkStats {
     return {
-      submitted: this.nSubmitted,
-      completed: this.nCompleted,
-      failed: this.nFailed,
-      kicks: this.nKicks,
+      submitted: this.queue.submitted,
+      completed: this.queue.completed,
+      failed: this.queue.failed,
+      kicks: this.queue.kicks,
       interrupts: this.nInterrupts,
       resets: this.nResets,
     };
@@ -322,141 +307,36 @@ export class VirtioBlkDisk {
     return new Promise<void>((resolve, reject) => {
       const req = new BlkRequest(type, sector, bytes, out, into, intoOffset, resolve, reject);
       if (this.diskState === "gone") {
-        this.fail(req, this.goneError());
+        this.queue.fail(req, this.goneError());
         return;
       }
       if (this.diskState === "failed") {
-        this.fail(req, this.failedError());
+        this.queue.fail(req, this.failedError());
         return;
       }
-      this.pending.push(req);
+      this.queue.push(req);
       if (this.diskState === "live") this.dispatchCb();
     });
   }
 
-  // ------------------------------------------------------------------ submission
+  // ------------------------------------------------------------------ submission, completion
 
-  /** Moves waiting requests into free slots and notifies the device (virtio_queue_rq). */
   private dispatch(d: PciDevice<Bound>): void {
-    if (this.diskState !== "live") return;
-    const ring = this.ring;
-    let old = -1;
-    while (this.pending.length > 0 && this.free.length > 0) {
-      const req = this.pending.shift()!;
-      const slot = this.free.pop()!;
-      try {
-        this.start(d, slot, req);
-      } catch (e) {
-        this.release(d, slot);
-        this.fail(req, asDevrefError(e));
-        continue;
-      }
-      this.nSubmitted++;
-      const o = ring.publish(slot.head);
-      if (old < 0) old = o;
-    }
-    if (old >= 0 && ring.needsKick(old)) {
-      this.nKicks++;
-      this.transport.notify(d, this.notifyAt, 0);
-    }
+    if (this.diskState === "live") this.queue.dispatch(d);
   }
-
-  /** Builds the descriptor chain of `req` in `slot`: header, data, status. */
-  private start(d: PciDevice<Bound>, slot: Slot, req: BlkRequest): void {
-    const mem = this.mem;
-    const ring = this.ring;
-    const hdr = this.setup.hdrBase + 16 * slot.index;
-    const status = this.setup.statusBase + slot.index;
-    slot.req = req;
-    mem.write32(hdr, req.type);
-    mem.write32(hdr + 4, 0);
-    mem.write64(hdr + 8, req.sector % TWO32, Math.floor(req.sector / TWO32));
-    mem.write8(status, 0xff); // what is left when the device never answers
-    let i = slot.head;
-    ring.writeDesc(i, mem.dmaAddr + hdr, 16, VRING.DESC_F_NEXT, i + 1);
-    if (req.bytes > 0) {
-      slot.mapData(d, req, this.memory, this.setup.segLimit);
-      const flags = VRING.DESC_F_NEXT | (req.type === BLK_T.OUT ? 0 : VRING.DESC_F_WRITE);
-      for (let s = 0; s < slot.segCount; s++) {
-        i++;
-        ring.writeDesc(i, slot.segAddr[s]!, slot.segLen[s]!, flags, i + 1);
-      }
-    }
-    i++;
-    ring.writeDesc(i, mem.dmaAddr + status, 1, VRING.DESC_F_WRITE, 0);
-  }
-
-  /** Gives a slot back: its data unmapped (without copying out) and no request. */
-  private release(d: PciDevice<Bound>, slot: Slot): void {
-    try {
-      slot.unmapData(d, this.memory, false);
-    } catch (e) {
-      // The DMA layer keeps a mapping it could not tear down and ends it at unbind.
-      devWarn(d, `virtio-blk: unmapping a request's data failed: ${asDevrefError(e).message}`);
-    }
-    slot.req = null;
-    this.free.push(slot);
-  }
-
-  private fail(req: BlkRequest, e: DevrefError): void {
-    this.nFailed++;
-    req.reject(e);
-  }
-
-  // ------------------------------------------------------------------ completion
 
   /** The queue's interrupt (vring_interrupt): takes every used entry, then refills. */
   onQueueInterrupt(d: PciDevice<Bound>): IrqReturn {
     if (this.diskState !== "live") return "handled";
-    const any = this.harvest(d);
-    if (this.diskState !== "live") return "handled";
-    this.dispatch(d);
-    if (any) this.nInterrupts++;
-    return any ? "handled" : "none";
-  }
-
-  /** Takes every used entry (and any that arrive while interrupts are re-enabled). */
-  private harvest(d: PciDevice<Bound>): boolean {
-    const ring = this.ring;
-    let any = false;
-    for (;;) {
-      for (let id = ring.popUsed(); id !== -1; id = ring.popUsed()) {
-        any = true;
-        if (!this.complete(d, id)) return true;
-      }
-      if (!ring.enableInterrupt()) return any;
+    const n = this.queue.harvest(d, true);
+    if (n === BAD_USED_ENTRY) {
+      this.startRecovery(d, "the device returned a used entry that is not a request in flight");
+      return "handled";
     }
-  }
-
-  /** Completes the request whose chain starts at descriptor `id`; false on a bad entry. */
-  private complete(d: PciDevice<Bound>, id: number): boolean {
-    const k = this.setup.descPerSlot;
-    const slot = id % k === 0 ? this.slots[id / k] : undefined;
-    const req = slot?.req ?? null;
-    if (slot === undefined || req === null) {
-      this.startRecovery(
-        d,
-        `the device returned descriptor ${id}, which is not a request in flight`,
-      );
-      return false;
-    }
-    const status = this.mem.read8(this.setup.statusBase + slot.index);
-    const err = statusError(this.name, req, status);
-    try {
-      slot.unmapData(d, this.memory, err === null);
-    } catch (e) {
-      slot.req = null;
-      this.free.push(slot);
-      this.nCompleted++;
-      this.fail(req, asDevrefError(e));
-      return true;
-    }
-    slot.req = null;
-    this.free.push(slot);
-    this.nCompleted++;
-    if (err === null) req.resolve();
-    else this.fail(req, err);
-    return true;
+    this.queue.dispatch(d);
+    if (n === 0) return "none";
+    this.nInterrupts++;
+    return "handled";
   }
 
   /** The configuration-change interrupt (vp_config_changed). */
@@ -549,7 +429,7 @@ export class VirtioBlkDisk {
   private resetFailed(d: PciDevice<Bound>, e: DevrefError): void {
     if (e.code === "ENODEV") {
       this.diskState = "gone";
-      this.failAll(d, this.goneError());
+      this.queue.failAll(d, this.goneError());
       return;
     }
     this.giveUp(d, e);
@@ -563,7 +443,7 @@ export class VirtioBlkDisk {
     } catch {
       // the registers are out of reach: nothing more to tell the device
     }
-    this.failAll(
+    this.queue.failAll(
       d,
       new DevrefError(
         "EIO",
@@ -577,7 +457,7 @@ export class VirtioBlkDisk {
 
   /** The device is quiet: fail what was in flight with EIO, bring the queue back, go on. */
   private afterReset(d: PciDevice<Bound>): void {
-    this.failInFlight(
+    this.queue.failInFlight(
       d,
       new DevrefError(
         "EIO",
@@ -593,7 +473,7 @@ export class VirtioBlkDisk {
     this.nResets++;
     this.diskState = "live";
     devInfo(d, "virtio-blk: device reset done; the queue is running again");
-    this.dispatch(d);
+    this.queue.dispatch(d);
   }
 
   /** The handshake and queue set-up again, after a reset, with the features of the probe. */
@@ -609,25 +489,8 @@ export class VirtioBlkDisk {
       );
     }
     readGeometry(d, t, f);
-    this.notifyAt = programQueue(d, s);
+    this.queue.program(d);
     t.addStatus(d, STATUS.DRIVER_OK);
-  }
-
-  /** Rejects and unmaps every request in flight. */
-  private failInFlight(d: PciDevice<Bound>, e: DevrefError): void {
-    for (const slot of this.slots) {
-      const req = slot.req;
-      if (req === null) continue;
-      this.release(d, slot);
-      this.fail(req, e);
-    }
-  }
-
-  /** Rejects everything, in flight and waiting. */
-  private failAll(d: PciDevice<Bound>, e: DevrefError): void {
-    this.failInFlight(d, e);
-    const waiting = this.pending.splice(0);
-    for (const req of waiting) this.fail(req, e);
   }
 
   /**
@@ -650,9 +513,7 @@ export class VirtioBlkDisk {
     if (was === "live") {
       // Entries the device wrote before it went are real completions: deliver them.
       try {
-        for (let id = this.ring.popUsed(); id !== -1; id = this.ring.popUsed()) {
-          if (!this.complete(d, id)) break;
-        }
+        this.queue.harvest(d, false);
       } catch {
         // the ring is unreadable: everything left fails below
       }
@@ -665,25 +526,16 @@ export class VirtioBlkDisk {
       }
     }
     this.diskState = "gone";
-    this.failAll(d, this.goneError());
+    this.queue.failAll(d, this.goneError());
   }
 
   /** @internal The driver data's disposal: last bookkeeping once the binding ended. */
   [Symbol.dispose](): void {
     this.diskState = "gone";
-    const waiting = this.pending.splice(0);
-    for (const req of waiting) this.fail(req, this.goneError());
-    // Anything still in a slot could not be unmapped without a binding; the DMA layer
-    // tears such mappings down at the end of the binding.
-    for (const slot of this.slots) {
-      const req = slot.req;
-      if (req === null) continue;
-      slot.req = null;
-      this.fail(req, this.goneError());
-    }
-    const detach = this.onDetach;
-    this.onDetach = null;
-    detach?.();
+    this.queue.abandon(this.goneError());
+    if (this.detached) return;
+    this.detached = true;
+    this.setup.onDetach(this);
   }
 
   private goneError(): DevrefError {
@@ -699,39 +551,4 @@ export class VirtioBlkDisk {
       `virtio-blk ${this.name} failed and was given up; rebind the driver to use it again`,
     );
   }
-}
-
-/**
- * Programs queue 0 from the setup (ring reset, addresses, vector) and enables it; returns
- * the notification offset.
- */
-export function programQueue(d: PciDevice<Bound>, s: DiskSetup): number {
-  const t = s.transport;
-  t.setConfigVector(d, s.configVector);
-  const max = t.queueMaxSize(d, 0);
-  if (max < s.ring.size) {
-    throw new DevrefError(
-      "EIO",
-      `virtio-pci ${d.name}: queue 0 now holds ${max} entries, fewer than ${s.ring.size}`,
-    );
-  }
-  s.ring.reset();
-  const at = t.setupQueue(
-    d,
-    0,
-    s.ring.size,
-    { desc: s.ring.descAddr, driver: s.ring.availAddr, device: s.ring.usedAddr },
-    s.queueVector,
-  );
-  t.enableQueue(d, 0);
-  return at;
-}
-
-function asDevrefError(e: unknown): DevrefError {
-  if (e instanceof DevrefError) return e;
-  return new DevrefError(
-    "EIO",
-    `virtio-blk: unexpected failure: ${e instanceof Error ? e.message : String(e)}`,
-    { cause: e },
-  );
 }

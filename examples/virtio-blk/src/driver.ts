@@ -24,18 +24,19 @@ import {
   checkString,
   DevrefError,
 } from "@devref/raw-device";
-import { type DiskSetup, programQueue, VirtioBlkDisk, type VirtioBlkIrqMode } from "./disk.js";
+import { type DiskSetup, VirtioBlkDisk, type VirtioBlkIrqMode } from "./disk.js";
+import { BlkQueue } from "./internal/queue.js";
 import {
   FEATURE,
   STATUS,
   VIRTIO_MSI_NO_VECTOR,
   VIRTIO_PCI_DEVICE_BLK,
   VIRTIO_PCI_VENDOR,
-} from "./regs.js";
-import { PAGE_SIZE, Slot } from "./request.js";
-import { type DriverTimers, negotiate, readGeometry, waitForReset } from "./setup.js";
-import { findVirtioCaps, VirtioPciTransport } from "./transport.js";
-import { align, ringLayout, SplitRing } from "./virtqueue.js";
+} from "./internal/regs.js";
+import { PAGE_SIZE, Slot } from "./internal/request.js";
+import { type DriverTimers, negotiate, readGeometry, waitForReset } from "./internal/setup.js";
+import { findVirtioCaps, VirtioPciTransport } from "./internal/transport.js";
+import { align, ringLayout, SplitRing } from "./internal/virtqueue.js";
 
 /** How a {@link VirtioBlkDriver} drives its disks. Only `timers` is required. */
 export interface VirtioBlkDriverOptions {
@@ -226,9 +227,9 @@ export class VirtioBlkDriver {
       slots.push(new Slot(s, s * descPerSlot, list, dataDescs));
     }
     const vectors = this.irq === "msix" ? allocVectors(dev) : 0;
-    const setup: DiskSetup = {
+    const msix = vectors === 2;
+    const queue = new BlkQueue(dev.name, {
       transport: t,
-      timers: this.timers,
       memory: system.memory,
       mem,
       ring,
@@ -237,18 +238,25 @@ export class VirtioBlkDriver {
       hdrBase,
       statusBase,
       segLimit,
+      configVector: msix ? 0 : VIRTIO_MSI_NO_VECTOR,
+      queueVector: msix ? 1 : VIRTIO_MSI_NO_VECTOR,
+    });
+    queue.program(dev);
+    const setup: DiskSetup = {
+      queue: queue.setup,
+      timers: this.timers,
       features,
       behindIommu,
       capacitySectors: geo.capacitySectors,
       blockSize: geo.blockSize,
       maxTransfer: pages * PAGE_SIZE,
-      irqMode: vectors === 2 ? "msix" : "intx",
-      configVector: vectors === 2 ? 0 : VIRTIO_MSI_NO_VECTOR,
-      queueVector: vectors === 2 ? 1 : VIRTIO_MSI_NO_VECTOR,
+      irqMode: msix ? "msix" : "intx",
+      onDetach: (disk) => {
+        if (this.bound.get(disk.name) === disk) this.bound.delete(disk.name);
+      },
     };
-    const notifyAt = programQueue(dev, setup);
-    const disk = new VirtioBlkDisk(dev, setup, notifyAt);
-    if (vectors === 2) {
+    const disk = new VirtioBlkDisk(dev, setup, queue);
+    if (msix) {
       dev.requestIrq(0, (d) => disk.onConfigInterrupt(d), `virtio-blk config`);
       dev.requestIrq(1, (d) => disk.onQueueInterrupt(d), `virtio-blk req.0`);
     } else {
@@ -261,9 +269,6 @@ export class VirtioBlkDriver {
         `queue depth ${depth} of a ${ringSize}-entry ring, up to ${disk.maxTransfer} bytes a request`,
     );
     this.bound.set(dev.name, disk);
-    disk.onDetach = () => {
-      if (this.bound.get(disk.name) === disk) this.bound.delete(disk.name);
-    };
     return disk;
   }
 }

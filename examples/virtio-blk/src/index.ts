@@ -12,10 +12,10 @@ export {
   type VirtioBlkStats,
 } from "./disk.js";
 export { VirtioBlkDriver, type VirtioBlkDriverOptions } from "./driver.js";
+export { DRIVER_FEATURES, type DriverTimers } from "./internal/setup.js";
 export {
   createVirtioBlkScenario,
   VIRTIO_BLK_FUNCTION,
   type VirtioBlkScenarioOptions,
   virtioBlkScenario,
 } from "./scenario.js";
-export { DRIVER_FEATURES, type DriverTimers } from "./setup.js";
