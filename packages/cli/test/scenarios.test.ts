@@ -17,7 +17,7 @@ describe("devref run", () => {
     expect(r.status).toBe(0);
     expect(r.stderr).toBe("");
     expect(r.stdout).toMatch(/^devref run soc \(seed 1\)/);
-    expect(r.stdout).toContain("device tree:");
+    expect(r.stdout).toContain("tree: the machine with every driver bound");
     expect(r.stdout).toContain("holders:");
     expect(r.stdout).toContain("audit: nothing left behind");
     expect(r.stdout).toMatch(/^leaks {2}none$/m);
@@ -164,17 +164,17 @@ describe("every scenario", () => {
 
 describe("devref tree / holders", () => {
   it("tree --step N shows the machine just before step N", async () => {
-    const r = await devref(["tree", "soc", "--step", "10", "--json"]);
+    const r = await devref(["tree", "soc", "--step", "100", "--json"]);
     expect(r.status).toBe(0);
     const out = json(r);
     expect(out).toMatchObject({
       scenario: "soc",
       at: "step",
-      step: 10,
+      step: 100,
       tree: expect.stringContaining("dart0"),
     });
-    const text = await devref(["tree", "soc", "--step", "10"]);
-    expect(text.stdout).toMatch(/^soc just before step 10/);
+    const text = await devref(["tree", "soc", "--step", "100"]);
+    expect(text.stdout).toMatch(/^soc just before step 100/);
     expect(text.stdout).toContain((out.tree as string).split("\n")[0]!); // SAFETY: checked to be a string above.
   });
 
