@@ -21,6 +21,7 @@ import {
 import { devmRtkit, type RtkitTimers } from "@devref/rtkit";
 import { probeBringUp, recover, shmemDestroy, shmemSetup } from "./internal/boot.js";
 import { SmcCore } from "./internal/core.js";
+import { crashed, recv, recvEarly } from "./internal/rtkit-ops.js";
 import { AscMailboxChannel } from "./mailbox.js";
 import { coherentRtkitDma, SramWindow } from "./shmem.js";
 import { AppleSmc } from "./smc.js";
@@ -167,9 +168,9 @@ export function createAppleSmcDriver(options: AppleSmcDriverOptions): AppleSmcDr
         onGone: () => core.gone(),
       });
       const dma = coherentRtkitDma(dev);
-      const early = dev.devmCallback((_d, ep: number, msg0: bigint) => core.recvEarly(ep, msg0));
-      const late = dev.devmCallback((_d, ep: number, msg0: bigint) => core.recv(ep, msg0));
-      const crashed = dev.devmCallback((_d, copy: Uint8Array | null) => core.crashed(copy));
+      const early = dev.devmCallback((_d, ep: number, msg0: bigint) => recvEarly(core, ep, msg0));
+      const late = dev.devmCallback((_d, ep: number, msg0: bigint) => recv(core, ep, msg0));
+      const onCrash = dev.devmCallback((_d, copy: Uint8Array | null) => crashed(core, copy));
       core.rtk = devmRtkit(dev, {
         transport: core.mailbox.transport,
         ops: {
@@ -179,7 +180,7 @@ export function createAppleSmcDriver(options: AppleSmcDriverOptions): AppleSmcDr
             late(ep, msg0);
           },
           crashed: (copy) => {
-            crashed(copy);
+            onCrash(copy);
           },
           shmemSetup: (b) => shmemSetup(core, dma, b),
           shmemDestroy: (b) => shmemDestroy(dma, b),

@@ -8,14 +8,13 @@
 
 import type { BoundCallback, Devres, MmioRegion } from "@devref/device-core";
 import { DevrefError } from "@devref/raw-device";
-import { type Crashlog, parseCrashlog, type Rtkit, type RtkitTimers } from "@devref/rtkit";
-import { decodeSmcEvent, type SmcEvent } from "../events.js";
+import type { Crashlog, Rtkit, RtkitTimers } from "@devref/rtkit";
+import type { SmcEvent } from "../events.js";
 import type { AscMailboxChannel } from "../mailbox.js";
 import {
   decodeSmcReply,
   encodeSmcCommand,
   hex64,
-  isSmcNotification,
   SMC_ENDPOINT,
   SMC_MSG_INITIALIZE,
   SMC_SHMEM_SIZE,
@@ -413,95 +412,45 @@ export class SmcCore {
     this.setStage("initialized");
   }
 
-  // --- RTKit callbacks ------------------------------------------------------------------------
+  // --- what RTKit's callbacks deliver (rtkit-ops.ts) -------------------------------------------
 
-  /** recv_message_early: INITIALIZE's answer and command replies, in the IRQ path. */
-  recvEarly(ep: number, msg0: bigint): boolean {
-    if (ep !== SMC_ENDPOINT) {
-      this.log("warn", `Received message for unknown endpoint 0x${ep.toString(16)}`);
-      return false;
-    }
+  /** INITIALIZE's answer, if one is awaited in the booting stage: true when taken. */
+  takeInitAnswer(msg0: bigint): boolean {
     const w = this.initWait;
-    if (this.stage === "booting" && w !== null) {
-      // Whatever comes first in this stage is the answer (the kernel does the same).
-      this.initWait = null;
-      if (w.timer !== null) this.timers.clearTimeout(w.timer);
-      w.resolve(msg0);
-      return true;
-    }
-    if (isSmcNotification(msg0)) return false;
+    if (this.stage !== "booting" || w === null) return false;
+    this.initWait = null;
+    if (w.timer !== null) this.timers.clearTimeout(w.timer);
+    w.resolve(msg0);
+    return true;
+  }
+
+  /**
+   * A reply: completes the command waiting for it. One with no command waiting, or with
+   * another sequence ID, is logged and dropped (Asahi's backend keeps waiting on a
+   * mismatch; mainline fails the command with -EIO).
+   */
+  takeReply(msg0: bigint): void {
     const p = this.pending;
     if (p === null) {
       this.strayReplies++;
       this.log("warn", `reply 0x${hex64(msg0)} with no command waiting; dropped`);
-      return true;
+      return;
     }
     const r = decodeSmcReply(msg0);
     if (r.id !== p.id) {
-      // Asahi's backend logs and keeps waiting; mainline fails the command with -EIO.
       this.sequenceMismatches++;
       this.log(
         "err",
         `Command sequence mismatch (expected ${p.id}, got ${r.id}); still waiting for the reply`,
       );
-      return true;
+      return;
     }
     this.dropPending(p);
     p.resolve(r);
-    return true;
   }
 
-  /** recv_message: notifications, from RTKit's work queue. */
-  recv(ep: number, msg0: bigint): void {
-    if (ep !== SMC_ENDPOINT) {
-      this.log("warn", `Received message for unknown endpoint 0x${ep.toString(16)}`);
-      return;
-    }
-    if (!isSmcNotification(msg0)) {
-      this.log("warn", `Received unknown message from worker: 0x${hex64(msg0)}`);
-      return;
-    }
-    const event = decodeSmcEvent(Number(msg0 >> 32n));
-    this.events++;
-    this.log("dbg", `event 0x${event.code.toString(16)}: ${event.description}`);
-    for (const h of [...this.eventHandlers]) {
-      try {
-        h(event);
-      } catch (e) {
-        this.log("err", `an event handler threw: ${String(e)}`);
-      }
-    }
-  }
-
-  /** crashed: the crashlog copy is parsed, the SMC stops, and a restart is scheduled. */
-  crashed(copy: Uint8Array | null): void {
-    this.log("err", "SMC crashed!");
-    let crashlog: Crashlog | null = null;
-    let problem: string | null = copy === null ? "RTKit had no crashlog to copy" : null;
-    if (copy !== null) {
-      try {
-        crashlog = parseCrashlog(copy);
-        problem = crashlog.error ?? (crashlog.footer ? null : "the crashlog has no CLHE footer");
-      } catch (e) {
-        problem = e instanceof Error ? e.message : String(e);
-        this.log("err", `the crashlog could not be parsed: ${problem}`);
-      }
-    }
-    const messages: string[] = [];
-    let version: string | null = null;
-    for (const s of crashlog?.sections ?? []) {
-      if (s.kind === "str") messages.push(...s.lines);
-      else if (s.kind === "version") version = s.version;
-    }
-    this.crashes.push({ crashlog, messages, version, problem });
-    if (this.isDead) return;
-    this.setStage("crashed");
-    this.failInFlight(
-      new DevrefError(
-        "EIO",
-        `${this.name}: the SMC firmware crashed${messages.length > 0 ? ` (${messages.join("; ")})` : ""}; wait for whenRunning() and retry`,
-      ),
-    );
+  /** After a crash: a restart is scheduled, or the reason why not is logged. */
+  afterCrash(): void {
     // During probe the failed bring-up step restarts it; a running restart loops by itself.
     if (this.probing || this.recovering) return;
     if (this.willRecover) {
@@ -509,16 +458,16 @@ export class SmcCore {
       this.timers.setTimeout(() => {
         this.recoverBound?.()?.catch(noop);
       }, 0);
-    } else {
-      this.log(
-        "err",
-        this.stopping
-          ? "the SMC crashed while shutting down; it stays down"
-          : this.recoverEnabled
-            ? `not restarting the SMC again (${this.recoveryAttempts} restarts this binding); every command fails with EIO until a rebind`
-            : "every command fails with EIO until a rebind (recover: false)",
-      );
+      return;
     }
+    this.log(
+      "err",
+      this.stopping
+        ? "the SMC crashed while shutting down; it stays down"
+        : this.recoverEnabled
+          ? `not restarting the SMC again (${this.recoveryAttempts} restarts this binding); every command fails with EIO until a rebind`
+          : "every command fails with EIO until a rebind (recover: false)",
+    );
   }
 
   /** The hardware reads all-ones: fail everything at once instead of timing out. */
