@@ -13,7 +13,17 @@ import { DevrefError } from "@devref/raw-device";
 import { BLK_CFG, FEATURE, SECTOR_SIZE, STATUS } from "./regs.js";
 import type { VirtioPciTransport } from "./transport.js";
 
-/** Virtual-time timers the driver waits on (the simulator's `soc.events`, for one). */
+/**
+ * Virtual-time timers the driver waits on: the shape of the simulator's `soc.events` (or of
+ * `globalThis`'s `setTimeout`/`clearTimeout` on real time), in milliseconds.
+ *
+ * **Invariants:** a cleared timer never fires; a timer fires once.
+ *
+ * @example
+ * ```ts
+ * const vblk = new VirtioBlkDriver({ timers: soc.events });
+ * ```
+ */
 export interface DriverTimers {
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
@@ -26,8 +36,8 @@ export const RESET_POLL_LIMIT = 1000;
 /**
  * Resets the device and waits until `device_status` reads 0, polling every millisecond
  * on `timers` for at most a second (Linux's `vp_reset` polls without a bound; a device that
- * never finishes must not hang the driver). `onTimer` receives each pending timer handle
- * so that a remover can cancel it.
+ * never finishes must not hang the driver). For the probe, which may await; a reset after
+ * probe polls from timer callbacks instead (see the disk's recovery).
  *
  * **Errors:** `ENODEV` if the device is gone (its status reads all-ones) or the borrow was
  * revoked meanwhile; `ETIMEDOUT` if the reset does not finish.
@@ -36,12 +46,11 @@ export async function waitForReset(
   d: PciDevice<Bound>,
   t: VirtioPciTransport,
   timers: DriverTimers,
-  onTimer: (handle: unknown) => void = () => {},
 ): Promise<void> {
   if (t.reset(d)) return;
   for (let i = 0; i < RESET_POLL_LIMIT; i++) {
     await new Promise<void>((resolve) => {
-      onTimer(timers.setTimeout(resolve, RESET_POLL_MS));
+      timers.setTimeout(resolve, RESET_POLL_MS);
     });
     if (t.resetDone(d)) return;
   }
@@ -51,7 +60,16 @@ export async function waitForReset(
   );
 }
 
-/** Feature bits this driver understands, in the two 32-bit words (§5.2.3, §6). */
+/**
+ * Feature bits this driver accepts when offered, as [bits 0..31, bits 32..63] (§5.2.3, §6):
+ * `SIZE_MAX`, `SEG_MAX`, `RO`, `BLK_SIZE`, `FLUSH`, `EVENT_IDX`, `VERSION_1`,
+ * `ACCESS_PLATFORM`.
+ *
+ * @example
+ * ```ts
+ * const negotiated = (offered[1] & DRIVER_FEATURES[1]) >>> 0; // VERSION_1 | ACCESS_PLATFORM
+ * ```
+ */
 export const DRIVER_FEATURES: readonly [number, number] = [
   ((1 << FEATURE.BLK_SIZE_MAX) |
     (1 << FEATURE.BLK_SEG_MAX) |

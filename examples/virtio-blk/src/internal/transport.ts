@@ -14,7 +14,6 @@ import { DevrefError } from "@devref/raw-device";
 import {
   COMMON,
   PCI_CFG,
-  STATUS,
   VIRTIO_CAP,
   VIRTIO_MSI_NO_VECTOR,
   VIRTIO_PCI_CAP,
@@ -377,9 +376,4 @@ export function gone(d: PciDevice): DevrefError {
     "ENODEV",
     `virtio-pci ${d.name}: the device is gone (registers read all-ones)`,
   );
-}
-
-/** Whether a `device_status` value says the device is gone, or asks for a reset. */
-export function statusBroken(s: number): boolean {
-  return s === 0xff || (s & STATUS.DEVICE_NEEDS_RESET) !== 0;
 }
