@@ -11,13 +11,7 @@ import type { PciDevice } from "@devref/bus";
 import type { Devres, MmioRegion } from "@devref/device-core";
 import type { Bound } from "@devref/raw-device";
 import { DevrefError } from "@devref/raw-device";
-import {
-  COMMON,
-  PCI_CFG,
-  VIRTIO_CAP,
-  VIRTIO_MSI_NO_VECTOR,
-  VIRTIO_PCI_CAP,
-} from "./regs.js";
+import { COMMON, PCI_CFG, VIRTIO_CAP, VIRTIO_MSI_NO_VECTOR, VIRTIO_PCI_CAP } from "./regs.js";
 
 const TWO32 = 0x1_0000_0000;
 
