@@ -1,9 +1,18 @@
 // Probe: PARAMS decoding per variant, the reset's register writes, the refusals (locked
 // DART, small region, gone hardware, stuck reset), forced and missing bypass.
+
+import { auditDevices } from "@devref/device-core";
 import { IOMMU_DOMAIN_DMA, IOMMU_DOMAIN_IDENTITY, iommuGetDomainForDev } from "@devref/dma-iommu";
+import type { DevrefError } from "@devref/raw-device";
 import { DART_T8020, DART_T8110 } from "@devref/sim";
 import { describe, expect, it } from "vitest";
-import { DART_HW_T8103, DART_HW_T8110, dartTtbrValue, decodeDartError } from "../src/index.js";
+import {
+  DART_HW_T8103,
+  DART_HW_T8110,
+  dartTtbrValue,
+  decodeDartError,
+  readDartParams,
+} from "../src/index.js";
 import { DART_BASE, rig } from "./helpers.js";
 
 describe("probe reads PARAMS per variant", () => {
@@ -171,5 +180,96 @@ describe("variant data", () => {
     expect(decodeDartError(DART_HW_T8110, 0x8050_0010, 0, 0)?.write).toBe(true);
     expect(decodeDartError(DART_HW_T8110, 0x8050_0018, 0, 0)?.name).toBe("unknown");
     expect(decodeDartError(DART_HW_T8110, 0x0050_0008, 0, 0)).toBeNull();
+  });
+});
+
+describe("probe refusals", () => {
+  it("PARAMS: too many streams, a page size without tables, registers that read all-ones", () => {
+    const regs = (values: Record<number, number>) => (off: number) => values[off] ?? 0;
+    const t8110 = (p4: number) => regs({ 0: 14 << 24, 4: 1, 8: (42 << 24) | (36 << 16), 12: p4 });
+    expect(readDartParams(DART_HW_T8110, t8110(256), 16384).numStreams).toBe(256);
+    expect(() => readDartParams(DART_HW_T8110, t8110(257), 16384)).toThrow(
+      "Too many streams (257 > 256)",
+    );
+    expect(() => readDartParams(DART_HW_T8103, regs({ 0: 0 }), 16384)).toThrow(/2\^0 bytes/);
+    expect(() => readDartParams(DART_HW_T8103, regs({ 0: 13 << 24 }), 16384)).toThrow(/2\^13/);
+    let gone: unknown = null;
+    try {
+      readDartParams(DART_HW_T8110, () => 0xffff_ffff, 16384);
+    } catch (e) {
+      gone = e;
+    }
+    expect((gone as DevrefError).code).toBe("ENODEV");
+  });
+
+  it("a region smaller than 0x4000 bytes (EINVAL) and a node without an interrupt (ENODEV)", async () => {
+    const r = await rig({ engine: false });
+    const small = r.platform.register({
+      name: "dart-small",
+      compatible: ["apple,t8110-dart"],
+      mem: [{ start: 0x3_0000_0000, size: 0x1000 }],
+      interrupts: [{ domain: "aic", hwirq: 11, trigger: "level" }],
+    });
+    const noirq = r.platform.register({
+      name: "dart-noirq",
+      compatible: ["apple,t8110-dart"],
+      mem: [{ start: 0x3_0001_0000, size: 0x4000 }],
+    });
+    await r.soc.settle();
+    expect(small.isBound).toBe(false);
+    expect(noirq.isBound).toBe(false);
+    expect(r.errors().join("\n")).toMatch(
+      /dart-small: probe with driver apple-dart failed with error -22 \(EINVAL\)/,
+    );
+    // ENODEV from a probe is the kernel's quiet "does not match": no error line, only the audit.
+    const audit = auditDevices(r.soc.machine);
+    expect(audit.find((a) => a.name === "dart-noirq")?.probeError).toBe("ENODEV");
+    expect(audit.find((a) => a.name === "dart-small")?.probeError).toBe("EINVAL");
+    r.platform.unregister(small);
+    r.platform.unregister(noirq);
+    expect(r.teardown()).toEqual([]);
+  });
+});
+
+describe("identity and blocked attach, at the register level", () => {
+  it("bypass writes the bypass TCR, blocked writes 0; the paging domain gets the stream back", async () => {
+    const r = await rig({ dart: { variant: "t8020" } });
+    const d = r.dart();
+    const ops = r.system.iommus.get("dart0")!.ops;
+    const domain = d.domainOf(2)!;
+    const tcr = () => r.model.port.read32(DART_T8020.TCR + 8);
+    expect(tcr()).toBe(0x80);
+    r.engines.run("engine0", (dev) => ops.attachIdentity!(dev, [2]));
+    expect(tcr()).toBe(0x1100);
+    expect(d.streamMode(2)).toBe("bypass");
+    expect(domain.streams()).toEqual([]);
+    const buf = r.system.allocBuffer(0x4000);
+    expect(r.master.write32(buf, 0x77)).toBe(true); // physical addresses pass through
+    expect(r.soc.memory.read32(buf)).toBe(0x77);
+    r.engines.run("engine0", (dev) => ops.attachBlocked!(dev, [2]));
+    expect(tcr()).toBe(0);
+    expect(d.streamMode(2)).toBe("disabled");
+    expect(r.master.write32(buf, 0x78)).toBe(false);
+    r.engines.run("engine0", (dev) => domain.attachDev(dev, [2]));
+    expect(tcr()).toBe(0x80);
+    expect(domain.streams()).toEqual([2]);
+    r.system.freeBuffer(buf, 0x4000);
+    expect(r.teardown()).toEqual([]);
+  });
+
+  it("without bypass support identity is refused (EINVAL) and nothing changes", async () => {
+    const r = await rig({ dart: { bypass: false } });
+    const ops = r.system.iommus.get("dart0")!.ops;
+    let caught: unknown = null;
+    r.engines.run("engine0", (dev) => {
+      try {
+        ops.attachIdentity!(dev, [2]);
+      } catch (e) {
+        caught = e;
+      }
+    });
+    expect((caught as DevrefError).code).toBe("EINVAL");
+    expect(r.dart().streamMode(2)).toBe("translate");
+    expect(r.teardown()).toEqual([]);
   });
 });
