@@ -155,6 +155,36 @@ describe("devref pgtable", () => {
     expect(out.cfg).toEqual({ pgsizeBitmap: "0x4000", ias: 32, oas: 42 });
   });
 
+  it("options may come before the image; --ttbr repeats", async () => {
+    const r = await devref([
+      "pgtable",
+      "decode",
+      "--format",
+      "apple-dart2",
+      "--ttbr",
+      hex(dart2.roots[0]!),
+      "--base",
+      hex(BASE),
+      dart2.file,
+      "--json",
+    ]);
+    expect(r.status).toBe(0);
+    expect(json(r).ttbr).toEqual([hex(dart2.roots[0]!)]);
+    const two = await devref([
+      "pgtable",
+      "decode",
+      "--format",
+      "apple-dart2",
+      "--ttbr",
+      "0x1000",
+      "--ttbr",
+      "0x2000",
+      dart2.file,
+    ]);
+    expect(two.status).toBe(2);
+    expect(two.stderr).toMatch(/^devref: EINVAL: decodeIoPgtable: root must be an array of 1 TTBR/);
+  });
+
   it("dump prints the tables level by level", async () => {
     const r = await devref([
       "pgtable",

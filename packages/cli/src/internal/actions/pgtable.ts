@@ -66,6 +66,12 @@ function configOf(flags: PgtableFlags): IoPgtableConfig {
 
 /** The root address(es) the options give: one per `--ttbr`, or comma-separated. */
 function rootsOf(flags: PgtableFlags): number[] {
+  if (flags.ttbr.length === 0) {
+    throw new DevrefError(
+      "EINVAL",
+      "--ttbr is required: the physical address of the root table (DART: one per TTBR)",
+    );
+  }
   return flags.ttbr
     .flatMap((t) => t.split(","))
     .filter((t) => t.trim() !== "")

@@ -27,9 +27,16 @@ export function addRunOptions(cmd: Command): Command {
       "inject the scenario's `iommu-fault` fault just before this step",
     )
     .option(
-      "--inject <kind@step...>",
+      "--inject <kind@step>",
       "inject any of the scenario's faults just before a step, e.g. `unplug@120` (repeatable)",
+      collect,
+      [],
     );
+}
+
+/** Collects the values of a repeatable option, in order. */
+export function collect(value: string, previous: readonly string[]): string[] {
+  return [...previous, value];
 }
 
 /** Adds `--json`. */

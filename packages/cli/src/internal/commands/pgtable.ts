@@ -3,7 +3,7 @@
 import type { IoPgtableFormat } from "@devref/io-pgtable";
 import { type Command, Option } from "commander";
 import type { CliContext } from "../io.js";
-import { addJson } from "./common.js";
+import { addJson, collect } from "./common.js";
 
 /** The formats `--format` takes (io-pgtable's `IO_PGTABLE_FORMATS`; a test keeps them equal). */
 export const FORMATS: readonly IoPgtableFormat[] = [
@@ -34,9 +34,11 @@ export function addPgtableCommands(
       .addOption(
         new Option("--format <format>", "page-table format").choices(FORMATS).makeOptionMandatory(),
       )
-      .requiredOption(
-        "--ttbr <addr...>",
-        "physical address of the root table (LPAE: TTBR/VTTBR; DART: one per TTBR, in order)",
+      .option(
+        "--ttbr <addr>",
+        "physical address of the root table (LPAE: TTBR/VTTBR; DART: one per TTBR, in order: repeated or comma-separated)",
+        collect,
+        [],
       )
       .option("--base <addr>", "physical address of the image's first byte", "0")
       .option("--ias <bits>", "input address bits (default: 48 LPAE, 32 DART)")
