@@ -6,7 +6,7 @@
 //! specs/sim-hardware.md. IOMMU-core callbacks reach the registers through the binding's
 //! `Devres` (`tryAccess`): after unbind they find nothing and touch no hardware.
 
-import { type Device, Devres, Machine, type MmioRegion } from "@devref/device-core";
+import { type Device, Devres, Machine, MmioRegion } from "@devref/device-core";
 import {
   IOMMU_FAULT_READ,
   IOMMU_FAULT_WRITE,
@@ -193,7 +193,7 @@ export class AppleDart {
   readonly params: DartParams;
   /** What the driver did so far (read-only for everyone but the driver). */
   readonly stats: Readonly<DartStats>;
-  /** The IOMMU registered for this DART (set by probe once registered). */
+  /** @internal The IOMMU registered for this DART (set by probe once registered). */
   iommu: IommuDevice | null = null;
   private readonly counters: DartStats = {
     invalidations: 0,
@@ -288,7 +288,7 @@ export class AppleDart {
     for (const sid of sids) if (this.client[sid] === device) this.client[sid] = null;
   }
 
-  /** The mapped registers while the binding lasts, else null. */
+  /** @internal The mapped registers while the binding lasts, else null (for remove). */
   regsOrNull(): MmioRegion | null {
     return this.regs.tryAccess() ?? null;
   }
@@ -306,7 +306,7 @@ export class AppleDart {
   // ------------------------------------------------------------------ stream programming
 
   /**
-   * `apple_dart_setup_translation`: for every stream in `sids`, the domain's TTBRs (the
+   * @internal `apple_dart_setup_translation`: for every stream in `sids`, the domain's TTBRs (the
    * unused ones cleared), then TCR = translate (with `FOUR_LEVEL` for a four-level table),
    * then a TLB invalidation of those streams. The streams leave any other domain.
    */
@@ -348,7 +348,7 @@ export class AppleDart {
   }
 
   /**
-   * Blocks every stream still translating through `domain` (TCR = 0, TTBRs cleared) and
+   * @internal Blocks every stream still translating through `domain` (TCR = 0, TTBRs cleared) and
    * invalidates them: done before a domain's tables are freed, so the DART never walks
    * freed memory.
    */
@@ -390,8 +390,18 @@ export class AppleDart {
    * command is polled until its busy bit clears, at most 100 polls (the kernel's 1 µs poll
    * for 100 µs). Returns the error, or null; a failure is logged and kept in
    * {@link AppleDart.lastCommandError}, never thrown.
+   *
+   * **Errors:** `EINVAL` only for a `map` that is not a 256-stream bitmap.
    */
   invalidate(map: Uint32Array): DevrefError | null {
+    if (!(map instanceof Uint32Array) || map.length < STREAM_WORDS) {
+      throw argumentError(
+        "AppleDart.invalidate",
+        "map",
+        `a Uint32Array of ${STREAM_WORDS} words`,
+        map,
+      );
+    }
     let any = false;
     for (let w = 0; w < STREAM_WORDS; w++) if (map[w] !== 0) any = true;
     if (!any) return null;
@@ -468,10 +478,12 @@ export class AppleDart {
    * enable every stream globally (isolation is by TCR alone), clear a stale error, unmask
    * every error (T8110), and invalidate every stream.
    *
-   * **Errors:** `EINVAL` if the DART is locked ("DART is locked down until reboot");
-   * `ENODEV` if the registers read all-ones; the invalidation's `ETIMEDOUT`.
+   * **Errors:** `EINVAL` if the DART is locked ("DART is locked down until reboot") or `r`
+   * is not an MMIO region; `ENODEV` if the registers read all-ones; the invalidation's
+   * `ETIMEDOUT`.
    */
   reset(r: MmioRegion): void {
+    checkInstance("AppleDart.reset", "r", r, MmioRegion);
     const hw = this.hw;
     const n = this.params.numStreams;
     const lock = r.read32(hw.lock);
@@ -511,6 +523,7 @@ export class AppleDart {
    * per-stream error bits).
    */
   handleFault(r: MmioRegion): boolean {
+    checkInstance("AppleDart.handleFault", "r", r, MmioRegion);
     const hw = this.hw;
     const error = r.read32(hw.error);
     const lo = r.read32(hw.errorAddrLo);

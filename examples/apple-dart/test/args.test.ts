@@ -83,3 +83,19 @@ describe("wrong arguments", () => {
     expect(r.teardown()).toEqual([]);
   });
 });
+
+describe("wrong arguments to the hardware sequences", () => {
+  it("invalidate, reset and handleFault check what they are given", async () => {
+    const r = await rig({ engine: false });
+    const d = r.dart();
+    const before = d.stats.invalidations;
+    einval(() => d.invalidate(bad(new Uint32Array(2))));
+    einval(() => d.invalidate(bad([1])));
+    einval(() => d.reset(bad({})));
+    einval(() => d.handleFault(bad(null)));
+    expect(d.stats.invalidations).toBe(before);
+    expect(d.invalidate(new Uint32Array(8))).toBeNull(); // no stream: nothing sent
+    expect(d.stats.invalidations).toBe(before);
+    expect(r.teardown()).toEqual([]);
+  });
+});
