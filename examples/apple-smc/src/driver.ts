@@ -12,6 +12,7 @@ import {
   type Borrowed,
   type Core,
   checkBoolean,
+  checkCallback,
   checkInteger,
   checkObject,
   checkString,
@@ -101,19 +102,17 @@ function resourceIndex<S>(dev: Borrowed<PlatformDevice<Core>, S>, name: string):
  * const smcDriver = createAppleSmcDriver({ timers: soc.events });
  * platform.registerDriver(smcDriver.driver);
  * using fw = describeSoc(soc, { platform, mailbox: "inline" });
- * await settleUntil(soc, smcDriver.whenBound?.("smc"));
+ * await soc.settle(); // probe: wake, INITIALIZE, #KEY, NTAP
+ * const smc = smcDriver.client("smc")!;
+ * await settleUntil(soc, smc.readKey("TB0T"));
  * ```
  */
 export function createAppleSmcDriver(options: AppleSmcDriverOptions): AppleSmcDriver {
   const W = "createAppleSmcDriver";
   checkObject(W, "options", options);
   const timers = checkObject(W, "options.timers", options.timers);
-  if (typeof timers.setTimeout !== "function" || typeof timers.clearTimeout !== "function") {
-    throw new DevrefError(
-      "EINVAL",
-      `${W}: options.timers must have setTimeout(fn, ms) and clearTimeout(handle) (soc.events has both)`,
-    );
-  }
+  checkCallback(W, "options.timers.setTimeout", timers.setTimeout);
+  checkCallback(W, "options.timers.clearTimeout", timers.clearTimeout);
   const name = checkString(W, "options.name", options.name ?? "macsmc", true);
   const recoverOn = checkBoolean(W, "options.recover", options.recover ?? true);
   const maxRecoveries = checkInteger(
@@ -224,9 +223,7 @@ export function createAppleSmcDriver(options: AppleSmcDriverOptions): AppleSmcDr
       return [...bound.values()];
     },
     onBind(handler: (smc: AppleSmc) => void): () => void {
-      if (typeof handler !== "function") {
-        throw new DevrefError("EINVAL", "AppleSmcDriver.onBind: handler must be a function");
-      }
+      checkCallback("AppleSmcDriver.onBind", "handler", handler);
       const h = (smc: AppleSmc): void => handler(smc);
       bindHandlers.add(h);
       return () => {
