@@ -109,6 +109,7 @@ export function makeAppleSmcScenario(options: AppleSmcScenarioOptions = {}): Sce
       unplug: { kind: "unplug", target: TARGET },
       "rtkit-crash": { kind: "rtkit-crash", target: TARGET, reason: "injected panic" },
       "rtkit-silence": { kind: "rtkit-silence", target: TARGET },
+      "rtkit-garbage": { kind: "rtkit-garbage", target: TARGET, mode: "random", count: 3 },
     },
     run: (o: ScenarioOptions = {}) => runScenario(o, smcSetup, recover),
   };
@@ -242,7 +243,7 @@ function classify(smc: AppleSmc, steps: Steps): string {
     return smc.stage === "shutdown" ? "firmware crashed, recovered" : "firmware crashed";
   }
   if (st.cpuRestarts > 0) return "firmware restarted at probe";
-  if (steps.codes.has("ETIMEDOUT") || steps.codes.has("ETIME")) return "firmware silent, timed out";
+  if (steps.codes.has("ETIMEDOUT") || steps.codes.has("ETIME")) return "commands timed out";
   if (steps.codes.size > 0) return `failed (${[...steps.codes].join(", ")})`;
   return "completed";
 }
@@ -275,6 +276,7 @@ function audit(soc: Soc, dma: DmaSystem, ramBaseline: number): string[] {
  * target and read it back, a lid notification and a firmware syslog line, then
  * `shutdown()`, unbind and the audits (devices and holders, DMA, interrupts, RAM). Its
  * injections: `unplug` (the ASC is gone), `rtkit-crash` (a panic with a crashlog; the
- * driver restarts the firmware), `rtkit-silence` (the firmware stops answering).
+ * driver restarts the firmware), `rtkit-silence` (the firmware stops answering),
+ * `rtkit-garbage` (its next three messages are random bits).
  */
 export const appleSmcScenario: Scenario = makeAppleSmcScenario();

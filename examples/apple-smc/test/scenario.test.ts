@@ -50,18 +50,19 @@ describe("appleSmcScenario", () => {
     expect(outcomeFailed(down)).toBe(false);
   });
 
-  it("explore: unplug, rtkit-crash and rtkit-silence at every step, zero failures", async () => {
+  it("explore: unplug, rtkit-crash, rtkit-silence and rtkit-garbage at every step, zero failures", async () => {
     const report = await explore(appleSmcScenario, { seed: 1 });
     expect(report.failures).toEqual([]);
     expect(report.explored).toBe(report.steps);
-    expect(report.runs).toBe(3 * report.steps);
+    expect(report.runs).toBe(4 * report.steps);
     const kinds = Object.keys(report.outcomes);
     for (const k of [
       "unplug: device removed",
       "unplug: probe failed (ENODEV)",
       "rtkit-crash: firmware crashed, recovered",
       "rtkit-crash: firmware restarted at probe",
-      "rtkit-silence: firmware silent, timed out",
+      "rtkit-silence: commands timed out",
+      "rtkit-garbage: commands timed out",
     ]) {
       expect(kinds).toContain(k);
     }
