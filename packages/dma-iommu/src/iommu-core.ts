@@ -378,7 +378,7 @@ export function iommuGroupGet(dev: Device): IommuGroup | null {
 
 /**
  * `device_iommu_capable`: asks the IOMMU that serves `dev` (its `capable` op). False without
- * an IOMMU or without the op.
+ * an IOMMU (or once it is gone) or without the op.
  *
  * **Errors:** `EINVAL` for a non-device or an unknown capability.
  */
@@ -387,7 +387,7 @@ export function deviceIommuCapable(dev: Device, cap: IommuCap): boolean {
   const st = deviceStateOf(checkDevice(where, dev));
   checkOneOf(where, "cap", cap, CAPS);
   const client = clientOfState(st);
-  if (client === null) return false;
+  if (client === null || client.gone) return false;
   const fn = client.iommuDevice.ops.capable;
   if (fn === undefined) return false;
   return withDeviceBorrow(clientStateOf(client), (d) => fn(d, cap)) === true;

@@ -1,4 +1,4 @@
-import type { Device } from "@devref/device-core";
+import type { Device, DeviceIommu } from "@devref/device-core";
 import { IOMMU_READ, type IotlbGather } from "@devref/io-pgtable";
 import type { ARef, Borrowed, Bound, Core, DmaAddr, Iova, PhysAddr } from "@devref/raw-device";
 import { describe, expectTypeOf, it } from "vitest";
@@ -84,6 +84,11 @@ describe("dma-iommu ownership promises at compile time", () => {
     iommuObj.hwDevice?.put();
     // @ts-expect-error the DMA state callers see has no internal bookkeeping to call
     dma.track(0, 1, 0, 0, 0, 0);
+    // @ts-expect-error one slot for IOMMU data: the device's own iommu, not the DMA state's
+    void dma.iommuClient;
+    // The client is what the device's slot holds (device-core's DeviceIommu).
+    expectTypeOf<IommuClient>().toMatchTypeOf<DeviceIommu>();
+    expectTypeOf<IommuClient["gone"]>().toEqualTypeOf<boolean>();
     // @ts-expect-error a borrow is not an owned reference: it cannot be kept as one
     const kept: ARef<Device> = bound;
     void kept;
