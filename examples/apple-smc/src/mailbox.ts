@@ -12,8 +12,9 @@ import type { BoundCallback, Devres, IrqLine, MmioRegion } from "@devref/device-
 import { type Bound, checkInteger, DevrefError } from "@devref/raw-device";
 import type { RtkitTimers, RtkitTransport } from "@devref/rtkit";
 
-/** Control-register bits (A2I and I2A control, ASC v4 and t8015). */
+/** Control-register bit (A2I and I2A control): the FIFO is full. */
 export const MBOX_CONTROL_FULL: number = 1 << 16;
+/** Control-register bit: the FIFO is empty. */
 export const MBOX_CONTROL_EMPTY: number = 1 << 17;
 /** The longest a send waits for room (APPLE_MBOX_TX_TIMEOUT). */
 export const MBOX_TX_TIMEOUT_MS = 500;

@@ -15,18 +15,26 @@ export const SMC_MAX_SIZE = 255;
 /** How long a command, or INITIALIZE, waits for its answer (SMC_TIMEOUT_MS). */
 export const SMC_TIMEOUT_MS = 500;
 
-/** Commands (`MSG`, bits 7:0). */
+/** `MSG` READ_KEY: `SIZE` bytes of the key in `DATA`. */
 export const SMC_MSG_READ_KEY = 0x10;
+/** `MSG` WRITE_KEY: `SIZE` bytes from the shared buffer to the key (`WSIZE` 0). */
 export const SMC_MSG_WRITE_KEY = 0x11;
+/** `MSG` GET_KEY_BY_INDEX: the key at index `DATA` of the sorted table. */
 export const SMC_MSG_GET_KEY_BY_INDEX = 0x12;
+/** `MSG` GET_KEY_INFO: six bytes of key info into the shared buffer. */
 export const SMC_MSG_GET_KEY_INFO = 0x13;
+/** `MSG` INITIALIZE: answered with the shared buffer's address. */
 export const SMC_MSG_INITIALIZE = 0x17;
+/** `MSG` of a notification (SMC to AP only); replies never carry it as their result. */
 export const SMC_MSG_NOTIFICATION = 0x18;
+/** `MSG` RW_KEY: call a function key with `WSIZE` argument bytes, read `SIZE` back. */
 export const SMC_MSG_RW_KEY = 0x20;
 
-/** Key-info flags (byte 5): readable, writable, a function key (RW_KEY). */
+/** Key-info flag (byte 5): the key can be read. */
 export const SMC_FLAG_READABLE = 0x80;
+/** Key-info flag: the key can be written. */
 export const SMC_FLAG_WRITABLE = 0x40;
+/** Key-info flag: a function key, called with RW_KEY. */
 export const SMC_FLAG_FUNCTION = 0x10;
 
 /**
