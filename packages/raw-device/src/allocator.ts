@@ -64,6 +64,7 @@ export class BuddyAllocator implements PhysAllocator {
   readonly #free: Set<number>[] = [];
   /** Order of every allocated block, by address. */
   readonly #allocated = new Map<number, number>();
+  #generation = 0;
 
   constructor(memory: PhysicalMemory, base: number, length: number, minBlock = 64) {
     if (
@@ -146,6 +147,14 @@ export class BuddyAllocator implements PhysAllocator {
     return -1;
   }
 
+  /**
+   * Grows by one with every allocation and free: a caller that verified a range with
+   * {@link isAllocated} may trust the answer while the generation is unchanged.
+   */
+  get generation(): number {
+    return this.#generation;
+  }
+
   get bytesInUse(): number {
     return this.#bytesInUse;
   }
@@ -207,6 +216,7 @@ export class BuddyAllocator implements PhysAllocator {
       this.#freeList(order).add(found + this.minBlock * 2 ** order);
     }
     this.#allocated.set(found, want);
+    this.#generation++;
     this.#bytesInUse += block;
     this.memory.zero(found, block);
     // SAFETY: found lies inside the region, which was checked to lie inside memory.
@@ -229,6 +239,7 @@ export class BuddyAllocator implements PhysAllocator {
       );
     }
     this.#allocated.delete(pa);
+    this.#generation++;
     this.#bytesInUse -= block;
     let at: number = pa;
     let k = order;

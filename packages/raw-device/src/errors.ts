@@ -19,6 +19,7 @@ export const ERRNO = {
   ENODEV: 19,
   EINVAL: 22,
   ENOSPC: 28,
+  EROFS: 30,
   ERANGE: 34,
   ENOSYS: 38,
   ETIME: 62,

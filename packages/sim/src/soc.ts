@@ -189,10 +189,23 @@ export class Soc {
     this.dmaRanges.list.push(ramBase, ramBase + ramSize);
     const ram = this.ram;
     const uaf = this.freedAccesses;
+    // The last range found allocated, trusted while the allocator's generation is unchanged:
+    // a device streaming through one buffer is checked once, not on every transfer.
+    let seenGen = -1;
+    let seenStart = 0;
+    let seenEnd = 0;
     this.dmaRanges.watch = {
       base: ramBase,
       end: ramBase + ramSize,
-      isAllocated: (pa, length) => ram.isAllocated(pa, length),
+      isAllocated: (pa, length) => {
+        const gen = ram.generation;
+        if (gen === seenGen && pa >= seenStart && pa + length <= seenEnd) return true;
+        if (!ram.isAllocated(pa, length)) return false;
+        seenGen = gen;
+        seenStart = pa;
+        seenEnd = pa + length;
+        return true;
+      },
       report: (master, pa, length, write) => {
         uaf.push({ master, pa, length, write, step: this.steps.count, timeNs: this.events.nowNs });
         this.tracer.note(this.traceId, `dma-use-after-free ${master}`, pa, length);

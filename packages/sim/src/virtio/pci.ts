@@ -583,7 +583,9 @@ export abstract class VirtioPciFunction extends PciFunction {
     const old = this.status;
     this.resetState();
     this.soc.tracer.note(this.traceId, "virtio-reset", old);
-    if (this.resetLatencyNs > 0) {
+    // A reset of a device already at status 0 has nothing to undo: it completes at once
+    // (otherwise a driver that reads 0 and goes on would have its next writes ignored).
+    if (this.resetLatencyNs > 0 && old !== 0) {
       this.resettingStatus = old;
       this.later(this.resetLatencyNs, () => {
         this.resettingStatus = -1;
