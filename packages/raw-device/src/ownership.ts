@@ -340,11 +340,6 @@ let dropOwned: (handle: RawDevice) => void;
  * **Errors:** `ENODEV` on use of a revoked borrow or a put owned reference, with a
  * message that says how to keep a device (`.get()`).
  */
-// The context brand is merged in through an interface: it exists only for the type checker.
-export interface RawDevice<Ctx extends DeviceContext = Normal> {
-  readonly [contextBrand]: Ctx;
-}
-
 // biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the merged interface adds a type-only brand.
 // biome-ignore lint/correctness/noUnusedVariables: Ctx is used by the merged interface.
 export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
@@ -463,6 +458,11 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
       },
     });
   }
+}
+
+// The context brand is merged in through an interface: it exists only for the type checker.
+export interface RawDevice<Ctx extends DeviceContext = Normal> {
+  readonly [contextBrand]: Ctx;
 }
 
 /**

@@ -4,8 +4,11 @@
 
 /** Register offsets and fields common to every variant. */
 export const DART_PARAMS1 = 0x00;
+/** `PARAMS1`: bit position of the page shift field. */
 export const DART_PARAMS1_PAGE_SHIFT = 24;
+/** Offset of the `PARAMS2` register. */
 export const DART_PARAMS2 = 0x04;
+/** `PARAMS2`: the DART can bypass translation. */
 export const DART_PARAMS2_BYPASS_SUPPORT = 0x1;
 
 /** `ERROR.FLAG`: an error is latched (both families). */

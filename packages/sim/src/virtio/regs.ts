@@ -7,6 +7,7 @@
 export const VIRTIO_PCI_VENDOR_ID = 0x1af4;
 /** Device ID of a modern device is 0x1040 + virtio device ID. */
 export const VIRTIO_PCI_DEVICE_ID_BASE = 0x1040;
+/** virtio device ID of a block device. */
 export const VIRTIO_ID_BLOCK = 2;
 
 /** `cfg_type` of the vendor capabilities (§4.2). */
@@ -112,6 +113,7 @@ export const VIRTIO_BLK_T = {
   SECURE_ERASE: 14,
 } as const;
 
+/** Status byte a virtio-blk request completes with. */
 export const VIRTIO_BLK_S = {
   OK: 0,
   IOERR: 1,
@@ -120,6 +122,7 @@ export const VIRTIO_BLK_S = {
 
 /** Bytes of the virtio-blk request header; sectors are always 512 bytes. */
 export const VIRTIO_BLK_HEADER_SIZE = 16;
+/** Bytes of a virtio-blk sector, whatever the disk's block size. */
 export const VIRTIO_BLK_SECTOR_SIZE = 512;
 /** Length of the `GET_ID` string. */
 export const VIRTIO_BLK_ID_BYTES = 20;
