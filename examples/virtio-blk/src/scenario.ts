@@ -12,6 +12,7 @@ import {
   describeSoc,
   type Scenario,
   type ScenarioException,
+  ScenarioObserver,
   type ScenarioOptions,
   type ScenarioOutcome,
 } from "@devref/sim";
@@ -124,6 +125,7 @@ async function runScenario(
     },
   });
   for (const f of options.faults ?? []) soc.faults.schedule(f.at, f.spec);
+  const observer = new ScenarioObserver(soc, options);
   const disk0 = blk!;
   const image = disk0.image;
   const expected = image.slice();
@@ -262,6 +264,7 @@ async function runScenario(
       check("read 16 KiB at block 64", 64, await io("read 16 KiB at block 64", disk.read(64, 32)));
       say(`stats: ${JSON.stringify(disk.stats)}`);
     }
+    observer.point();
   } catch (e) {
     exceptions.push(describeException(e));
   }
@@ -285,6 +288,7 @@ async function runScenario(
   }
   const leaks = auditLeaks(soc.machine, system, soc.ram.bytesInUse - ramBefore);
   say(leaks.length === 0 ? "audit: nothing left" : `audit: ${leaks.join("; ")}`);
+  observer.finish();
   const result = !probed
     ? "no disk"
     : codes.has("ENODEV")
