@@ -1,4 +1,4 @@
-// The typedoc plugin of `pnpm docs`:
+// The typedoc plugin of `pnpm run docs` (plain `pnpm docs` is npm's docs command):
 // - each package goes into the group of its kernel subsystem on the index page;
 // - the `//! C header:` / `//! C source:` / `//! Rust:` lines at the top of a source file
 //   become a "Kernel analogue" section of every top-level symbol declared in that file (and
@@ -100,11 +100,15 @@ export function load(app) {
       const source = reflection.sources?.[0]?.fullFileName;
       const parts = source ? analogueOf(source) : null;
       if (!parts) continue;
-      reflection.comment ??= new Comment();
-      reflection.comment.blockTags.push(analogueTag(parts));
-      // Signatures carry the comment of a function: the note goes there too.
-      for (const s of reflection.signatures ?? []) {
-        if (s.comment) s.comment.blockTags.push(analogueTag(parts));
+      // A function's comments live on its signatures: the note goes on each documented one
+      // (the first when none is), and on the reflection itself otherwise.
+      const signatures = reflection.signatures ?? [];
+      const targets = signatures.filter((sig) => sig.comment);
+      if (signatures.length > 0 && targets.length === 0) targets.push(signatures[0]);
+      if (signatures.length === 0) targets.push(reflection);
+      for (const t of targets) {
+        t.comment ??= new Comment();
+        t.comment.blockTags.push(analogueTag(parts));
       }
     }
   });
