@@ -72,11 +72,12 @@ function isClass(fn: unknown): fn is new (...args: unknown[]) => unknown {
   return typeof fn === "function" && /^class[\s{]/.test(Function.prototype.toString.call(fn));
 }
 
-/** Calls `call` and classifies the outcome; promises are awaited. */
+/** Calls `call` and classifies the outcome; promises are awaited a few turns, not forever. */
 async function attempt(
   expected: Function,
   target: string,
   args: unknown[],
+  late: BadOutcome[],
   call: () => unknown,
 ): Promise<BadOutcome | null> {
   const judge = (e: unknown): BadOutcome | null =>
@@ -94,11 +95,20 @@ async function attempt(
       typeof r === "object" &&
       typeof (r as { then?: unknown }).then === "function"
     ) {
-      try {
-        await (r as Promise<unknown>);
-      } catch (e) {
-        return judge(e);
-      }
+      // A call may wait on hardware (a timer, a reply) that never comes in a sweep: give it a
+      // few turns, and judge a later rejection when it happens.
+      let outcome: BadOutcome | null | undefined;
+      (r as Promise<unknown>).then(
+        () => {
+          outcome = null;
+        },
+        (e: unknown) => {
+          outcome = judge(e);
+          if (outcome !== null) late.push(outcome);
+        },
+      );
+      for (let i = 0; i < 32 && outcome === undefined; i++) await Promise.resolve();
+      return null;
     }
     return null;
   } catch (e) {
@@ -150,6 +160,7 @@ export interface SweepOptions {
  */
 export async function sweepExports(options: SweepOptions): Promise<BadOutcome[]> {
   const bad: BadOutcome[] = [];
+  const late: BadOutcome[] = [];
   const skip = new Set(options.skip ?? []);
   const skipMembers = new Set(options.skipMembers ?? []);
   const targets = Object.entries(options.module).filter(
@@ -158,7 +169,7 @@ export async function sweepExports(options: SweepOptions): Promise<BadOutcome[]>
   await fc.assert(
     fc.asyncProperty(badArgs(), fc.nat(), async (args, pick) => {
       const [name, fn] = targets[pick % targets.length]!;
-      const outcome = await attempt(options.expected, name, args, () =>
+      const outcome = await attempt(options.expected, name, args, late, () =>
         isClass(fn) ? new fn(...args) : (fn as (...a: unknown[]) => unknown)(...args),
       );
       if (outcome !== null) bad.push(outcome);
@@ -176,7 +187,7 @@ export async function sweepExports(options: SweepOptions): Promise<BadOutcome[]>
         if (members.length === 0) return;
         const m = members[pickMember % members.length]!;
         const target = `${label}.${m.name}`;
-        const outcome = await attempt(options.expected, target, args, () => {
+        const outcome = await attempt(options.expected, target, args, late, () => {
           if (m.kind === "setter") {
             (instance as Record<string, unknown>)[m.name] = args[0];
             return undefined;
@@ -191,6 +202,6 @@ export async function sweepExports(options: SweepOptions): Promise<BadOutcome[]>
   }
   // One line per distinct failing target, with a sample call.
   const byTarget = new Map<string, BadOutcome>();
-  for (const o of bad) if (!byTarget.has(o.target)) byTarget.set(o.target, o);
+  for (const o of [...bad, ...late]) if (!byTarget.has(o.target)) byTarget.set(o.target, o);
   return [...byTarget.values()];
 }
