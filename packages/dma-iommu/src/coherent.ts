@@ -38,8 +38,10 @@ const U32_MAX = 0xffff_ffff;
  * removed) by devres, and every later access throws `ENODEV` instead of touching memory
  * that may belong to someone else — the gap the Rust `CoherentAllocation` still has.
  *
- * **Invariants:** `dmaAddr` and the CPU memory are aligned to the page order of `size`; the
- * memory is zeroed at allocation; after {@link free} or unbind no access succeeds.
+ * **Invariants:** `dmaAddr` and the CPU memory are aligned to the page order of `size`;
+ * behind an IOMMU the memory is a whole number of the domain's granules, granule-aligned,
+ * and the mapping covers exactly that memory; the memory is zeroed at allocation; after
+ * {@link free} or unbind no access succeeds.
  *
  * **Errors:** `ENODEV` on any access after free or unbind; `EINVAL` for an offset outside
  * the buffer, a value that does not fit the access width, or a byte array that is not a
@@ -189,7 +191,6 @@ export function dmaAllocCoherent(dev: Device<Bound>, size: number): CoherentAllo
   checkSize(where, "size", size, 1, MAX_COHERENT);
   const st = d.st;
   const limit = maskOf(st.coherentDmaMaskBits ?? 32);
-  const block = ramBlockOf(size);
   const client = d.client;
   if (client?.gone === true) {
     throw new DevrefError(
@@ -205,6 +206,10 @@ export function dmaAllocCoherent(dev: Device<Bound>, size: number): CoherentAllo
       `${where}(${d.device}): its IOMMU domain does not allow DMA API use`,
     );
   }
+  // Behind an IOMMU the mapping covers whole granules, so the RAM must too (the kernel's
+  // iova_align before iommu_dma_alloc_remap): a block of at least a granule, aligned to its
+  // size, so the mapping is exactly this allocation's memory and nobody else's.
+  const block = translated ? ramBlockOf(Math.max(size, domain.cookie!.granule)) : ramBlockOf(size);
   const ram = dmaSystemInternals(d.system).ram;
   // High RAM first, then lower (the kernel's GFP_DMA32 retry); an IOMMU reaches any of it.
   const pa = ram.alloc(block, block, 0, translated ? Number.MAX_SAFE_INTEGER : limit, "coherent");
@@ -218,7 +223,8 @@ export function dmaAllocCoherent(dev: Device<Bound>, size: number): CoherentAllo
   let iovaSize = 0;
   if (translated) {
     const cookie = domain.cookie!;
-    iovaSize = Math.ceil(block / cookie.granule) * cookie.granule;
+    // A power of two of at least a granule is a whole number of granules.
+    iovaSize = block;
     const iova: Iova = iovaAllocForDevice(cookie.iovad, iovaSize, limit, d.policy);
     if (iova === 0) {
       ram.free(pa);

@@ -1,3 +1,4 @@
+import { iova } from "@devref/raw-device";
 import { describe, expect, it } from "vitest";
 import {
   type CoherentAllocation,
@@ -6,8 +7,11 @@ import {
   dmaDeviceAudit,
   dmaMapSingle,
   dmaSetMask,
+  dmaUnmapSingle,
+  iommuGetDomainForDev,
+  iommuIovaToPhys,
 } from "../src/index.js";
-import { addDevice, makeEnv } from "./dma-helpers.js";
+import { addDevice, addTestIommu, makeEnv } from "./dma-helpers.js";
 
 describe("coherent allocations", () => {
   it("are zeroed, page-order aligned and reachable under the coherent mask", () => {
@@ -96,5 +100,65 @@ describe("coherent allocations", () => {
     expect(r.leaked.map((e) => e.kind)).toEqual(["single"]);
     expect(r.coherentFreed).toBe(1);
     d.ref.put();
+  });
+});
+
+describe("coherent allocations behind an IOMMU whose granule is larger than a page", () => {
+  // A 16 KiB-granule domain (the Apple DART's): the mapping is whole granules, so the RAM
+  // behind a 4 KiB buffer must be a whole granule too, or the mapping either fails (RAM not
+  // granule-aligned) or covers memory that belongs to someone else.
+  it("a 4 KiB buffer takes a whole aligned granule of RAM, maps exactly it, and frees all of it", () => {
+    const G = 16384;
+    const env = makeEnv();
+    addTestIommu(env, { name: "dart16", pgsizeBitmap: 0x0200_4000 }); // 16K and 32M pages
+    const d = addDevice(env, { name: "smc16", iommus: [{ iommu: "dart16", ids: [0] }] });
+    const plain = addDevice(env, { name: "plain16" });
+    const dom = iommuGetDomainForDev(d.ref)!;
+    const ranges: [number, number][] = [];
+    const owns = (c: CoherentAllocation): void => {
+      expect(c.dmaAddr % G).toBe(0);
+      expect(c.phys % G).toBe(0);
+      // The whole granule lies in one block of coherent RAM: this allocation's own.
+      expect(env.system.ramUseOf(c.phys, G)).toBe("coherent");
+      for (let off = 0; off < G; off += 4096) {
+        expect(iommuIovaToPhys(dom, iova(c.dmaAddr + off))).toBe(c.phys + off);
+      }
+      ranges.push([c.phys, c.phys + G]);
+    };
+    const a = d.run((dev) => dmaAllocCoherent(dev, 4096));
+    owns(a);
+    // Other allocations in between: a streaming buffer, its mapping, a direct coherent one.
+    const buf = env.system.allocBuffer(4096, "high");
+    const mapped = d.run((dev) => dmaMapSingle(dev, buf, 4096, DMA_TO_DEVICE));
+    const other = plain.run((dev) => dmaAllocCoherent(dev, 4096));
+    ranges.push([buf, buf + 4096], [other.phys, other.phys + 4096]);
+    const b = d.run((dev) => dmaAllocCoherent(dev, 4096));
+    owns(b);
+    // No two pieces of RAM overlap: neither mapping reaches another allocation's memory.
+    for (let i = 0; i < ranges.length; i++) {
+      for (let j = i + 1; j < ranges.length; j++) {
+        const [s1, e1] = ranges[i]!;
+        const [s2, e2] = ranges[j]!;
+        expect(e1 <= s2 || e2 <= s1).toBe(true);
+      }
+    }
+    expect(env.system.audit().ramByUse.coherent).toBe(2 * G + 4096);
+    b.write32(4092, 0x1234_5678);
+    expect(env.system.memory.read32(iommuIovaToPhys(dom, iova(b.dmaAddr + 4092)))).toBe(
+      0x1234_5678,
+    );
+    a.free();
+    b.free();
+    other.free();
+    d.run((dev) => dmaUnmapSingle(dev, mapped, 4096, DMA_TO_DEVICE));
+    env.system.freeBuffer(buf, 4096);
+    expect(env.system.audit().ramByUse.coherent).toBe(0);
+    expect(iommuIovaToPhys(dom, iova(a.dmaAddr))).toBe(0);
+    expect(iommuIovaToPhys(dom, iova(b.dmaAddr + G - 4096))).toBe(0);
+    expect(env.system.audit().problems).toEqual([]);
+    env.bus.unplug(d.ref);
+    env.bus.unplug(plain.ref);
+    d.ref.put();
+    plain.ref.put();
   });
 });
