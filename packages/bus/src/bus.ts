@@ -7,7 +7,6 @@ import {
   Binding,
   type BusHooks,
   coreOf,
-  DeviceScope,
   type DeviceState,
   deleteTree,
   deviceStateOf,
@@ -21,7 +20,12 @@ import {
   DevrefError,
   isThenable,
 } from "@devref/raw-device";
-import { adoptRef, CONTEXT_CORE, type HandleConstructor } from "@devref/raw-device/unsafe";
+import {
+  adoptRef,
+  BorrowScope,
+  CONTEXT_CORE,
+  type HandleConstructor,
+} from "@devref/raw-device/unsafe";
 import { Driver, type DriverRecord, type DriverRegistration, recordOf } from "./driver.js";
 
 /** What a bus's match says about a device and a driver (the kernel's `bus->match` result). */
@@ -299,11 +303,11 @@ export abstract class BusType<H extends Device = Device> {
   /** Calls `fn` with a borrow of each device on the bus, in order (bus_for_each_dev). */
   forEachDevice(fn: <S>(dev: Borrowed<H, S>) => void): void {
     checkCallback("forEachDevice", "fn", fn);
-    const scope = new DeviceScope();
+    const scope = new BorrowScope();
     try {
       for (const st of [...this.#byName.values()]) {
         // SAFETY: the borrow is revoked when the scope closes, right after the loop.
-        fn(scope.borrow(st, this.#Handle) as Borrowed<H, never>);
+        fn(scope.borrowObject(st, this.#Handle) as Borrowed<H, never>);
       }
     } finally {
       scope.close();
@@ -466,10 +470,10 @@ export abstract class BusType<H extends Device = Device> {
   #notify(event: BusEvent, st: DeviceState): void {
     const notifiers = this.#notifiers;
     if (notifiers.length === 0) return;
-    const scope = new DeviceScope();
+    const scope = new BorrowScope();
     try {
       // SAFETY: a Normal borrow, revoked when the scope closes after the notifiers ran.
-      const dev = scope.borrow(st, this.#Handle) as Borrowed<H, never>;
+      const dev = scope.borrowObject(st, this.#Handle) as Borrowed<H, never>;
       for (const fn of notifiers) {
         try {
           fn(event, dev);
@@ -571,11 +575,11 @@ export abstract class BusType<H extends Device = Device> {
     }
     this.#notify("BIND_DRIVER", st);
     if (st.binding !== b || b.phase !== "probing") return FAILED;
-    const scope = new DeviceScope(CONTEXT_CORE);
+    const scope = new BorrowScope(CONTEXT_CORE);
     b.probeScope = scope;
     let result: unknown;
     try {
-      result = rec.probe(scope.borrow(st, this.#Handle), info);
+      result = rec.probe(scope.borrowObject(st, this.#Handle), info);
     } catch (e) {
       return this.#probeFailed(st, b, rec, scope, e, trigger);
     }
@@ -594,7 +598,7 @@ export abstract class BusType<H extends Device = Device> {
     st: DeviceState,
     b: Binding,
     rec: DriverRecord,
-    scope: DeviceScope,
+    scope: BorrowScope,
     data: unknown,
   ): ProbeOutcome {
     scope.close();
@@ -627,7 +631,7 @@ export abstract class BusType<H extends Device = Device> {
     st: DeviceState,
     b: Binding,
     rec: DriverRecord,
-    scope: DeviceScope | null,
+    scope: BorrowScope | null,
     e: unknown,
     trigger: number,
   ): ProbeOutcome {
@@ -706,9 +710,9 @@ export abstract class BusType<H extends Device = Device> {
     this.#notify("UNBIND_DRIVER", st);
     const remove = rec.remove;
     if (remove !== null) {
-      const scope = new DeviceScope(CONTEXT_CORE);
+      const scope = new BorrowScope(CONTEXT_CORE);
       try {
-        remove(scope.borrow(st, this.#Handle), b.data);
+        remove(scope.borrowObject(st, this.#Handle), b.data);
       } catch (e) {
         // remove() returns void in the kernel: the unbind goes on.
         st.machine.log("err", st.name, rec.name, `remove() failed: ${errnoText(e)}`);

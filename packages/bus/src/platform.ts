@@ -102,6 +102,8 @@ export interface PlatformDeviceSpec {
   readonly release?: () => void;
 }
 
+const NONE: readonly never[] = Object.freeze([]);
+
 /** The name and size of the domain behind the `irqs` shorthand. */
 export const DEFAULT_IRQ_DOMAIN = "irq";
 const DEFAULT_IRQ_LINES = 1024;
@@ -472,26 +474,38 @@ export class PlatformBus extends BusType<PlatformDevice> {
       throw argumentError(where, "spec.interrupts", "an array", interrupts);
     const iommus = spec.iommus === undefined ? [] : spec.iommus;
     if (!Array.isArray(iommus)) throw argumentError(where, "spec.iommus", "an array", iommus);
+    // Lists are built only when there is something in them (most devices have few fields).
     const fwnode = checkFirmwareNode(`platform device '${name}'`, {
-      compatible: spec.compatible === undefined ? [] : spec.compatible,
-      mem: memSpecs.map((r, i): MemResource => {
-        checkObject(where, `spec.mem[${i}]`, r);
-        if (r.name !== undefined) checkString(where, `spec.mem[${i}].name`, r.name);
-        return {
-          name: r.name ?? `mem${i}`,
-          start: r.start,
-          size: r.size,
-          backend: r.backend ?? lazyRegisterFile(r.size),
-        };
-      }),
-      interrupts: [
-        ...interrupts,
-        ...irqs.map((hwirq): IrqSpec => ({ domain: DEFAULT_IRQ_DOMAIN, hwirq, trigger: "edge" })),
-      ],
-      iommus: iommus.map((r, i) => {
-        checkObject(where, `spec.iommus[${i}]`, r);
-        return { iommu: r.iommu, ids: r.ids ?? [] };
-      }),
+      compatible: spec.compatible === undefined ? NONE : spec.compatible,
+      mem:
+        memSpecs.length === 0
+          ? NONE
+          : memSpecs.map((r, i): MemResource => {
+              checkObject(where, `spec.mem[${i}]`, r);
+              if (r.name !== undefined) checkString(where, `spec.mem[${i}].name`, r.name);
+              return {
+                name: r.name ?? `mem${i}`,
+                start: r.start,
+                size: r.size,
+                backend: r.backend ?? lazyRegisterFile(r.size),
+              };
+            }),
+      interrupts:
+        irqs.length === 0
+          ? interrupts
+          : [
+              ...interrupts,
+              ...irqs.map(
+                (hwirq): IrqSpec => ({ domain: DEFAULT_IRQ_DOMAIN, hwirq, trigger: "edge" }),
+              ),
+            ],
+      iommus:
+        iommus.length === 0
+          ? NONE
+          : iommus.map((r, i) => {
+              checkObject(where, `spec.iommus[${i}]`, r);
+              return { iommu: r.iommu, ids: r.ids ?? [] };
+            }),
     });
     // The shorthand's domain exists once a device names it.
     if (irqs.length > 0 && IrqDomain.find(this.machine, DEFAULT_IRQ_DOMAIN) === undefined) {

@@ -16,7 +16,14 @@ import { Device } from "./device.js";
 import { devresReleaseAll } from "./devres-list.js";
 import { coreOf, defaultMachine, Machine } from "./machine.js";
 import { checkMemResource, checkMmioBackend } from "./mmio.js";
-import { DeviceState, deviceStateOf, type FirmwareNode, listAppend, listRemove } from "./state.js";
+import {
+  DeviceState,
+  deviceStateOf,
+  EMPTY_FWNODE,
+  type FirmwareNode,
+  listAppend,
+  listRemove,
+} from "./state.js";
 
 /** What {@link createDevice} takes. */
 export interface DeviceInit {
@@ -131,13 +138,22 @@ export function checkFirmwareNode(where: string, fw: Partial<FirmwareNode>): Fir
       checkInteger(where, `iommus[${i}].ids[${k}]`, id, 0, 0xffff_ffff);
     });
   });
+  // Copies, so later changes to the caller's arrays do not reach the device; empty lists
+  // share the frozen empties of EMPTY_FWNODE (most devices have no IRQs or IOMMUs).
   return Object.freeze({
-    compatible: Object.freeze([...compatible]),
-    mem: Object.freeze(mem.map((r) => Object.freeze({ ...r }))),
-    interrupts: Object.freeze(interrupts.map((r) => Object.freeze({ ...r }))),
-    iommus: Object.freeze(
-      iommus.map((r) => Object.freeze({ iommu: r.iommu, ids: Object.freeze([...r.ids]) })),
-    ),
+    compatible: compatible.length === 0 ? EMPTY_FWNODE.compatible : Object.freeze([...compatible]),
+    mem:
+      mem.length === 0 ? EMPTY_FWNODE.mem : Object.freeze(mem.map((r) => Object.freeze({ ...r }))),
+    interrupts:
+      interrupts.length === 0
+        ? EMPTY_FWNODE.interrupts
+        : Object.freeze(interrupts.map((r) => Object.freeze({ ...r }))),
+    iommus:
+      iommus.length === 0
+        ? EMPTY_FWNODE.iommus
+        : Object.freeze(
+            iommus.map((r) => Object.freeze({ iommu: r.iommu, ids: Object.freeze([...r.ids]) })),
+          ),
   });
 }
 

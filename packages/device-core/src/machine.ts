@@ -225,8 +225,10 @@ export class MachineCore {
    * queues the work that retries them. Runs after any successful bind.
    */
   triggerDeferred(): void {
-    for (const st of this.pending) this.active.push(st);
-    this.pending.clear();
+    if (this.pending.size > 0) {
+      for (const st of this.pending) this.active.push(st);
+      this.pending.clear();
+    }
     this.triggers++;
     if (this.workQueued) return;
     this.workQueued = true;

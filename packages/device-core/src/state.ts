@@ -135,10 +135,8 @@ export class Binding {
   data: unknown = undefined;
   /** The probe's Core scope while probe runs: it ends with the binding if probe has not returned. */
   probeScope: ScopeLike | null = null;
-  /** Other scopes open for this binding (asynchronous bound callbacks). */
-  private readonly openScopes: Set<ScopeLike> = new Set();
-  /** Work queued to run once an unbind in progress has finished (surprise removal). */
-  readonly afterUnbind: (() => void)[] = [];
+  /** Other scopes open for this binding (bound callbacks, interrupt handlers); most bindings never have one. */
+  private openScopes: ScopeLike[] | null = null;
 
   constructor(driver: string, owner: object) {
     this.driver = driver;
@@ -147,12 +145,17 @@ export class Binding {
 
   /** Keeps `scope` open until it closes itself or the binding ends. */
   addScope(scope: ScopeLike): void {
-    this.openScopes.add(scope);
+    if (this.openScopes === null) this.openScopes = [scope];
+    else this.openScopes.push(scope);
   }
 
   /** Forgets a scope that closed by itself. */
   dropScope(scope: ScopeLike): void {
-    this.openScopes.delete(scope);
+    const list = this.openScopes;
+    if (list !== null) {
+      const i = list.lastIndexOf(scope);
+      if (i >= 0) list.splice(i, 1);
+    }
     if (this.probeScope === scope) this.probeScope = null;
   }
 
@@ -161,8 +164,9 @@ export class Binding {
     const scope = this.probeScope;
     this.probeScope = null;
     scope?.close();
-    for (const s of [...this.openScopes]) s.close();
-    this.openScopes.clear();
+    const list = this.openScopes;
+    this.openScopes = null;
+    if (list !== null) for (const s of list) s.close();
   }
 }
 
