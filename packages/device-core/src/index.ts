@@ -73,6 +73,7 @@ export {
   type U64,
 } from "./mmio.js";
 export type {
+  AttributeSlot,
   BusEvent,
   DeviceIommu,
   DeviceLifecycle,
