@@ -8,6 +8,7 @@ import { DevrefError, formatAddr, type PhysAddr } from "@devref/raw-device";
 import { DMA_ATTR_MMIO, DMA_ATTR_SKIP_CPU_SYNC, type DmaDirection } from "./constants.js";
 import { VIA_BOUNCE, VIA_DIRECT } from "./debug.js";
 import type { DmaState } from "./dma-state.js";
+import { swiotlbMapForDevice } from "./swiotlb.js";
 
 /**
  * @internal `dma_direct_map_phys` on checked arguments: direct if the device can reach the
@@ -39,11 +40,7 @@ export function directMap(
   const pool = d.system.swiotlb;
   let bounce: number;
   try {
-    // SAFETY: pa was checked to be a whole address inside memory.
-    bounce = pool.map(pa as PhysAddr, size, dir as DmaDirection, attrs, {
-      device: d.device,
-      dmaMask: limit,
-    });
+    bounce = swiotlbMapForDevice(pool, pa, size, dir, attrs, d.device, limit);
   } catch (e) {
     if (DevrefError.is(e)) return d.mapFailed(e, attrs);
     throw e;

@@ -14,6 +14,7 @@ import {
   describeValue,
   formatAddr,
   isPowerOfTwo,
+  PHYS_ADDR_LIMIT,
   type PhysAddr,
   type PhysicalMemory,
 } from "@devref/raw-device";
@@ -31,7 +32,7 @@ import {
   IO_TLB_SHIFT,
   IO_TLB_SIZE,
 } from "./constants.js";
-import { checkAttrs, checkMapDirection } from "./internal/checks.js";
+import { checkAttrs, checkMapDirection, isWhole } from "./internal/checks.js";
 
 /** Slot-offset bits of an address. */
 const SLOT_MASK = IO_TLB_SIZE - 1;
@@ -41,6 +42,39 @@ const NO_ADDR = -1;
 const MAX_SLABS = 1 << 20;
 /** Masks are held in int32 bit operations. */
 const MAX_MASK = 2 ** 31 - 1;
+/** The page a `pageWords` view covers. */
+const PAGE_SHIFT = 12;
+const PAGE = 1 << PAGE_SHIFT;
+/** The largest physical address (2^52 − 1). */
+const PHYS_LAST: number = PHYS_ADDR_LIMIT - 1;
+
+// module-state: a privileged-access slot, assigned once by SwiotlbPool's static block.
+let mapForDevice: (
+  pool: SwiotlbPool,
+  orig: number,
+  size: number,
+  dir: number,
+  attrs: number,
+  device: string,
+  dmaMask: number,
+) => PhysAddr;
+
+/**
+ * @internal {@link SwiotlbPool.map} for dma-direct, whose caller checked the buffer (inside
+ * memory), size, direction and attributes (no `DMA_ATTR_MMIO`), with no alignment masks and
+ * no segment boundary: throws as `map` does when the pool is full.
+ */
+export function swiotlbMapForDevice(
+  pool: SwiotlbPool,
+  orig: number,
+  size: number,
+  dir: number,
+  attrs: number,
+  device: string,
+  dmaMask: number,
+): PhysAddr {
+  return mapForDevice(pool, orig, size, dir, attrs, device, dmaMask);
+}
 
 const SUPPORTED_PAGE_SIZES: readonly number[] = [4096, 16384, 65536];
 
@@ -182,6 +216,13 @@ export class SwiotlbPool {
   private mappingCount: number;
   private readonly scratch: Uint8Array;
   private view: Uint8Array;
+  // Live byte views of the pool's own memory, so a bounce copies straight between the
+  // buffer and the pool page: the words of each pool page (from `pageWords`, on first use;
+  // null for a memory without page views) and, per first data slot, the view of the last
+  // mapping made there and its offset in the pool.
+  private pageViews: (Uint32Array | null)[] | null;
+  private readonly slotViews: (Uint8Array | null)[];
+  private readonly slotViewAt: Int32Array;
 
   /**
    * `swiotlb_init_io_tlb_pool`: every slot free, the pool's memory zeroed.
@@ -254,6 +295,12 @@ export class SwiotlbPool {
     this.scratch = new Uint8Array(IO_TLB_SEGSIZE * IO_TLB_SIZE);
     this.view = this.scratch.subarray(0, 0);
     memory.zero(base, bytes);
+    this.pageViews =
+      typeof memory.pageWords === "function"
+        ? new Array<Uint32Array | null>(Math.ceil(bytes / PAGE)).fill(null)
+        : null;
+    this.slotViews = new Array<Uint8Array | null>(nslabs).fill(null);
+    this.slotViewAt = new Int32Array(nslabs).fill(-1);
   }
 
   /**
@@ -280,10 +327,10 @@ export class SwiotlbPool {
     options: SwiotlbMapOptions = EMPTY_MAP_OPTIONS,
   ): PhysAddr {
     const where = "swiotlb_map";
-    checkAddress(where, "orig", orig);
-    checkSize(where, "size", size);
-    checkMapDirection(where, dir);
-    checkAttrs(where, attrs);
+    if (!isWhole(orig, 0, PHYS_LAST)) checkAddress(where, "orig", orig);
+    if (!isWhole(size, 1, PHYS_ADDR_LIMIT)) checkSize(where, "size", size);
+    if (dir !== 0 && dir !== 1 && dir !== 2) checkMapDirection(where, dir);
+    if (attrs !== 0) checkAttrs(where, attrs);
     if ((attrs & DMA_ATTR_MMIO) !== 0) {
       throw new DevrefError(
         "EINVAL",
@@ -294,8 +341,8 @@ export class SwiotlbPool {
     const minAlign = options.minAlignMask ?? 0;
     const allocAlign = options.allocAlignMask ?? 0;
     const boundary = options.segmentBoundaryMask;
-    checkMask(where, "minAlignMask", minAlign, 0);
-    checkMask(where, "allocAlignMask", allocAlign, 0);
+    if (minAlign !== 0) checkMask(where, "minAlignMask", minAlign, 0);
+    if (allocAlign !== 0) checkMask(where, "allocAlignMask", allocAlign, 0);
     if (options.device !== undefined) checkString(where, "options.device", options.device);
     if (options.dmaMask !== undefined)
       checkInteger(where, "options.dmaMask", options.dmaMask, 0, Number.MAX_SAFE_INTEGER);
@@ -318,6 +365,31 @@ export class SwiotlbPool {
           `[0, ${formatAddr(this.memory.size)})`,
       );
     }
+    return this.#map(
+      orig,
+      size,
+      dir,
+      attrs,
+      minAlign,
+      allocAlign,
+      boundary,
+      options.device,
+      options.dmaMask,
+    );
+  }
+
+  /** {@link map} on checked arguments (a buffer inside memory, valid masks). */
+  #map(
+    orig: number,
+    size: number,
+    dir: number,
+    attrs: number,
+    minAlign: number,
+    allocAlign: number,
+    boundary: number | undefined,
+    device: string | undefined,
+    dmaMask: number | undefined,
+  ): PhysAddr {
     // swiotlb_align_offset(dev, alloc_align_mask, orig): low bits kept in the bounce address.
     const offset = orig & minAlign & (allocAlign | SLOT_MASK);
     const alignUnit = allocAlign + 1;
@@ -331,34 +403,7 @@ export class SwiotlbPool {
       );
     }
     const index = this.#findSlots(orig, total, minAlign, allocAlign, boundary);
-    if (index < 0) {
-      const device = options.device ?? "swiotlb";
-      if ((attrs & DMA_ATTR_NO_WARN) === 0) {
-        this.warn?.(
-          `${device}: swiotlb buffer is full (sz: ${total} bytes), total ${this.nslabs} ` +
-            `(slots), used ${this.used} (slots)`,
-        );
-      }
-      const mask =
-        options.dmaMask === undefined ? "" : ` (DMA mask ${formatAddr(options.dmaMask, 1)})`;
-      throw new DevrefError(
-        "ENOMEM",
-        `${device}${mask}: swiotlb buffer is full: no run of ${Math.ceil(total / IO_TLB_SIZE)} ` +
-          `free slot(s) for ${total} bytes; the pool has ${this.nslabs} slots, ${this.used} used ` +
-          `by ${this.mappingCount} mapping(s): unmap finished buffers or enlarge the pool ` +
-          "(this is the kernel's DMA_MAPPING_ERROR)",
-        {
-          details: {
-            size: total,
-            totalSlots: this.nslabs,
-            usedSlots: this.used,
-            mappings: this.mappingCount,
-            ...(options.device === undefined ? {} : { device: options.device }),
-            ...(options.dmaMask === undefined ? {} : { dmaMask: options.dmaMask }),
-          },
-        },
-      );
-    }
+    if (index < 0) this.#full(total, attrs, device, dmaMask);
     const pad = offset >>> IO_TLB_SHIFT;
     const slotOffset = offset & SLOT_MASK;
     const first = index + pad;
@@ -373,9 +418,50 @@ export class SwiotlbPool {
     this.mapDir[first] = dir;
     this.mappingCount++;
     const tlb = this.base + first * IO_TLB_SIZE + slotOffset;
-    this.#copy(orig, tlb, size);
+    const view = this.#bounceBytes(tlb, size);
+    if (view !== null) this.memory.readBytes(orig, view);
+    else this.#copy(orig, tlb, size);
     // SAFETY: tlb lies inside the pool, which was checked to fit in memory.
     return tlb as PhysAddr;
+  }
+
+  /** The pool is full: warns (unless `DMA_ATTR_NO_WARN`) and throws `ENOMEM`. */
+  #full(
+    total: number,
+    attrs: number,
+    device: string | undefined,
+    dmaMask: number | undefined,
+  ): never {
+    const name = device ?? "swiotlb";
+    if ((attrs & DMA_ATTR_NO_WARN) === 0) {
+      this.warn?.(
+        `${name}: swiotlb buffer is full (sz: ${total} bytes), total ${this.nslabs} ` +
+          `(slots), used ${this.used} (slots)`,
+      );
+    }
+    const mask = dmaMask === undefined ? "" : ` (DMA mask ${formatAddr(dmaMask, 1)})`;
+    throw new DevrefError(
+      "ENOMEM",
+      `${name}${mask}: swiotlb buffer is full: no run of ${Math.ceil(total / IO_TLB_SIZE)} ` +
+        `free slot(s) for ${total} bytes; the pool has ${this.nslabs} slots, ${this.used} used ` +
+        `by ${this.mappingCount} mapping(s): unmap finished buffers or enlarge the pool ` +
+        "(this is the kernel's DMA_MAPPING_ERROR)",
+      {
+        details: {
+          size: total,
+          totalSlots: this.nslabs,
+          usedSlots: this.used,
+          mappings: this.mappingCount,
+          ...(device === undefined ? {} : { device }),
+          ...(dmaMask === undefined ? {} : { dmaMask }),
+        },
+      },
+    );
+  }
+
+  static {
+    mapForDevice = (pool, orig, size, dir, attrs, device, dmaMask) =>
+      pool.#map(orig, size, dir, attrs, 0, 0, undefined, device, dmaMask);
   }
 
   /**
@@ -387,9 +473,9 @@ export class SwiotlbPool {
    */
   unmap(bounce: PhysAddr, size: number, dir: DmaDirection, attrs = 0): void {
     const where = "swiotlb_unmap";
-    checkSize(where, "size", size);
-    checkMapDirection(where, dir);
-    checkAttrs(where, attrs);
+    if (!isWhole(size, 1, PHYS_ADDR_LIMIT)) checkSize(where, "size", size);
+    if (dir !== 0 && dir !== 1 && dir !== 2) checkMapDirection(where, dir);
+    if (attrs !== 0) checkAttrs(where, attrs);
     const first = this.#mappingAt(bounce, "unmap");
     if (this.mapOffset[first] !== bounce - this.#slotAddr(first)) {
       this.#mismatch("unmap", bounce, first, "is inside a mapping, not its start");
@@ -410,7 +496,9 @@ export class SwiotlbPool {
       (dir === DMA_FROM_DEVICE || dir === DMA_BIDIRECTIONAL)
     ) {
       // The first data slot records the original address that the bounce address stands for.
-      this.#copy(bounce, this.origAddr[first]!, size);
+      const view = this.#bounceBytes(bounce, size);
+      if (view !== null) this.memory.writeBytes(this.origAddr[first]!, view);
+      else this.#copy(bounce, this.origAddr[first]!, size);
     }
     this.#release(first);
   }
@@ -499,6 +587,43 @@ export class SwiotlbPool {
 
   #slotAddr(slot: number): number {
     return this.base + slot * IO_TLB_SIZE;
+  }
+
+  /**
+   * The `n` bytes of the pool at `tlb` as a live byte view of the pool's memory, or null
+   * when they cross a page or the memory has no page views (then {@link #copy} is the way).
+   * A mapping's view is kept per first slot and made again only when its offset or length
+   * changes, so the steady state allocates nothing.
+   */
+  #bounceBytes(tlb: number, n: number): Uint8Array | null {
+    const rel = tlb - this.base;
+    const slot = rel >>> IO_TLB_SHIFT;
+    const v = this.slotViews[slot]!;
+    if (v !== null && v.length === n && this.slotViewAt[slot] === rel) return v;
+    return this.#makeBounceBytes(slot, rel, n);
+  }
+
+  #makeBounceBytes(slot: number, rel: number, n: number): Uint8Array | null {
+    const pages = this.pageViews;
+    const inPage = rel & (PAGE - 1);
+    if (pages === null || inPage + n > PAGE) return null;
+    let w = pages[rel >>> PAGE_SHIFT]!;
+    if (w === null) {
+      // SAFETY: pageViews is non-null only when the memory has pageWords.
+      const pageWords = this.memory.pageWords as (pa: number) => Uint32Array;
+      const got: unknown = pageWords.call(this.memory, this.base + rel - inPage);
+      if (!(got instanceof Uint32Array) || got.length < PAGE / 4) {
+        // A memory whose pageWords is not what the interface promises: copy through it.
+        this.pageViews = null;
+        return null;
+      }
+      w = got;
+      pages[rel >>> PAGE_SHIFT] = w;
+    }
+    const v = new Uint8Array(w.buffer, w.byteOffset + inPage, n);
+    this.slotViews[slot] = v;
+    this.slotViewAt[slot] = rel;
+    return v;
   }
 
   /** Copies `n` bytes between two physical addresses through the reusable scratch buffer. */

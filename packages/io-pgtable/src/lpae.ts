@@ -244,9 +244,15 @@ export class ArmLpaeIoPgtable<F extends ArmLpaeFormat = ArmLpaeFormat> implement
     pgcount: number,
     gather?: IommuIotlbGather | null,
   ): number {
-    if (pgcount === 1 && gather == null && typeof iova === "number") {
-      const r = this.#eng.unmapOne(iova, pgsize);
-      if (r >= 0) return r;
+    if (pgcount === 1 && typeof iova === "number") {
+      if (gather == null) {
+        const r = this.#eng.unmapOne(iova, pgsize);
+        if (r >= 0) return r;
+      } else if (typeof gather === "object" && typeof gather.queued === "boolean") {
+        // The gather passes checkGather's test (an object whose queued is a boolean).
+        const r = this.#eng.unmapOneGathered(iova, pgsize, gather);
+        if (r >= 0) return r;
+      }
     }
     return this.#general(UNMAP, iova, pgsize, pgcount, gather, undefined);
   }

@@ -37,6 +37,11 @@ export class Lifetime {
   next: Lifetime | null = null;
   /** The borrow scope this lifetime stands for, or null for an owned reference. */
   scope: LifetimeOwner | null;
+  /**
+   * Whether the reference's handle is in its settings' leak registry (debug mode when it
+   * was taken): put must unregister it, whatever the settings say by then.
+   */
+  tracked = false;
 
   constructor(label: string, stack: string | undefined, scope: LifetimeOwner | null) {
     this.label = label;
@@ -68,6 +73,7 @@ export class LifetimePool {
     l.gen++;
     l.prev = null;
     l.stack = undefined;
+    l.tracked = false;
     l.next = this.free;
     this.free = l;
   }

@@ -205,7 +205,7 @@ export function configureOwnership(options: OwnershipOptions): Required<Ownershi
 function captureStack(): string | undefined {
   // Drop the "Error" line and the frames inside this module.
   const stack = new Error().stack;
-  return stack?.split("\n").slice(3).join("\n");
+  return stack?.split("\n").slice(3).join("\n") ?? "";
 }
 
 // module-state: a cache of plain memory (recycled holder records), like an allocator's free
@@ -273,7 +273,8 @@ export class Kobject {
    * without a handle) and returns its lifetime. The caller has taken the count.
    */
   addHolder(label: string): Lifetime {
-    const holder = lifetimes.take(label, this.settings.debug ? captureStack() : undefined);
+    const holder = lifetimes.take(label, undefined);
+    if (this.settings.debug) holder.stack = captureStack();
     const head = this.newestHolder;
     holder.next = head;
     if (head !== null) head.prev = holder;
@@ -357,12 +358,7 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
   private readonly holderLabel: string;
 
   constructor(key: typeof HANDLE_KEY, object: Kobject, lifetime: Lifetime, context: number) {
-    if (key !== HANDLE_KEY) {
-      throw new DevrefError(
-        "EPERM",
-        "device handles are made by device packages only; take one with .get()",
-      );
-    }
+    if (key !== HANDLE_KEY) refuseHandle();
     this.object = object;
     this.lifetime = lifetime;
     this.gen = lifetime.gen;
@@ -393,14 +389,12 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
    * **Errors:** `ENODEV` if this handle is not live; `EINVAL` if `label` is not a string.
    */
   get(label = "anonymous"): ARef<RawDevice> {
-    const object = liveObject(this);
-    if (typeof label !== "string") {
-      throw new DevrefError(
-        "EINVAL",
-        `device '${object.name}': get(label) takes a string naming who keeps the reference, not ${describeValue(label)}`,
-      );
+    // liveObject's test written out, so that get and put inline whole at the caller.
+    const l = this.lifetime;
+    if (l === undefined || l.gen !== this.gen || typeof label !== "string") {
+      return refuseGet(this, label);
     }
-    return makeOwned(object, label);
+    return makeOwned(this.object, label);
   }
 
   static {
@@ -430,13 +424,23 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
       }
       if (l.gen !== h.gen) return; // put twice: a no-op
       const object = h.object;
-      object.settings.leakRegistry?.unregister(l);
+      if (l.tracked) object.settings.leakRegistry?.unregister(l);
       object.removeHolder(l);
       object.put();
     };
     // What only owned references can do is on the prototype but not in the class's type:
     // the type carries it through OwnedMark, so a borrow cannot be put or used with `using`.
+    // The common case (a live owned handle) is written out here, small enough to inline at
+    // the caller; everything else (put twice, a borrow, not a handle) takes dropOwned.
     const put = function (this: RawDevice): void {
+      const l = typeof this === "object" && this !== null ? this.lifetime : undefined;
+      if (l !== undefined && l.gen === this.gen && this.owned === true) {
+        const object = this.object;
+        if (l.tracked) object.settings.leakRegistry?.unregister(l);
+        object.removeHolder(l);
+        object.put();
+        return;
+      }
       dropOwned(this);
     };
     Object.defineProperties(RawDevice.prototype, {
@@ -509,6 +513,22 @@ export function requireContext(handle: RawDevice, level: number, what: string): 
   return object;
 }
 
+function refuseHandle(): never {
+  throw new DevrefError(
+    "EPERM",
+    "device handles are made by device packages only; take one with .get()",
+  );
+}
+
+/** Why `get(label)` was refused: a dead handle or not a handle (as liveObject says), or the label. */
+function refuseGet(handle: RawDevice, label: unknown): never {
+  const object = liveObject(handle);
+  throw new DevrefError(
+    "EINVAL",
+    `device '${object.name}': get(label) takes a string naming who keeps the reference, not ${describeValue(label)}`,
+  );
+}
+
 function throwNotHandle(value: unknown): never {
   throw new DevrefError(
     "EINVAL",
@@ -532,6 +552,7 @@ function throwDead(name: string, owned: boolean, holderLabel: string): never {
   );
 }
 
+/** Debug mode: the handle goes into the leak registry (its lifetime says so, for put). */
 function registerLeak(object: Kobject, handle: RawDevice, lifetime: Lifetime): void {
   const registry = object.settings.leakRegistry;
   if (registry !== undefined && object.settings.debug) {
@@ -540,6 +561,7 @@ function registerLeak(object: Kobject, handle: RawDevice, lifetime: Lifetime): v
       { device: object.name, label: lifetime.label, stack: lifetime.stack },
       lifetime,
     );
+    lifetime.tracked = true;
   }
 }
 
@@ -547,7 +569,8 @@ function makeOwned(object: Kobject, label: string): ARef<RawDevice> {
   object.refcount.inc();
   const lifetime = object.addHolder(label);
   const handle = new object.Handle(HANDLE_KEY, object, lifetime, CONTEXT_NORMAL);
-  registerLeak(object, handle, lifetime);
+  // Only a reference taken in debug mode has a stack: one load decides for the registry.
+  if (lifetime.stack !== undefined) registerLeak(object, handle, lifetime);
   // SAFETY: the handle took a count and a holder record, so it is owned.
   return handle as ARef<RawDevice>;
 }
@@ -560,7 +583,7 @@ function makeOwned(object: Kobject, label: string): ARef<RawDevice> {
 export function adoptRef<T extends RawDevice>(object: Kobject, label: string): ARef<T> {
   const lifetime = object.addHolder(label);
   const handle = new object.Handle(HANDLE_KEY, object, lifetime, CONTEXT_NORMAL);
-  registerLeak(object, handle, lifetime);
+  if (lifetime.stack !== undefined) registerLeak(object, handle, lifetime);
   // SAFETY: the handle holds the adopted count and a holder record, so it is owned; the
   // caller names the object's handle class as T.
   return handle as unknown as ARef<T>;

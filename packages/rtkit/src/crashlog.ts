@@ -4,7 +4,17 @@
 //! until a `CLHE` footer. Every length in it comes from the firmware, so every one is checked
 //! against its section and the buffer before anything is read.
 
-import { checkInstance, DevrefError } from "@devref/raw-device";
+import {
+  argumentError,
+  checkBigintOrNumber,
+  checkBoolean,
+  checkInstance,
+  checkInteger,
+  checkObject,
+  checkOneOf,
+  checkString,
+  DevrefError,
+} from "@devref/raw-device";
 import { hex, hexPad } from "./internal/bits.js";
 import { cString } from "./internal/text.js";
 
@@ -326,11 +336,91 @@ function regsLines(r: CrashlogRegisters): string[] {
   return out;
 }
 
+const SECTION_KINDS = [
+  "str",
+  "version",
+  "time",
+  "mailbox",
+  "registers",
+  "malformed",
+  "unknown",
+] as const;
+
+/** EINVAL for a field that should be an array (there is no shared check for arrays). */
+function notArray(where: string, param: string, value: unknown): DevrefError {
+  return argumentError(where, param, "an array", value);
+}
+
+/**
+ * Checks every field of `log` that {@link formatCrashlog} reads: a crashlog built by hand (or
+ * edited) is refused with the path of the first wrong field, never half-formatted. The 64-bit
+ * fields may be safe integers as well as bigints.
+ */
+function checkCrashlog(where: string, log: Crashlog): void {
+  checkObject(where, "log", log);
+  const sections = log.sections;
+  if (!Array.isArray(sections)) throw notArray(where, "log.sections", sections);
+  checkBoolean(where, "log.footer", log.footer);
+  if (log.error !== null) checkString(where, "log.error", log.error);
+  for (let i = 0; i < sections.length; i++) {
+    const at = `log.sections[${i}]`;
+    const s = checkObject(where, at, sections[i]!);
+    checkOneOf(where, `${at}.kind`, s.kind, SECTION_KINDS);
+    switch (s.kind) {
+      case "str":
+        checkInteger(where, `${at}.id`, s.id, 0, 0xffff_ffff);
+        if (!Array.isArray(s.lines)) throw notArray(where, `${at}.lines`, s.lines);
+        for (let j = 0; j < s.lines.length; j++) {
+          checkString(where, `${at}.lines[${j}]`, s.lines[j]);
+        }
+        break;
+      case "version":
+        checkString(where, `${at}.version`, s.version);
+        break;
+      case "time":
+        checkBigintOrNumber(where, `${at}.time`, s.time, 64);
+        break;
+      case "mailbox":
+        checkInteger(where, `${at}.type`, s.type, 0, 0xffff_ffff);
+        checkInteger(where, `${at}.index`, s.index, 0, 0xffff_ffff);
+        if (!Array.isArray(s.entries)) throw notArray(where, `${at}.entries`, s.entries);
+        for (let j = 0; j < s.entries.length; j++) {
+          const e = checkObject(where, `${at}.entries[${j}]`, s.entries[j]!);
+          checkBigintOrNumber(where, `${at}.entries[${j}].timestamp`, e.timestamp, 64);
+          checkBigintOrNumber(where, `${at}.entries[${j}].msg0`, e.msg0, 64);
+          checkBigintOrNumber(where, `${at}.entries[${j}].msg1`, e.msg1, 64);
+        }
+        break;
+      case "registers": {
+        const r = checkObject(where, `${at}.registers`, s.registers);
+        checkString(where, `${at}.registers.exceptionLevel`, r.exceptionLevel);
+        for (const name of ["psr", "pc", "esr", "far", "sp"] as const) {
+          checkBigintOrNumber(where, `${at}.registers.${name}`, r[name], 64);
+        }
+        if (!Array.isArray(r.x)) throw notArray(where, `${at}.registers.x`, r.x);
+        for (let j = 0; j < Math.min(r.x.length, 31); j++) {
+          checkBigintOrNumber(where, `${at}.registers.x[${j}]`, r.x[j], 64);
+        }
+        break;
+      }
+      case "malformed":
+        checkString(where, `${at}.fourcc`, s.fourcc);
+        checkString(where, `${at}.reason`, s.reason);
+        checkInteger(where, `${at}.size`, s.size, 0, 0xffff_ffff);
+        break;
+      case "unknown":
+        checkInteger(where, `${at}.fourccValue`, s.fourccValue, 0, 0xffff_ffff);
+        break;
+    }
+  }
+}
+
 /**
  * The lines the kernel logs for a crashlog (`apple_rtkit_crashlog_dump`), at its levels,
  * plus a line for a walk that stopped early.
  *
- * **Errors:** none.
+ * **Errors:** `EINVAL` naming the first field of `log` that is not what
+ * {@link parseCrashlog} produces (a crashlog built or edited by hand).
  *
  * @example
  * ```ts
@@ -338,6 +428,7 @@ function regsLines(r: CrashlogRegisters): string[] {
  * ```
  */
 export function formatCrashlog(log: Crashlog): CrashlogLine[] {
+  checkCrashlog("formatCrashlog", log);
   const out: CrashlogLine[] = [];
   const warn = (text: string) => out.push({ level: "warn", text });
   for (const s of log.sections) {
@@ -349,7 +440,7 @@ export function formatCrashlog(log: Crashlog): CrashlogLine[] {
         warn(`RTKit: Version: ${s.version}`);
         break;
       case "time":
-        warn(`RTKit: Crash time: ${BigInt.asIntN(64, s.time)}`);
+        warn(`RTKit: Crash time: ${BigInt.asIntN(64, BigInt(s.time))}`);
         break;
       case "mailbox":
         warn(`RTKit: Mailbox history (type = ${s.type | 0}, index = ${s.index | 0})`);

@@ -28,13 +28,34 @@ const ENDPOINT_NAMES: Readonly<Record<number, string>> = {
   10: "tracekit",
 };
 
-/** The name of an endpoint: "mgmt", "syslog", …, "app" for 0x20 and up, else "system". */
+/**
+ * The name of an endpoint: "mgmt", "syslog", …, "app" for 0x20 and up, else "system".
+ *
+ * **Errors:** `EINVAL` if `ep` is not a whole number in [0, 255].
+ *
+ * @example
+ * ```ts
+ * endpointName(2); // "syslog"
+ * ```
+ */
 export function endpointName(ep: number): string {
+  checkInteger("endpointName", "ep", ep, 0, 0xff);
   return ENDPOINT_NAMES[ep] ?? (ep >= C.APP_ENDPOINT_START ? "app" : "system");
 }
 
-/** A power state as `NAME (0xNNN)`, or just the number for one the kernel does not name. */
+/**
+ * A power state as `NAME (0xNNN)`, or just the number for one the kernel does not name.
+ *
+ * **Errors:** `EINVAL` if `state` is not a whole number in [0, 0xffff] (the 16-bit field the
+ * power-state messages carry).
+ *
+ * @example
+ * ```ts
+ * powerStateName(0x20); // "ON (0x20)"
+ * ```
+ */
 export function powerStateName(state: number): string {
+  checkInteger("powerStateName", "state", state, 0, 0xffff);
   const name = C.POWER_STATE_NAMES[state];
   return name === undefined ? `0x${hex(state)}` : `${name} (0x${hex(state)})`;
 }

@@ -3,6 +3,7 @@
 
 import { checkInstance, RawDevice } from "@devref/raw-device";
 import { RtkitClient } from "./internal/client.js";
+import { RtkitInstance } from "./internal/instance.js";
 import { readOptions } from "./internal/options.js";
 import type { Rtkit, RtkitOptions } from "./types.js";
 
@@ -35,5 +36,5 @@ import type { Rtkit, RtkitOptions } from "./types.js";
 export function createRtkit(device: RawDevice, options: RtkitOptions): Rtkit {
   checkInstance("createRtkit", "device", device, RawDevice);
   const cfg = readOptions("createRtkit", options);
-  return new RtkitClient(device.get("rtkit"), cfg);
+  return new RtkitInstance(new RtkitClient(device.get("rtkit"), cfg));
 }

@@ -1,7 +1,7 @@
 //! The LPAE walks through the PhysicalMemory methods: every descriptor is read and written as
 //! a little-endian 64-bit word at its physical address, for memories without page views.
 
-import type { DevrefError, PhysicalMemory } from "@devref/raw-device";
+import type { DevrefError, Iova, PhysicalMemory } from "@devref/raw-device";
 import type { IommuIotlbGather } from "../types.js";
 import { DescriptorScratch, err } from "./args.js";
 import { hexAddr, TWO32 } from "./bits.js";
@@ -30,6 +30,11 @@ export interface LpaeEngine {
   mapOne(iova: number, paddr: number, pgsize: number, prot: number): number;
   /** One leaf of `pgsize` with no gather; bytes unmapped, or -1 when this path cannot decide. */
   unmapOne(iova: number, pgsize: number): number;
+  /**
+   * {@link unmapOne} into a checked gather: `tlbAddPage` for the cleared leaf unless the
+   * gather is queued, as the general path does; -1 when this path cannot decide.
+   */
+  unmapOneGathered(iova: number, pgsize: number, gather: IommuIotlbGather): number;
   /** The translation of a number IOVA from the walk cache; -1 when this path cannot decide. */
   physOne(iova: number): number;
   /** Writes `n` leaves at level `l` (checked: in range, aligned, within one table and 2^oas). */
@@ -135,6 +140,12 @@ export class LpaeMemEngine implements LpaeEngine {
       }
     }
     return -1;
+  }
+
+  unmapOneGathered(iova: number, pgsize: number, gather: IommuIotlbGather): number {
+    const r = this.unmapOne(iova, pgsize);
+    if (r > 0 && !gather.queued) gatherOne(this.geo, this.store, gather, iova, r);
+    return r;
   }
 
   physOne(iova: number): number {
@@ -436,6 +447,22 @@ export function leafPa(
     ((((pa / TWO32) >>> 0) | (hi & g.offHi[l]!)) >>> 0) * TWO32 +
     (((pa >>> 0) | (lo & g.offLo[l]!)) >>> 0)
   );
+}
+
+/**
+ * `tlbAddPage` for the one leaf a one-leaf unmap cleared at the number `iova`, with the
+ * address the general path would pass (a TTBR1 table's callbacks see the 64-bit bigint).
+ */
+export function gatherOne(
+  g: LpaeGeo,
+  store: TableStore,
+  gather: IommuIotlbGather,
+  iova: number,
+  pgsize: number,
+): void {
+  // SAFETY: the table's own input address of a leaf it just cleared, a whole number < 2^53.
+  const at = iova as Iova;
+  store.tlb.page(gather, g.ttbr1 ? g.cbIova((iova / TWO32) >>> 0, iova >>> 0) : at, pgsize);
 }
 
 /** `tlbAddPage` for each of `count` cleared leaves, when the gather asks for it. */

@@ -8,7 +8,7 @@ import type { IommuIotlbGather } from "../types.js";
 import { err } from "./args.js";
 import { hex64, hexAddr, TWO32 } from "./bits.js";
 import { type LpaeGeo, SW_SYNC_HI } from "./lpae-geo.js";
-import { addPages, existsError, type LpaeEngine, leafPa } from "./lpae-mem.js";
+import { addPages, existsError, gatherOne, type LpaeEngine, leafPa } from "./lpae-mem.js";
 import type { TableStore } from "./table-store.js";
 
 const PAGE = 0x1000;
@@ -317,6 +317,12 @@ export class LpaeViewEngine implements LpaeEngine {
     w[o + 1] = 0;
     n.used--;
     return this.size2;
+  }
+
+  unmapOneGathered(iova: number, pgsize: number, gather: IommuIotlbGather): number {
+    const r = this.unmapOne(iova, pgsize);
+    if (r > 0 && !gather.queued) gatherOne(this.geo, this.store, gather, iova, r);
+    return r;
   }
 
   physOne(iova: number): number {

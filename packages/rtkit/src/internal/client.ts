@@ -30,7 +30,11 @@ export const QUEUE_LIMIT: number = 1 << 16;
 const SETTLE_HOPS = 8;
 const RESOLVED: Promise<DevrefError | null> = Promise.resolve(null);
 
-/** @internal The RTKit instance behind the {@link Rtkit} interface. */
+/**
+ * @internal The state and machinery of one RTKit instance (struct apple_rtkit). Only this
+ * package's modules hold it: callers get an RtkitInstance, which forwards the {@link Rtkit}
+ * calls, so the members the handlers share here are out of their reach.
+ */
 export class RtkitClient implements Rtkit {
   readonly cfg: Config;
   readonly deviceName: string;
