@@ -42,17 +42,24 @@ const TIME_MS = process.env.DEVREF_BENCH_QUICK === "1" ? 40 : 400;
  * Runs `body(iterations)` repeatedly (after a warm-up) for a fixed time and returns the
  * median nanoseconds per operation with its spread. `body` does `iterations` operations
  * itself, so the loop stays inside the measured code and is compiled with it. `before`
- * runs untimed before every run (setup that a run undoes).
+ * runs untimed before every run, warm-up runs included (setup that a run undoes).
+ * `minRuns` (default 7) is the least number of measured runs; `warmupRuns` (default 16)
+ * the least number of warm-up runs, to lower for a body that takes seconds per run.
  */
 export function measure(
   name: string,
   iterations: number,
   body: (iterations: number) => void,
-  options: { readonly before?: () => void; readonly minRuns?: number } = {},
+  options: {
+    readonly before?: () => void;
+    readonly minRuns?: number;
+    readonly warmupRuns?: number;
+  } = {},
 ): BenchResult {
   const bench = new Bench({
     time: TIME_MS,
     warmupTime: Math.max(20, TIME_MS / 8),
+    warmupIterations: options.warmupRuns ?? 16,
     iterations: options.minRuns ?? 7,
     throws: true,
   });
