@@ -32,7 +32,7 @@ const freeList = measure("Int32Array free-list pop + push", N, (n) => {
   }
   consume(s);
 });
-report("IOVA alloc + free via the range cache", viaCache, freeList, "≤ 50 ns");
+report("IOVA alloc + free via the range cache", viaCache, freeList, { atMost: 50 });
 
 // IOVA alloc + free through the tree (alloc_iova / free_iova), 1024 other ranges live.
 const tree = new IovaDomain(4096, 1);
@@ -166,8 +166,8 @@ const copy = measure("Uint8Array.set, 2 KiB", N / 4, (n) => {
   }
   consume(s);
 });
-report("swiotlb 2 KiB map + unmap (copies both ways)", bidi, copy, "≤ 500 ns");
-report("swiotlb 2 KiB map + unmap (copy in only)", toDev, copy, "≤ 500 ns");
+report("swiotlb 2 KiB map + unmap (copies both ways)", bidi, copy, { atMost: 500 });
+report("swiotlb 2 KiB map + unmap (copy in only)", toDev, copy, { atMost: 500 });
 report("  … of which the memory's copy path (one copy)", memCopy, copy);
-report("swiotlb 2 KiB map + unmap over a flat memory", bidiFlat, copy, "≤ 500 ns");
+report("swiotlb 2 KiB map + unmap over a flat memory", bidiFlat, copy, { atMost: 500 });
 console.log(`  pool slots used after the run: ${pool.stats().usedSlots}`);
