@@ -22,8 +22,9 @@ const noop = (): void => {};
 
 console.log("@devref/device-core bench");
 
-// devm_add_action: a closure registered on the bound device; the list is emptied untimed
-// before each run. Target: registration checks its arguments and the binding, takes a
+// devm_add_action: a closure registered on the bound device; the list is emptied and the
+// garbage collected untimed before each run (both paths), so every run starts from the same
+// heap and pays only for what it allocates itself. Target: registration checks its arguments and the binding, takes a
 // device reference and links one node beside the closure: a few times the bare push.
 const add = measure(
   `devmAddAction, ${N} per run`,
@@ -31,7 +32,12 @@ const add = measure(
   (n) => {
     for (let i = 0; i < n; i++) core.devmAddAction(() => {}, "a");
   },
-  { before: () => devresReleaseAll(st) },
+  {
+    before: () => {
+      devresReleaseAll(st);
+      globalThis.gc?.();
+    },
+  },
 );
 let closures: (() => void)[] = [];
 const push = measure(
@@ -43,6 +49,7 @@ const push = measure(
   {
     before: () => {
       closures = [];
+      globalThis.gc?.();
     },
   },
 );
@@ -66,18 +73,20 @@ const release = measure(
     },
   },
 );
+// The baseline reads each closure, clears its slot and calls it, as the release loop does with
+// a node; the slots are refilled untimed.
+const slots: ((() => void) | null)[] = new Array(N).fill(null);
 const runAll = measure(
   `run ${N} closures of an array, last first`,
   N,
   (n) => {
-    for (let i = n - 1; i >= 0; i--) closures[i]!();
-    closures.length = 0;
+    for (let i = n - 1; i >= 0; i--) {
+      const run = slots[i]!;
+      slots[i] = null;
+      run();
+    }
   },
-  {
-    before: () => {
-      for (let i = 0; i < N; i++) closures.push(noop);
-    },
-  },
+  { before: () => slots.fill(noop) },
 );
 report("devres_release_all (ns per action)", release, runAll, { aboveBaselineAtMost: 10 });
 
