@@ -2,8 +2,9 @@
 // coherent walk, tables resident), on the page-view path (SparseMemory) beside a same-run
 // baseline: the same operations on the memory-method path (the SparseMemory behind an object
 // without pageWords, the path every caller-supplied memory takes). Each row also shows the
-// kernel's figure (io-pgtable-arm.c, gcc -O2) as the reference and as the target: at least as
-// fast as the kernel's C. Prints figures, asserts nothing.
+// kernel's figure (io-pgtable-arm.c, gcc -O2) as the reference, and the target the project
+// set against it (0.8× the C for single pages, 1.5× for batches, at most the C for random
+// lookups). Prints figures, asserts nothing.
 import {
   BuddyAllocator,
   type Iova,
@@ -219,29 +220,32 @@ const fillPairs = measure("Uint32Array descriptor pair write", PAGES, (n) => {
   }
 });
 
-/** Each row: title, figure, and the kernel's ns per page (io-pgtable-arm.c, gcc -O2, tables resident). */
-const ROWS: readonly (readonly [string, Exclude<keyof Figures, "tableBytes">, number])[] = [
-  ["map, 4K, 1 page per call", "map1", 12.8],
-  ["unmap, 4K, 1 page per call", "unmap1", 11.2],
-  ["map, 4K, 512 pages per call", "map512", 1.05],
-  ["unmap, 4K, 512 pages per call", "unmap512", 0.69],
-  ["iovaToPhys, random page of 1 GiB", "physRandom", 26],
-  ["iovaToPhys, every page in order", "physSeq", 20.8],
-  ["map 2M blocks, 1 per call, 64 GiB", "block2M", 11.5],
+/**
+ * Each row: title, figure, the kernel's ns per page (io-pgtable-arm.c, gcc -O2, tables
+ * resident) and the target in ns per page.
+ */
+const ROWS: readonly (readonly [string, Exclude<keyof Figures, "tableBytes">, number, number])[] = [
+  ["map, 4K, 1 page per call", "map1", 12.8, 10],
+  ["unmap, 4K, 1 page per call", "unmap1", 11.2, 9],
+  ["map, 4K, 512 pages per call", "map512", 1.05, 1.6],
+  ["unmap, 4K, 512 pages per call", "unmap512", 0.69, 1.0],
+  ["iovaToPhys, random page of 1 GiB", "physRandom", 26, 26],
+  ["iovaToPhys, every page in order", "physSeq", 20.8, 17],
+  ["map 2M blocks, 1 per call, 64 GiB", "block2M", 11.5, 14],
 ];
 
 console.log(
   `@devref/io-pgtable bench (node ${process.version}; ARM LPAE S1 4K, ias = oas = 48, tables resident; ns per page, ns per block for 2M)`,
 );
 console.log(
-  "  baseline: the memory-method path over the same memory, same run; target: the kernel's C figure",
+  "  baseline: the memory-method path over the same memory, same run; reference: the kernel's C",
 );
-for (const [title, key, kernel] of ROWS) {
+for (const [title, key, kernel, target] of ROWS) {
   report(
     title,
     view[key],
     plain[key],
-    { atMost: kernel },
+    { atMost: target },
     {
       label: "kernel io-pgtable-arm.c, gcc -O2",
       nsPerOp: kernel,
