@@ -3,7 +3,22 @@
 //! Virtual time and the event queue. Time is an integer count of virtual nanoseconds; the
 //! `Scheduler`-shaped methods (`now`, `setTimeout`) speak milliseconds like the DOM does.
 
-import { checkCallback, checkInteger } from "@devref/raw-device";
+import { checkCallback, checkInteger, checkObject } from "@devref/raw-device";
+
+// module-state: a privileged-access slot, assigned once by EventQueue's static block.
+let atInternalOf: (queue: EventQueue, timeNs: number, fn: () => void) => TimerHandle;
+
+/**
+ * @internal Schedules a bookkeeping event on `queue` that does not count as a step (fault
+ * timers), so injecting a fault by time does not renumber the steps of the run.
+ */
+export function scheduleBookkeeping(
+  queue: EventQueue,
+  timeNs: number,
+  fn: () => void,
+): TimerHandle {
+  return atInternalOf(queue, timeNs, fn);
+}
 
 /**
  * The scheduler seam the device core expects: a clock, a job queue and timers. The
@@ -90,6 +105,8 @@ export class EventQueue implements Scheduler {
   private live = 0;
 
   constructor(hooks: EventHooks = NO_HOOKS) {
+    checkObject("new EventQueue", "hooks", hooks);
+    checkCallback("new EventQueue", "hooks.onStep", hooks.onStep);
     this.hooks = hooks;
   }
 
@@ -112,19 +129,19 @@ export class EventQueue implements Scheduler {
   at(timeNs: number, fn: () => void): TimerHandle {
     checkInteger("EventQueue.at", "timeNs", timeNs, this.timeNs, Number.MAX_SAFE_INTEGER);
     checkCallback("EventQueue.at", "fn", fn);
-    return this.push(timeNs, fn, true);
+    return this.#push(timeNs, fn, true);
   }
 
   /** Schedules `fn` `delayNs` nanoseconds from now (0 = after the jobs already due now). */
   after(delayNs: number, fn: () => void): TimerHandle {
     checkInteger("EventQueue.after", "delayNs", delayNs, 0, Number.MAX_SAFE_INTEGER - this.timeNs);
     checkCallback("EventQueue.after", "fn", fn);
-    return this.push(this.timeNs + delayNs, fn, true);
+    return this.#push(this.timeNs + delayNs, fn, true);
   }
 
   queue(job: () => void): void {
     checkCallback("EventQueue.queue", "job", job);
-    this.push(this.timeNs, job, true);
+    this.#push(this.timeNs, job, true);
   }
 
   /** Like the DOM's: a negative, NaN or missing delay means 0; fractions round to the ns. */
@@ -132,7 +149,7 @@ export class EventQueue implements Scheduler {
     checkCallback("EventQueue.setTimeout", "fn", fn);
     let ns = typeof ms === "number" && ms > 0 ? Math.round(ms * NS_PER_MS) : 0;
     if (!(ns <= Number.MAX_SAFE_INTEGER - this.timeNs)) ns = Number.MAX_SAFE_INTEGER - this.timeNs;
-    return this.push(this.timeNs + ns, fn, true);
+    return this.#push(this.timeNs + ns, fn, true);
   }
 
   clearTimeout(handle: unknown): void {
@@ -147,25 +164,21 @@ export class EventQueue implements Scheduler {
     return true;
   }
 
-  /**
-   * @internal Schedules a bookkeeping event that does not count as a step (fault timers),
-   * so injecting a fault by time does not renumber the steps of the run.
-   */
-  atInternal(timeNs: number, fn: () => void): TimerHandle {
-    return this.push(Math.max(timeNs, this.timeNs), fn, false);
+  static {
+    atInternalOf = (queue, timeNs, fn) => queue.#push(Math.max(timeNs, queue.timeNs), fn, false);
   }
 
   /** Time of the next pending event, or `Infinity` when there is none. */
   nextTimeNs(): number {
-    this.dropCancelled();
+    this.#dropCancelled();
     const top = this.heap[0];
     return top === undefined ? Number.POSITIVE_INFINITY : top.timeNs;
   }
 
   /** Runs the next event (advancing the clock to it); false when the queue is empty. */
   runNext(): boolean {
-    this.dropCancelled();
-    const ev = this.pop();
+    this.#dropCancelled();
+    const ev = this.#pop();
     if (ev === undefined) return false;
     const fn = ev.fn!;
     ev.fn = null;
@@ -192,7 +205,7 @@ export class EventQueue implements Scheduler {
     this.timeNs = timeNs;
   }
 
-  private push(timeNs: number, fn: () => void, countsAsStep: boolean): TimerHandle {
+  #push(timeNs: number, fn: () => void, countsAsStep: boolean): TimerHandle {
     const ev = new TimerHandle(timeNs, this.nextSeq++, fn, countsAsStep);
     const heap = this.heap;
     let i = heap.length;
@@ -209,11 +222,11 @@ export class EventQueue implements Scheduler {
     return ev;
   }
 
-  private dropCancelled(): void {
-    while (this.heap.length > 0 && this.heap[0]!.fn === null) this.pop();
+  #dropCancelled(): void {
+    while (this.heap.length > 0 && this.heap[0]!.fn === null) this.#pop();
   }
 
-  private pop(): TimerHandle | undefined {
+  #pop(): TimerHandle | undefined {
     const heap = this.heap;
     const top = heap[0];
     if (top === undefined) return undefined;

@@ -3,8 +3,14 @@
 //! The DMA master interface through which device models touch memory: directly (bus
 //! address = physical address) or through an IOMMU stream (IOVA → walk → physical).
 
-import { argumentError, type PhysicalMemory } from "@devref/raw-device";
-import type { Tracer } from "./trace.js";
+import {
+  argumentError,
+  checkInstance,
+  checkObject,
+  checkString,
+  type PhysicalMemory,
+} from "@devref/raw-device";
+import { Tracer } from "./trace.js";
 
 /** Outcome of a DMA transfer, as `DmaPort.status` and in trace records. */
 export const DMA_STATUS = {
@@ -68,8 +74,10 @@ export interface DmaRanges {
  * **Invariants:** nothing reaches memory while the master is `gone`, bus mastering is
  * disabled, or an injected error is pending; `status` always describes the last transfer.
  *
- * **Errors:** `EINVAL` for an address that is not a non-negative number (a model bug, not
- * a device condition).
+ * **Errors:** `EINVAL` for an address that is not a non-negative number, a buffer that is
+ * not a `Uint8Array`, or a value that is not a whole number fitting the access width (a
+ * model bug, not a device condition); nothing is transferred then. The constructor throws
+ * `EINVAL` for a bad name, memory, ranges or tracer (masters come from `soc.dmaMaster`).
  *
  * @example
  * ```ts
@@ -104,6 +112,21 @@ export class DmaPort {
   private readonly s4 = this.s8.subarray(0, 4);
 
   constructor(name: string, memory: PhysicalMemory, ranges: DmaRanges, tracer: Tracer) {
+    checkString("new DmaPort", "name", name, true);
+    checkObject("new DmaPort", "memory", memory);
+    if (typeof memory.readBytes !== "function" || typeof memory.writeBytes !== "function") {
+      throw argumentError("new DmaPort", "memory", "a PhysicalMemory", memory);
+    }
+    checkObject("new DmaPort", "ranges", ranges);
+    if (!Array.isArray(ranges.list)) {
+      throw argumentError(
+        "new DmaPort",
+        "ranges.list",
+        "an array of [base, end) pairs",
+        ranges.list,
+      );
+    }
+    checkInstance("new DmaPort", "tracer", tracer, Tracer);
     this.name = name;
     this.memory = memory;
     this.ranges = ranges;
@@ -146,28 +169,30 @@ export class DmaPort {
 
   /** Copies `dest.length` bytes from bus address `addr` into `dest`. */
   read(addr: number, dest: Uint8Array): boolean {
-    return this.transfer(addr, dest, false);
+    if (!(dest instanceof Uint8Array)) this.#badBuffer("dest", dest);
+    return this.#transfer(addr, dest, false);
   }
 
   /** Copies `src` to bus address `addr`. */
   write(addr: number, src: Uint8Array): boolean {
-    return this.transfer(addr, src, true);
+    if (!(src instanceof Uint8Array)) this.#badBuffer("src", src);
+    return this.#transfer(addr, src, true);
   }
 
   read8(addr: number): number {
-    return this.transfer(addr, this.s1, false) ? this.s1[0]! : 0xff;
+    return this.#transfer(addr, this.s1, false) ? this.s1[0]! : 0xff;
   }
 
   read16(addr: number): number {
     const s = this.s2;
-    return this.transfer(addr, s, false) ? s[0]! | (s[1]! << 8) : 0xffff;
+    return this.#transfer(addr, s, false) ? s[0]! | (s[1]! << 8) : 0xffff;
   }
 
   read32(addr: number): number {
-    const pa = this.resolve(addr, 4, false);
+    const pa = this.#resolve(addr, 4, false);
     if (pa === SPLIT) {
       const s = this.s4;
-      if (!this.transfer(addr, s, false)) return 0xffff_ffff;
+      if (!this.#transfer(addr, s, false)) return 0xffff_ffff;
       return (s[0]! | (s[1]! << 8) | (s[2]! << 16) | (s[3]! << 24)) >>> 0;
     }
     const v = pa >= 0 ? this.memory.read32(pa) : 0xffff_ffff;
@@ -181,33 +206,37 @@ export class DmaPort {
    */
   read64(addr: number): number {
     const s = this.s8;
-    if (!this.transfer(addr, s, false)) return 2 ** 64;
+    if (!this.#transfer(addr, s, false)) return 2 ** 64;
     const lo = (s[0]! | (s[1]! << 8) | (s[2]! << 16) | (s[3]! << 24)) >>> 0;
     const hi = (s[4]! | (s[5]! << 8) | (s[6]! << 16) | (s[7]! << 24)) >>> 0;
     return hi * 0x1_0000_0000 + lo;
   }
 
   write8(addr: number, value: number): boolean {
+    if (typeof value !== "number" || (value & 0xff) !== value) this.#badValue(value, 8);
     this.s1[0] = value;
-    return this.transfer(addr, this.s1, true);
+    return this.#transfer(addr, this.s1, true);
   }
 
   write16(addr: number, value: number): boolean {
+    if (typeof value !== "number" || (value & 0xffff) !== value) this.#badValue(value, 16);
     const s = this.s2;
     s[0] = value;
     s[1] = value >>> 8;
-    return this.transfer(addr, s, true);
+    return this.#transfer(addr, s, true);
   }
 
   write32(addr: number, value: number): boolean {
-    const pa = this.resolve(addr, 4, true);
+    if (typeof value !== "number" || ((value | 0) !== value && value >>> 0 !== value))
+      this.#badValue(value, 32);
+    const pa = this.#resolve(addr, 4, true);
     if (pa === SPLIT) {
       const s = this.s4;
       s[0] = value;
       s[1] = value >>> 8;
       s[2] = value >>> 16;
       s[3] = value >>> 24;
-      return this.transfer(addr, s, true);
+      return this.#transfer(addr, s, true);
     }
     if (pa >= 0) this.memory.write32(pa, value >>> 0);
     if (this.tracer.enabled) this.tracer.dma(this.traceId, true, addr, 4, this.status);
@@ -216,6 +245,7 @@ export class DmaPort {
 
   /** Writes a 64-bit little-endian value given as a number (a safe integer ≥ 0). */
   write64(addr: number, value: number): boolean {
+    if (!(Number.isSafeInteger(value) && value >= 0)) this.#badValue(value, 64);
     const lo = value % 0x1_0000_0000;
     const hi = (value - lo) / 0x1_0000_0000;
     const s = this.s8;
@@ -223,7 +253,7 @@ export class DmaPort {
       s[i] = lo >>> (8 * i);
       s[4 + i] = hi >>> (8 * i);
     }
-    return this.transfer(addr, s, true);
+    return this.#transfer(addr, s, true);
   }
 
   /**
@@ -231,13 +261,13 @@ export class DmaPort {
    * negative value: FAILED (status set) or SPLIT (the access crosses a page: use the
    * byte path).
    */
-  private resolve(addr: number, len: number, write: boolean): number {
-    if (!(addr >= 0)) this.badAddr(addr);
-    if (this.gone) return this.fail(DMA_STATUS.DEVICE_GONE, addr);
-    if (!this.enabled) return this.fail(DMA_STATUS.MASTER_DISABLED, addr);
+  #resolve(addr: number, len: number, write: boolean): number {
+    if (typeof addr !== "number" || !(addr >= 0)) this.#badAddr(addr);
+    if (this.gone) return this.#fail(DMA_STATUS.DEVICE_GONE, addr);
+    if (!this.enabled) return this.#fail(DMA_STATUS.MASTER_DISABLED, addr);
     if (this.injectedErrors > 0) {
       this.injectedErrors--;
-      return this.fail(DMA_STATUS.BUS_ERROR, addr);
+      return this.#fail(DMA_STATUS.BUS_ERROR, addr);
     }
     let pa = addr;
     const t = this.translator;
@@ -246,33 +276,33 @@ export class DmaPort {
       if (off + len > t.pageSize) return SPLIT;
       pa = t.translate(this.sid, addr, write);
       if (pa < 0) {
-        return this.fail(
+        return this.#fail(
           pa === XLATE_FAULT ? DMA_STATUS.IOMMU_FAULT : DMA_STATUS.IOMMU_BLOCKED,
           addr,
         );
       }
     }
-    if (!this.inMemory(pa, len)) return this.fail(DMA_STATUS.BUS_ERROR, addr);
-    this.checkFreed(pa, len, write);
+    if (!this.#inMemory(pa, len)) return this.#fail(DMA_STATUS.BUS_ERROR, addr);
+    this.#checkFreed(pa, len, write);
     this.status = DMA_STATUS.OK;
     return pa;
   }
 
-  private transfer(addr: number, buf: Uint8Array, write: boolean): boolean {
-    if (!(addr >= 0)) this.badAddr(addr);
-    const ok = this.move(addr, buf, write);
+  #transfer(addr: number, buf: Uint8Array, write: boolean): boolean {
+    if (typeof addr !== "number" || !(addr >= 0)) this.#badAddr(addr);
+    const ok = this.#move(addr, buf, write);
     if (this.tracer.enabled) {
       this.tracer.dma(this.traceId, write, addr, buf.length, this.status);
     }
     return ok;
   }
 
-  private move(addr: number, buf: Uint8Array, write: boolean): boolean {
-    if (this.gone) return this.refuse(DMA_STATUS.DEVICE_GONE, addr);
-    if (!this.enabled) return this.refuse(DMA_STATUS.MASTER_DISABLED, addr);
+  #move(addr: number, buf: Uint8Array, write: boolean): boolean {
+    if (this.gone) return this.#refuse(DMA_STATUS.DEVICE_GONE, addr);
+    if (!this.enabled) return this.#refuse(DMA_STATUS.MASTER_DISABLED, addr);
     if (this.injectedErrors > 0) {
       this.injectedErrors--;
-      return this.refuse(DMA_STATUS.BUS_ERROR, addr);
+      return this.#refuse(DMA_STATUS.BUS_ERROR, addr);
     }
     const t = this.translator;
     const total = buf.length;
@@ -286,15 +316,15 @@ export class DmaPort {
         if (n > room) n = room;
         pa = t.translate(this.sid, at, write);
         if (pa < 0) {
-          this.fail(pa === XLATE_FAULT ? DMA_STATUS.IOMMU_FAULT : DMA_STATUS.IOMMU_BLOCKED, at);
+          this.#fail(pa === XLATE_FAULT ? DMA_STATUS.IOMMU_FAULT : DMA_STATUS.IOMMU_BLOCKED, at);
           return false;
         }
       }
-      if (!this.inMemory(pa, n)) {
-        this.fail(DMA_STATUS.BUS_ERROR, at);
+      if (!this.#inMemory(pa, n)) {
+        this.#fail(DMA_STATUS.BUS_ERROR, at);
         return false;
       }
-      this.checkFreed(pa, n, write);
+      this.#checkFreed(pa, n, write);
       const part = done === 0 && n === total ? buf : buf.subarray(done, done + n);
       if (write) this.memory.writeBytes(pa, part);
       else this.memory.readBytes(pa, part);
@@ -304,7 +334,7 @@ export class DmaPort {
     return true;
   }
 
-  private inMemory(pa: number, len: number): boolean {
+  #inMemory(pa: number, len: number): boolean {
     const list = this.ranges.list;
     for (let i = 0; i < list.length; i += 2) {
       if (pa >= list[i]! && pa + len <= list[i + 1]!) return true;
@@ -312,24 +342,39 @@ export class DmaPort {
     return false;
   }
 
-  private checkFreed(pa: number, len: number, write: boolean): void {
+  #checkFreed(pa: number, len: number, write: boolean): void {
     const w = this.ranges.watch;
     if (w === undefined || pa + len <= w.base || pa >= w.end) return;
     if (!w.isAllocated(pa, len)) w.report(this.name, pa, len, write);
   }
 
-  private fail(status: DmaStatus, addr: number): number {
+  #fail(status: DmaStatus, addr: number): number {
     this.status = status;
     this.errorAddr = addr;
     return FAILED;
   }
 
-  private refuse(status: DmaStatus, addr: number): false {
-    this.fail(status, addr);
+  #refuse(status: DmaStatus, addr: number): false {
+    this.#fail(status, addr);
     return false;
   }
 
-  private badAddr(addr: number): never {
+  #badBuffer(param: string, buf: unknown): never {
+    throw argumentError(`DMA ${this.name}`, param, "a Uint8Array", buf);
+  }
+
+  #badValue(value: unknown, bits: number): never {
+    throw argumentError(
+      `DMA ${this.name}`,
+      "value",
+      bits === 64
+        ? "a whole number in [0, 2^53)"
+        : `an unsigned ${bits}-bit whole number${bits === 32 ? " (or a signed 32-bit one)" : ""}`,
+      value,
+    );
+  }
+
+  #badAddr(addr: number): never {
     throw argumentError(`DMA ${this.name}`, "addr", "a bus address (a number ≥ 0)", addr);
   }
 }

@@ -5,13 +5,40 @@
 
 import {
   argumentError,
+  checkAddress,
+  checkInstance,
+  checkObject,
+  checkSize,
+  checkString,
   DevrefError,
   formatAddr,
   PHYS_ADDR_LIMIT,
   type PhysicalMemory,
 } from "@devref/raw-device";
-import type { StepCounter } from "./steps.js";
-import type { Tracer } from "./trace.js";
+import { StepCounter } from "./steps.js";
+import { Tracer } from "./trace.js";
+
+// module-state: privileged-access slots, assigned once by MmioFabric's static block: the
+// SoC maps its memories and windows report mapping changes without a public method.
+let mapMemoryOf: (
+  fabric: MmioFabric,
+  name: string,
+  base: number,
+  size: number,
+  kind: "ram" | "memory",
+) => void;
+let invalidateOf: (fabric: MmioFabric) => void;
+
+/** @internal Maps plain memory (RAM or SRAM) into the routing of `fabric`. */
+export function fabricMapMemory(
+  fabric: MmioFabric,
+  name: string,
+  base: number,
+  size: number,
+  kind: "ram" | "memory",
+): void {
+  mapMemoryOf(fabric, name, base, size, kind);
+}
 
 /**
  * The hardware side of an MMIO region as the driver-model packages see it (the
@@ -77,9 +104,21 @@ export class MmioPort implements MmioBackend {
     steps: StepCounter,
     tracer: Tracer,
   ) {
+    checkString("new MmioPort", "name", name, true);
     if (!(Number.isInteger(size) && size >= 4 && size <= MAX_PORT_SIZE && size % 4 === 0)) {
       throw argumentError("new MmioPort", "size", `a multiple of 4 in [4, ${MAX_PORT_SIZE}]`, size);
     }
+    checkObject("new MmioPort", "handler", handler);
+    if (typeof handler.mmioRead !== "function" || typeof handler.mmioWrite !== "function") {
+      throw argumentError(
+        "new MmioPort",
+        "handler",
+        "an MmioHandler (mmioRead and mmioWrite methods)",
+        handler,
+      );
+    }
+    checkInstance("new MmioPort", "steps", steps, StepCounter);
+    checkInstance("new MmioPort", "tracer", tracer, Tracer);
     this.name = name;
     this.size = size;
     this.handler = handler;
@@ -89,27 +128,27 @@ export class MmioPort implements MmioBackend {
   }
 
   read8(offset: number): number {
-    return this.read(offset, 1);
+    return this.#read(offset, 1);
   }
   read16(offset: number): number {
-    return this.read(offset, 2);
+    return this.#read(offset, 2);
   }
   read32(offset: number): number {
-    return this.read(offset, 4);
+    return this.#read(offset, 4);
   }
   write8(offset: number, value: number): void {
-    this.write(offset, 1, value);
+    this.#write(offset, 1, value);
   }
   write16(offset: number, value: number): void {
-    this.write(offset, 2, value);
+    this.#write(offset, 2, value);
   }
   write32(offset: number, value: number): void {
-    this.write(offset, 4, value);
+    this.#write(offset, 4, value);
   }
 
-  private read(offset: number, width: MmioWidth): number {
+  #read(offset: number, width: MmioWidth): number {
     if ((offset | 0) !== offset || offset < 0 || offset > this.size - width || offset & (width - 1))
-      this.badOffset(offset, width);
+      this.#badOffset(offset, width);
     const steps = this.steps;
     if (++steps.count >= steps.trigger) steps.onTrigger(steps.count);
     const value = this.gone ? ONES[width] : this.handler.mmioRead(offset, width) >>> 0;
@@ -117,14 +156,14 @@ export class MmioPort implements MmioBackend {
     return value;
   }
 
-  private write(offset: number, width: MmioWidth, value: number): void {
+  #write(offset: number, width: MmioWidth, value: number): void {
     if ((offset | 0) !== offset || offset < 0 || offset > this.size - width || offset & (width - 1))
-      this.badOffset(offset, width);
+      this.#badOffset(offset, width);
     if (width === 4) {
-      if ((value | 0) !== value && value >>> 0 !== value) this.badValue(value, width);
+      if ((value | 0) !== value && value >>> 0 !== value) this.#badValue(value, width);
       value >>>= 0;
     } else if ((value & ONES[width]) !== value || typeof value !== "number") {
-      this.badValue(value, width);
+      this.#badValue(value, width);
     }
     const steps = this.steps;
     if (++steps.count >= steps.trigger) steps.onTrigger(steps.count);
@@ -132,7 +171,7 @@ export class MmioPort implements MmioBackend {
     if (!this.gone) this.handler.mmioWrite(offset, width, value);
   }
 
-  private badOffset(offset: number, width: number): never {
+  #badOffset(offset: number, width: number): never {
     throw argumentError(
       `MMIO ${this.name}`,
       "offset",
@@ -141,7 +180,7 @@ export class MmioPort implements MmioBackend {
     );
   }
 
-  private badValue(value: number, width: number): never {
+  #badValue(value: number, width: number): never {
     throw argumentError(
       `MMIO ${this.name}`,
       "value",
@@ -201,6 +240,10 @@ export class Region {
  * port go to the window's own `fallback` port (a master abort: all-ones, writes dropped).
  *
  * **Invariants:** mapped ports lie inside the window and do not overlap.
+ *
+ * **Errors:** `EINVAL` for a range that is not inside the physical address space, a
+ * fallback that is not an {@link MmioPort}, or mapping entries that are not `{ base, port,
+ * owner }` objects.
  */
 export class MmioWindow {
   readonly base: number;
@@ -213,6 +256,9 @@ export class MmioWindow {
   fabric: MmioFabric | null = null;
 
   constructor(base: number, size: number, fallback: MmioPort) {
+    checkSize("new MmioWindow", "size", size);
+    checkAddress("new MmioWindow", "base", base, PHYS_ADDR_LIMIT - size + 1);
+    checkInstance("new MmioWindow", "fallback", fallback, MmioPort);
     this.base = base;
     this.size = size;
     this.fallback = fallback;
@@ -225,6 +271,16 @@ export class MmioWindow {
   setMappings(
     entries: readonly { readonly base: number; readonly port: MmioPort; readonly owner: string }[],
   ): { base: number; port: MmioPort }[] {
+    if (!Array.isArray(entries)) {
+      throw argumentError("MmioWindow.setMappings", "entries", "an array", entries);
+    }
+    entries.forEach((e, i) => {
+      const where = "MmioWindow.setMappings";
+      checkObject(where, `entries[${i}]`, e);
+      checkInstance(where, `entries[${i}].port`, e.port, MmioPort);
+      checkAddress(where, `entries[${i}].base`, e.base);
+      checkString(where, `entries[${i}].owner`, e.owner);
+    });
     const rejected: { base: number; port: MmioPort }[] = [];
     const accepted: Region[] = [];
     const end = this.base + this.size;
@@ -241,7 +297,7 @@ export class MmioWindow {
     }
     accepted.sort((a, b) => a.base - b.base);
     this.subs = accepted;
-    this.fabric?.invalidate();
+    if (this.fabric !== null) invalidateOf(this.fabric);
     return rejected;
   }
 
@@ -292,23 +348,34 @@ export class MmioFabric {
    * range), so a model can check its addresses before it changes anything.
    */
   checkFree(name: string, base: number, size: number): void {
-    this.clash(new Region(name, base, size, "mmio", "", null, null));
+    checkRegion("MmioFabric.checkFree", name, base, size);
+    this.#clash(new Region(name, base, size, "mmio", "", null, null));
   }
 
   /** Maps `port` at `base`. */
   map(base: number, port: MmioPort, owner: string): void {
-    this.add(new Region(port.name, base, port.size, "mmio", owner, port, null));
+    checkInstance("MmioFabric.map", "port", port, MmioPort);
+    checkRegion("MmioFabric.map", port.name, base, port.size);
+    checkString("MmioFabric.map", "owner", owner);
+    this.#add(new Region(port.name, base, port.size, "mmio", owner, port, null));
   }
 
   /** Maps a window whose contents the owner manages. */
   mapWindow(name: string, window: MmioWindow, owner: string): void {
-    this.add(new Region(name, window.base, window.size, "window", owner, null, window));
+    checkString("MmioFabric.mapWindow", "name", name, true);
+    checkInstance("MmioFabric.mapWindow", "window", window, MmioWindow);
+    checkString("MmioFabric.mapWindow", "owner", owner);
+    this.#add(new Region(name, window.base, window.size, "window", owner, null, window));
     window.fabric = this;
   }
 
-  /** @internal Maps plain memory (RAM or SRAM) into the routing. */
-  mapMemory(name: string, base: number, size: number, kind: "ram" | "memory"): void {
-    this.add(new Region(name, base, size, kind, "soc", null, null));
+  static {
+    mapMemoryOf = (fabric, name, base, size, kind) => fabric.#mapMemory(name, base, size, kind);
+    invalidateOf = (fabric) => fabric.#invalidate();
+  }
+
+  #mapMemory(name: string, base: number, size: number, kind: "ram" | "memory"): void {
+    this.#add(new Region(name, base, size, kind, "soc", null, null));
   }
 
   /** Removes the region that starts at `base`; returns whether there was one. */
@@ -316,12 +383,12 @@ export class MmioFabric {
     const i = this.regions.findIndex((r) => r.base === base);
     if (i < 0) return false;
     this.regions.splice(i, 1);
-    this.invalidate();
+    this.#invalidate();
     return true;
   }
 
-  /** @internal Forgets the cached last region (after a mapping change). */
-  invalidate(): void {
+  /** Forgets the cached last region (after a mapping change). */
+  #invalidate(): void {
     this.last = NO_REGION;
   }
 
@@ -336,35 +403,35 @@ export class MmioFabric {
   }
 
   read8(pa: number): number {
-    const r = this.find(pa, 1);
+    const r = this.#find(pa, 1);
     if (r.port !== null) return r.port.read8(pa - r.base);
     if (r.window !== null) return r.window.fallback.read8(pa - r.base);
     return this.memory.read8(pa);
   }
 
   read16(pa: number): number {
-    const r = this.find(pa, 2);
+    const r = this.#find(pa, 2);
     if (r.port !== null) return r.port.read16(pa - r.base);
     if (r.window !== null) return r.window.fallback.read16(pa - r.base);
     return this.memory.read8(pa) | (this.memory.read8(pa + 1) << 8);
   }
 
   read32(pa: number): number {
-    const r = this.find(pa, 4);
+    const r = this.#find(pa, 4);
     if (r.port !== null) return r.port.read32(pa - r.base);
     if (r.window !== null) return r.window.fallback.read32(pa - r.base);
     return this.memory.read32(pa);
   }
 
   write8(pa: number, value: number): void {
-    const r = this.find(pa, 1);
+    const r = this.#find(pa, 1);
     if (r.port !== null) r.port.write8(pa - r.base, value);
     else if (r.window !== null) r.window.fallback.write8(pa - r.base, value);
     else this.memory.write8(pa, value);
   }
 
   write16(pa: number, value: number): void {
-    const r = this.find(pa, 2);
+    const r = this.#find(pa, 2);
     if (r.port !== null) r.port.write16(pa - r.base, value);
     else if (r.window !== null) r.window.fallback.write16(pa - r.base, value);
     else {
@@ -374,20 +441,20 @@ export class MmioFabric {
   }
 
   write32(pa: number, value: number): void {
-    const r = this.find(pa, 4);
+    const r = this.#find(pa, 4);
     if (r.port !== null) r.port.write32(pa - r.base, value);
     else if (r.window !== null) r.window.fallback.write32(pa - r.base, value);
     else this.memory.write32(pa, value);
   }
 
   /** The region holding `[pa, pa + width)`; a window's port when one is mapped there. */
-  private find(pa: number, width: number): Region {
+  #find(pa: number, width: number): Region {
     const last = this.last;
     if (typeof pa === "number" && pa >= last.base && pa + width <= last.end) return last;
-    return this.lookup(pa, width);
+    return this.#lookup(pa, width);
   }
 
-  private lookup(pa: number, width: number): Region {
+  #lookup(pa: number, width: number): Region {
     if (typeof pa !== "number" || !(pa >= 0 && pa < PHYS_ADDR_LIMIT) || Math.floor(pa) !== pa) {
       throw argumentError("MmioFabric", "pa", "a physical address below 2^52", pa);
     }
@@ -408,14 +475,14 @@ export class MmioFabric {
     return r;
   }
 
-  private add(r: Region): void {
-    this.clash(r);
+  #add(r: Region): void {
+    this.#clash(r);
     this.regions.push(r);
     this.regions.sort((a, b) => a.base - b.base);
-    this.invalidate();
+    this.#invalidate();
   }
 
-  private clash(r: Region): void {
+  #clash(r: Region): void {
     if (
       !(Number.isSafeInteger(r.base) && r.base >= 0 && r.end <= PHYS_ADDR_LIMIT && r.end > r.base)
     ) {
@@ -435,6 +502,13 @@ export class MmioFabric {
       );
     }
   }
+}
+
+/** A region's name and range, checked before a {@link Region} is made of them. */
+function checkRegion(where: string, name: unknown, base: unknown, size: unknown): void {
+  checkString(where, "name", name, true);
+  checkSize(where, "size", size);
+  checkAddress(where, "base", base);
 }
 
 function search(list: readonly Region[], pa: number): Region | null {

@@ -6,6 +6,7 @@
 import {
   argumentError,
   checkCallback,
+  checkInstance,
   checkInteger,
   checkObject,
   checkString,
@@ -13,10 +14,10 @@ import {
 } from "@devref/raw-device";
 import type { CrashlogCorruption } from "./asc/crashlog.js";
 import type { RtkitGarbageMode, SmcFaultMode } from "./asc/faults.js";
-import type { EventQueue } from "./clock.js";
+import { EventQueue, scheduleBookkeeping } from "./clock.js";
 import type { DeviceModel } from "./model.js";
-import type { StepCounter } from "./steps.js";
-import type { Tracer } from "./trace.js";
+import { StepCounter } from "./steps.js";
+import { Tracer } from "./trace.js";
 
 /** Names of the DART error codes a fault can carry (`ERROR.CODE`, one bit each). */
 export type DartFaultCode =
@@ -152,12 +153,16 @@ export class FaultInjector {
     tracer: Tracer,
     lookup: (name: string) => DeviceModel | undefined,
   ) {
+    checkInstance("new FaultInjector", "steps", steps, StepCounter);
+    checkInstance("new FaultInjector", "events", events, EventQueue);
+    checkInstance("new FaultInjector", "tracer", tracer, Tracer);
+    checkCallback("new FaultInjector", "lookup", lookup);
     this.steps = steps;
     this.events = events;
     this.tracer = tracer;
     this.traceId = tracer.source("faults");
     this.lookup = lookup;
-    steps.onTrigger = (step) => this.fireSteps(step);
+    steps.onTrigger = (step) => this.#fireSteps(step);
   }
 
   /**
@@ -177,9 +182,6 @@ export class FaultInjector {
   /** Schedules `spec` to fire at `when`. */
   schedule(when: FaultWhen, spec: FaultSpec): ScheduledFault {
     checkObject("FaultInjector.schedule", "when", when);
-    const action = this.prepare(spec);
-    const entry: Entry = { when, spec, action, seq: this.seq++, fired: false, cancelled: false };
-    this.mine.add(entry);
     if ("step" in when) {
       checkInteger(
         "FaultInjector.schedule",
@@ -188,9 +190,6 @@ export class FaultInjector {
         this.steps.count + 1,
         Number.MAX_SAFE_INTEGER,
       );
-      this.byStep.push(entry);
-      this.byStep.sort((a, b) => stepOf(a) - stepOf(b) || a.seq - b.seq);
-      this.steps.trigger = stepOf(this.byStep[0]!);
     } else if ("timeNs" in when) {
       checkInteger(
         "FaultInjector.schedule",
@@ -199,17 +198,26 @@ export class FaultInjector {
         this.events.nowNs,
         Number.MAX_SAFE_INTEGER,
       );
-      this.events.atInternal(when.timeNs, () => this.fire(entry));
     } else {
       throw argumentError("FaultInjector.schedule", "when", "{ step } or { timeNs }", when);
+    }
+    const action = this.#prepare(spec);
+    const entry: Entry = { when, spec, action, seq: this.seq++, fired: false, cancelled: false };
+    this.mine.add(entry);
+    if ("step" in when) {
+      this.byStep.push(entry);
+      this.byStep.sort((a, b) => stepOf(a) - stepOf(b) || a.seq - b.seq);
+      this.steps.trigger = stepOf(this.byStep[0]!);
+    } else {
+      scheduleBookkeeping(this.events, when.timeNs, () => this.#fire(entry));
     }
     return entry;
   }
 
   /** Fires `spec` now. */
   inject(spec: FaultSpec): void {
-    const action = this.prepare(spec);
-    this.fire({
+    const action = this.#prepare(spec);
+    this.#fire({
       when: { timeNs: this.events.nowNs },
       spec,
       action,
@@ -234,7 +242,7 @@ export class FaultInjector {
     return this.byStep.filter((e) => !e.cancelled && !e.fired);
   }
 
-  private prepare(spec: FaultSpec): () => void {
+  #prepare(spec: FaultSpec): () => void {
     checkObject("FaultInjector", "spec", spec);
     const kind = checkString("FaultInjector", "spec.kind", spec.kind, true);
     const defined = this.defined.get(kind);
@@ -261,7 +269,7 @@ export class FaultInjector {
     return action;
   }
 
-  private fire(e: Entry): void {
+  #fire(e: Entry): void {
     if (e.cancelled || e.fired) return;
     e.fired = true;
     const target = "target" in e.spec && typeof e.spec.target === "string" ? e.spec.target : "";
@@ -269,11 +277,11 @@ export class FaultInjector {
     e.action();
   }
 
-  private fireSteps(step: number): void {
+  #fireSteps(step: number): void {
     const list = this.byStep;
     while (list.length > 0 && stepOf(list[0]!) <= step) {
       const e = list.shift()!;
-      this.fire(e);
+      this.#fire(e);
     }
     this.steps.trigger = list.length > 0 ? stepOf(list[0]!) : Number.POSITIVE_INFINITY;
   }

@@ -3,9 +3,27 @@
 //! The interrupt controller: numbered lines that models drive, a consumer side that
 //! connects one handler per line, masking, and delivery as events on virtual time.
 
-import { argumentError, checkCallback, checkInteger, DevrefError } from "@devref/raw-device";
-import type { EventQueue } from "./clock.js";
-import type { IrqAction, Tracer } from "./trace.js";
+import {
+  argumentError,
+  checkCallback,
+  checkInstance,
+  checkInteger,
+  checkString,
+  DevrefError,
+} from "@devref/raw-device";
+import { EventQueue } from "./clock.js";
+import { type IrqAction, Tracer } from "./trace.js";
+
+// module-state: privileged-access slots, assigned once by the classes' static blocks: the
+// wire between a source and its controller stays off both public surfaces.
+let changeLevelOf: (ctl: InterruptController, line: number, delta: 1 | -1, who: number) => void;
+let edgeOf: (ctl: InterruptController, line: number, who: number) => void;
+let reviveOf: (source: IrqSource) => void;
+
+/** @internal Lets the source of a re-inserted device drive its line again. */
+export function reviveIrqSource(source: IrqSource): void {
+  reviveOf(source);
+}
 
 /** A consumer's interrupt handler; called with the line number. */
 export type IrqHandler = (line: number) => void;
@@ -25,8 +43,17 @@ export class IrqSource {
   private readonly ctl: InterruptController;
   private readonly traceId: number;
 
-  /** @internal Made by {@link InterruptController.source}. */
+  /**
+   * Made by {@link InterruptController.source}.
+   *
+   * **Errors:** `EINVAL` for a controller that is not one, a line outside it, a name that
+   * is not a string or a trace id that is not a whole number.
+   */
   constructor(ctl: InterruptController, line: number, name: string, traceId: number) {
+    checkInstance("new IrqSource", "ctl", ctl, InterruptController);
+    checkInteger("new IrqSource", "line", line, 0, ctl.lines - 1);
+    checkString("new IrqSource", "name", name);
+    checkInteger("new IrqSource", "traceId", traceId, 0, 0x7fff_ffff);
     this.ctl = ctl;
     this.line = line;
     this.name = name;
@@ -42,14 +69,14 @@ export class IrqSource {
   raise(): void {
     if (this.dead || this.asserted) return;
     this.asserted = true;
-    this.ctl.changeLevel(this.line, 1, this.traceId);
+    changeLevelOf(this.ctl, this.line, 1, this.traceId);
   }
 
   /** De-asserts the line; a no-op if not asserted. */
   lower(): void {
     if (this.dead || !this.asserted) return;
     this.asserted = false;
-    this.ctl.changeLevel(this.line, -1, this.traceId);
+    changeLevelOf(this.ctl, this.line, -1, this.traceId);
   }
 
   /** Drives the level to `level`. */
@@ -61,7 +88,7 @@ export class IrqSource {
   /** Sends one edge (an MSI, an edge-triggered event). Edges before delivery coalesce. */
   pulse(): void {
     if (this.dead) return;
-    this.ctl.edge(this.line, this.traceId);
+    edgeOf(this.ctl, this.line, this.traceId);
   }
 
   /** Lowers the line for good: what a removed device's wire does. */
@@ -70,9 +97,12 @@ export class IrqSource {
     this.dead = true;
   }
 
-  /** @internal Lets a re-inserted device drive the line again. */
-  revive(): void {
+  #revive(): void {
     this.dead = false;
+  }
+
+  static {
+    reviveOf = (source) => source.#revive();
   }
 }
 
@@ -113,6 +143,8 @@ export class InterruptController {
   private readonly stormLimit: number;
 
   constructor(events: EventQueue, tracer: Tracer, lines = 256, stormLimit = 10_000) {
+    checkInstance("new InterruptController", "events", events, EventQueue);
+    checkInstance("new InterruptController", "tracer", tracer, Tracer);
     checkInteger("new InterruptController", "lines", lines, 1, 1 << 16);
     checkInteger("new InterruptController", "stormLimit", stormLimit, 1, 0x7fff_ffff);
     this.lines = lines;
@@ -131,29 +163,29 @@ export class InterruptController {
 
   /** A new source on `line` for a device model named `name`. */
   source(line: number, name: string): IrqSource {
-    this.check("source", line);
+    this.#check("source", line);
     return new IrqSource(this, line, name, this.tracer.source(name));
   }
 
   /** Asserts `line` through its anonymous default source. */
   raise(line: number): void {
-    this.defaultSource("raise", line).raise();
+    this.#defaultSource("raise", line).raise();
   }
 
   /** De-asserts the anonymous default source of `line`. */
   lower(line: number): void {
-    this.defaultSource("lower", line).lower();
+    this.#defaultSource("lower", line).lower();
   }
 
   /** Sends one edge on `line`. */
   pulse(line: number): void {
-    this.check("pulse", line);
-    this.edge(line, this.traceId);
+    this.#check("pulse", line);
+    this.#edge(line, this.traceId);
   }
 
   /** Connects the consumer's handler to `line`. */
   connect(line: number, handler: IrqHandler): void {
-    this.check("connect", line);
+    this.#check("connect", line);
     checkCallback("InterruptController.connect", "handler", handler);
     if (this.handlers[line] !== null) {
       throw new DevrefError(
@@ -163,12 +195,12 @@ export class InterruptController {
       );
     }
     this.handlers[line] = handler;
-    this.maybeSchedule(line);
+    this.#maybeSchedule(line);
   }
 
   /** Removes the handler of `line`; returns whether there was one. */
   disconnect(line: number): boolean {
-    this.check("disconnect", line);
+    this.#check("disconnect", line);
     const had = this.handlers[line] !== null;
     this.handlers[line] = null;
     return had;
@@ -176,67 +208,70 @@ export class InterruptController {
 
   /** Whether `line` has a consumer's handler. */
   isConnected(line: number): boolean {
-    this.check("isConnected", line);
+    this.#check("isConnected", line);
     return this.handlers[line] !== null;
   }
 
   /** Stops delivery of `line` (it stays pending). */
   mask(line: number): void {
-    this.check("mask", line);
+    this.#check("mask", line);
     if (this.masked[line] === 1) return;
     this.masked[line] = 1;
-    this.traceIrq(line, "mask");
+    this.#traceIrq(line, "mask");
   }
 
   /** Resumes delivery of `line`, delivering at once if it is pending. */
   unmask(line: number): void {
-    this.check("unmask", line);
+    this.#check("unmask", line);
     if (this.masked[line] === 0) return;
     this.masked[line] = 0;
     this.storm[line] = 0;
-    this.traceIrq(line, "unmask");
-    this.maybeSchedule(line);
+    this.#traceIrq(line, "unmask");
+    this.#maybeSchedule(line);
   }
 
   isMasked(line: number): boolean {
-    this.check("isMasked", line);
+    this.#check("isMasked", line);
     return this.masked[line] === 1;
   }
 
   /** Whether any source asserts `line`. */
   isAsserted(line: number): boolean {
-    this.check("isAsserted", line);
+    this.#check("isAsserted", line);
     return this.level[line]! > 0;
   }
 
   /** Whether `line` would be delivered if unmasked and connected. */
   isPending(line: number): boolean {
-    this.check("isPending", line);
+    this.#check("isPending", line);
     return this.level[line]! > 0 || this.edgePending[line] === 1;
   }
 
-  /** @internal Called by sources. */
-  changeLevel(line: number, delta: 1 | -1, who: number): void {
+  static {
+    changeLevelOf = (ctl, line, delta, who) => ctl.#changeLevel(line, delta, who);
+    edgeOf = (ctl, line, who) => ctl.#edge(line, who);
+  }
+
+  #changeLevel(line: number, delta: 1 | -1, who: number): void {
     const before = this.level[line]!;
     const after = before + delta;
     this.level[line] = after;
     if (before === 0 && after > 0) {
-      this.traceIrq(line, "raise", who);
-      this.maybeSchedule(line);
+      this.#traceIrq(line, "raise", who);
+      this.#maybeSchedule(line);
     } else if (before > 0 && after === 0) {
-      this.traceIrq(line, "lower", who);
+      this.#traceIrq(line, "lower", who);
       this.storm[line] = 0;
     }
   }
 
-  /** @internal Called by sources. */
-  edge(line: number, who: number): void {
+  #edge(line: number, who: number): void {
     this.edgePending[line] = 1;
-    this.traceIrq(line, "pulse", who);
-    this.maybeSchedule(line);
+    this.#traceIrq(line, "pulse", who);
+    this.#maybeSchedule(line);
   }
 
-  private maybeSchedule(line: number): void {
+  #maybeSchedule(line: number): void {
     if (
       this.scheduled[line] === 1 ||
       this.masked[line] === 1 ||
@@ -245,37 +280,37 @@ export class InterruptController {
     )
       return;
     this.scheduled[line] = 1;
-    this.events.queue(() => this.deliver(line));
+    this.events.queue(() => this.#deliver(line));
   }
 
-  private deliver(line: number): void {
+  #deliver(line: number): void {
     this.scheduled[line] = 0;
     const handler = this.handlers[line];
     if (handler === null || handler === undefined || this.masked[line] === 1) return;
     if (this.edgePending[line] === 1) this.edgePending[line] = 0;
     else if (this.level[line] === 0) return;
-    this.traceIrq(line, "deliver");
+    this.#traceIrq(line, "deliver");
     try {
       handler(line);
     } finally {
       // Even if the handler threw, a line still pending is delivered again (never left hanging).
-      this.afterDelivery(line);
+      this.#afterDelivery(line);
     }
   }
 
-  private afterDelivery(line: number): void {
+  #afterDelivery(line: number): void {
     if (this.level[line]! > 0 || this.edgePending[line] === 1) {
       if (this.level[line]! > 0 && ++this.storm[line]! >= this.stormLimit) {
         this.masked[line] = 1;
-        this.traceIrq(line, "storm");
+        this.#traceIrq(line, "storm");
         return;
       }
-      this.maybeSchedule(line);
+      this.#maybeSchedule(line);
     }
   }
 
-  private defaultSource(what: string, line: number): IrqSource {
-    this.check(what, line);
+  #defaultSource(what: string, line: number): IrqSource {
+    this.#check(what, line);
     let s = this.defaults[line];
     if (s === null || s === undefined) {
       s = new IrqSource(this, line, "irq", this.traceId);
@@ -284,11 +319,11 @@ export class InterruptController {
     return s;
   }
 
-  private traceIrq(line: number, action: IrqAction, who: number = this.traceId): void {
+  #traceIrq(line: number, action: IrqAction, who: number = this.traceId): void {
     if (this.tracer.enabled) this.tracer.irq(who, line, action);
   }
 
-  private check(what: string, line: number): void {
+  #check(what: string, line: number): void {
     if (!(Number.isInteger(line) && line >= 0 && line < this.lines)) {
       throw argumentError(
         `InterruptController.${what}`,

@@ -1,12 +1,18 @@
 //! C header: include/linux/device.h (what a device is to the hardware side: registers,
 //! interrupt wires, a bus-master port)
 
-import { argumentError, checkCount, checkString } from "@devref/raw-device";
+import {
+  argumentError,
+  checkCount,
+  checkInstance,
+  checkObject,
+  checkString,
+} from "@devref/raw-device";
 import type { DmaPort } from "./dma.js";
 import type { MmioHandler, MmioPort } from "./fabric.js";
 import type { FaultSpec } from "./faults.js";
-import type { IrqSource } from "./irq.js";
-import type { Soc } from "./soc.js";
+import { type IrqSource, reviveIrqSource } from "./irq.js";
+import { registerDevice, Soc } from "./soc.js";
 
 /**
  * The base of every device model on a {@link Soc}: a unique name, its MMIO ports, DMA
@@ -44,11 +50,13 @@ export abstract class DeviceModel {
   private isGone = false;
 
   constructor(soc: Soc, name: string, kind: string) {
+    checkString("new DeviceModel", "kind", kind, true);
+    checkInstance(`new ${kind}`, "soc", soc, Soc);
     checkString(`new ${kind}`, "name", name, true);
     this.soc = soc;
     this.name = name;
     this.kind = kind;
-    soc.registerDevice(this);
+    registerDevice(soc, this);
     this.traceId = soc.tracer.source(name);
   }
 
@@ -89,6 +97,7 @@ export abstract class DeviceModel {
    * **Errors:** `EINVAL` for a spec the model supports but whose fields are invalid.
    */
   prepareFault(spec: FaultSpec): (() => void) | null {
+    checkObject(`${this.name}.prepareFault`, "spec", spec);
     switch (spec.kind) {
       case "unplug":
         return () => this.unplug();
@@ -119,7 +128,7 @@ export abstract class DeviceModel {
     this.isGone = false;
     for (const p of this.ports) p.gone = false;
     for (const m of this.masters) m.gone = false;
-    for (const s of this.irqs) s.revive();
+    for (const s of this.irqs) reviveIrqSource(s);
     this.onRevive();
   }
 

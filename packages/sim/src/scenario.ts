@@ -10,6 +10,7 @@ import {
   checkObject,
   checkString,
   DevrefError,
+  describeValue,
 } from "@devref/raw-device";
 import type { FaultSpec, FaultWhen } from "./faults.js";
 import type { Soc } from "./soc.js";
@@ -205,6 +206,12 @@ export class ScenarioObserver {
 
 /** Whether an outcome is a failure: a non-DevrefError exception, a leak or a use after free. */
 export function outcomeFailed(o: ScenarioOutcome): boolean {
+  checkObject("outcomeFailed", "o", o);
+  for (const field of ["exceptions", "leaks", "useAfterFree"] as const) {
+    if (!Array.isArray(o[field])) {
+      throw argumentError("outcomeFailed", `o.${field}`, "an array (a ScenarioOutcome)", o[field]);
+    }
+  }
   return o.exceptions.some((e) => !e.devref) || o.leaks.length > 0 || o.useAfterFree.length > 0;
 }
 
@@ -212,7 +219,14 @@ export function outcomeFailed(o: ScenarioOutcome): boolean {
 export function describeException(e: unknown): ScenarioException {
   if (e instanceof DevrefError) return { devref: true, code: e.code, message: e.message };
   if (e instanceof Error) return { devref: false, code: null, message: `${e.name}: ${e.message}` };
-  return { devref: false, code: null, message: String(e) };
+  let message: string;
+  try {
+    message = String(e);
+  } catch {
+    // An object whose conversion to a string throws (no prototype, a hostile toString).
+    message = describeValue(e);
+  }
+  return { devref: false, code: null, message };
 }
 
 /** What {@link explore} is asked to do. */

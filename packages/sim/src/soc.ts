@@ -17,7 +17,13 @@ import {
 } from "@devref/raw-device";
 import { EventQueue } from "./clock.js";
 import { DmaPort, type DmaRanges } from "./dma.js";
-import { type MemoryMapEntry, MmioFabric, type MmioHandler, MmioPort } from "./fabric.js";
+import {
+  fabricMapMemory,
+  type MemoryMapEntry,
+  MmioFabric,
+  type MmioHandler,
+  MmioPort,
+} from "./fabric.js";
 import { FaultInjector } from "./faults.js";
 import { AIC_DOMAIN, LineBridge } from "./firmware/irq-bridge.js";
 import { InterruptController } from "./irq.js";
@@ -65,6 +71,14 @@ export interface DmaUseAfterFree {
   readonly write: boolean;
   readonly step: number;
   readonly timeNs: number;
+}
+
+// module-state: a privileged-access slot, assigned once by Soc's static block.
+let registerDeviceOf: (soc: Soc, model: DeviceModel) => void;
+
+/** @internal Adds `model` to `soc` (the DeviceModel constructor). */
+export function registerDevice(soc: Soc, model: DeviceModel): void {
+  registerDeviceOf(soc, model);
 }
 
 const DEFAULT_MAX_EVENTS = 10_000_000;
@@ -185,7 +199,7 @@ export class Soc {
     this.ramSize = ramSize;
     this.ram = new BuddyAllocator(this.memory, ramBase, ramSize, 64);
     this.fabric = new MmioFabric(this.memory);
-    this.fabric.mapMemory("ram", ramBase, ramSize, "ram");
+    fabricMapMemory(this.fabric, "ram", ramBase, ramSize, "ram");
     this.dmaRanges.list.push(ramBase, ramBase + ramSize);
     const ram = this.ram;
     const uaf = this.freedAccesses;
@@ -256,8 +270,8 @@ export class Soc {
    * **Errors:** `EBUSY` after `maxEvents` events (the queue never drains).
    */
   run(options: RunOptions = {}): number {
-    const max = this.limit("run", options);
-    const deadline = this.deadline("run", options);
+    const max = this.#limit("run", options);
+    const deadline = this.#deadline("run", options);
     let n = 0;
     for (;;) {
       const next = this.events.nextTimeNs();
@@ -298,8 +312,8 @@ export class Soc {
    */
   runUntil(cond: () => boolean, options: RunOptions = {}): boolean {
     checkCallback("Soc.runUntil", "cond", cond);
-    const max = this.limit("runUntil", options);
-    const deadline = this.deadline("runUntil", options);
+    const max = this.#limit("runUntil", options);
+    const deadline = this.#deadline("runUntil", options);
     let n = 0;
     while (!cond()) {
       if (n >= max) return false;
@@ -333,8 +347,8 @@ export class Soc {
    * ```
    */
   async settle(options: RunOptions = {}): Promise<boolean> {
-    const max = this.limit("settle", options);
-    const deadline = this.deadline("settle", options);
+    const max = this.#limit("settle", options);
+    const deadline = this.#deadline("settle", options);
     const machine = this.machine;
     const events = this.events;
     let n = 0;
@@ -411,7 +425,7 @@ export class Soc {
     checkString("Soc.addMemory", "name", name, true);
     checkInteger("Soc.addMemory", "size", size, 1, PHYS_ADDR_LIMIT);
     checkInteger("Soc.addMemory", "base", base, 0, PHYS_ADDR_LIMIT - size);
-    this.fabric.mapMemory(name, base, size, "memory");
+    fabricMapMemory(this.fabric, name, base, size, "memory");
     this.dmaRanges.list.push(base, base + size);
   }
 
@@ -428,14 +442,24 @@ export class Soc {
     return new MmioPort(name, size, handler, this.steps, this.tracer);
   }
 
-  /** Records a note in the trace on behalf of the SoC (or of a test driving it). */
+  /**
+   * Records a note in the trace on behalf of the SoC (or of a test driving it).
+   *
+   * **Errors:** `EINVAL` for a `text` that is not a string or `a`/`b` that are not safe
+   * integers.
+   */
   note(text: string, a = 0, b = 0): void {
     checkString("Soc.note", "text", text);
+    checkInteger("Soc.note", "a", a, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+    checkInteger("Soc.note", "b", b, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
     this.tracer.note(this.traceId, text, a, b);
   }
 
-  /** @internal Called by the DeviceModel constructor. */
-  registerDevice(model: DeviceModel): void {
+  static {
+    registerDeviceOf = (soc, model) => soc.#registerDevice(model);
+  }
+
+  #registerDevice(model: DeviceModel): void {
     if (this.models.has(model.name)) {
       throw new DevrefError(
         "EEXIST",
@@ -445,7 +469,7 @@ export class Soc {
     this.models.set(model.name, model);
   }
 
-  private limit(where: string, o: RunOptions): number {
+  #limit(where: string, o: RunOptions): number {
     checkObject(`Soc.${where}`, "options", o);
     return checkInteger(
       `Soc.${where}`,
@@ -456,7 +480,7 @@ export class Soc {
     );
   }
 
-  private deadline(where: string, o: RunOptions): number {
+  #deadline(where: string, o: RunOptions): number {
     if (o.timeoutNs === undefined) return Number.POSITIVE_INFINITY;
     checkInteger(
       `Soc.${where}`,

@@ -4,12 +4,13 @@
 
 import {
   argumentError,
+  checkInstance,
   checkInteger,
   checkObject,
   checkString,
   DevrefError,
 } from "@devref/raw-device";
-import type { Soc } from "../soc.js";
+import { Soc } from "../soc.js";
 import { RtkitFirmware } from "./firmware.js";
 import { checkFirmwareOptions, type RtkitFirmwareOptions } from "./firmware-options.js";
 import { AscMailbox, type AscMailboxOptions, checkAscOptions } from "./mailbox.js";
@@ -60,6 +61,7 @@ export interface AppleSmcParts {
  */
 export function createAppleSmc(soc: Soc, setup: AppleSmcSetup): AppleSmcParts {
   const W = "createAppleSmc";
+  checkInstance(W, "soc", soc, Soc);
   checkObject(W, "setup", setup);
   const name = checkString(W, "setup.name", setup.name ?? "smc", true);
   const sramSize = checkInteger(

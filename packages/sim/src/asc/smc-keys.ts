@@ -136,17 +136,21 @@ function str(s: string, n: number): number[] {
  * with a 20 s period of virtual time (rises for 10 s, falls for 10 s).
  */
 export function smcTemperature(nowNs: number): number {
+  checkInteger("smcTemperature", "nowNs", nowNs, 0, Number.MAX_SAFE_INTEGER);
   const t = nowNs % 20_000_000_000;
   return 30 + (10 * (t < 10_000_000_000 ? t : 20_000_000_000 - t)) / 10_000_000_000;
 }
 
 /** State of charge in %: 80 at time 0, one point less per virtual minute, never below 5. */
 export function smcChargePercent(nowNs: number): number {
+  checkInteger("smcChargePercent", "nowNs", nowNs, 0, Number.MAX_SAFE_INTEGER);
   return Math.max(5, 80 - Math.floor(nowNs / 60_000_000_000));
 }
 
 /** The RTC counter `CLKM` at 32 768 Hz for virtual time `nowNs` plus `offset` ticks. */
 export function smcRtcTicks(nowNs: number, offset: number): number {
+  checkInteger("smcRtcTicks", "nowNs", nowNs, 0, Number.MAX_SAFE_INTEGER);
+  checkInteger("smcRtcTicks", "offset", offset, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
   const s = Math.floor(nowNs / 1_000_000_000);
   return offset + s * 32768 + Math.floor(((nowNs - s * 1_000_000_000) * 32768) / 1_000_000_000);
 }

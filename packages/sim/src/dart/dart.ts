@@ -10,13 +10,14 @@ import {
   argumentError,
   checkBoolean,
   checkCount,
+  checkInstance,
   checkInteger,
   checkObject,
   checkOneOf,
   checkString,
 } from "@devref/raw-device";
-import { type DmaPort, type DmaTranslator, XLATE_BLOCKED, XLATE_FAULT } from "../dma.js";
-import type { MmioHandler, MmioPort, MmioWidth } from "../fabric.js";
+import { DmaPort, type DmaTranslator, XLATE_BLOCKED, XLATE_FAULT } from "../dma.js";
+import type { MmioPort, MmioWidth } from "../fabric.js";
 import type { DartFaultCode, FaultSpec } from "../faults.js";
 import type { IrqSource } from "../irq.js";
 import { DeviceModel } from "../model.js";
@@ -167,7 +168,7 @@ export interface DartTlbEntry {
  * dma.attachIommu(dart, 1); // stream 1: blocked until the driver programs it
  * ```
  */
-export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
+export class Dart extends DeviceModel implements DmaTranslator {
   readonly variant: DartVariant;
   readonly base: number;
   readonly port: MmioPort;
@@ -325,7 +326,10 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
     this.latencyNs = latency;
     this.jitterNs = jitter;
     this.irqOut = this.addIrq(options.irq);
-    this.port = this.addPort(name, DART_REGION_SIZE, this);
+    this.port = this.addPort(name, DART_REGION_SIZE, {
+      mmioRead: (offset, width) => this.#mmioRead(offset, width),
+      mmioWrite: (offset, width, value) => this.#mmioWrite(offset, width, value),
+    });
     soc.fabric.map(options.base, this.port, name);
   }
 
@@ -348,6 +352,7 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
 
   /** Routes `master`'s transfers through stream `sid` of this DART. */
   attach(master: DmaPort, sid: number): void {
+    checkInstance("Dart.attach", "master", master, DmaPort);
     checkInteger("Dart.attach", "sid", sid, 0, this.numStreams - 1);
     master.attachIommu(this, sid);
   }
@@ -370,13 +375,23 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
 
   // ---------------------------------------------------------------- translation
 
+  /**
+   * The physical address of `dva` on stream `sid` (walking and filling the IOTLB on a
+   * miss), or `XLATE_FAULT` (latched and traced) or `XLATE_BLOCKED`: what a DMA master
+   * behind this DART calls for every transfer.
+   *
+   * **Errors:** `EINVAL` for a `sid` or `dva` that is not a number, or a negative `dva`
+   * (a stream number outside the DART is refused as the hardware does, not thrown).
+   */
   translate(sid: number, dva: number, write: boolean): number {
-    if (!(sid >= 0 && sid < this.numStreams) || this.gone) return this.refuse(sid, dva);
+    if (typeof sid !== "number" || typeof dva !== "number" || !(dva >= 0))
+      this.#badTranslate(sid, dva);
+    if (!(sid >= 0 && sid < this.numStreams) || this.gone) return this.#refuse(sid, dva);
     const mode = this.modes[sid]!;
     if (mode === M_BYPASS) return dva;
-    if (mode === M_BLOCKED) return this.refuse(sid, dva);
+    if (mode === M_BLOCKED) return this.#refuse(sid, dva);
     const va = dva % (mode === M_TRANSLATE4 ? 0x400_0000_0000 : this.vaSpan);
-    if (this.armed[sid] !== -1) return this.fireArmed(sid, va);
+    if (this.armed[sid] !== -1) return this.#fireArmed(sid, va);
     const page = Math.floor(va / this.pageSize);
     const tlb = this.tlb;
     const slot = tlb.lookup(sid, page);
@@ -386,13 +401,13 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
       if ((f & (write ? F_NO_WRITE | F_NEG : F_NO_READ | F_NEG)) === 0 && !this.strictSubpage) {
         return pa + (va - page * this.pageSize);
       }
-      return this.check(sid, va, page, f, pa, write);
+      return this.#check(sid, va, page, f, pa, write);
     }
-    return this.miss(sid, va, page, write, mode);
+    return this.#miss(sid, va, page, write, mode);
   }
 
-  private miss(sid: number, va: number, page: number, write: boolean, mode: number): number {
-    const pa = this.walk(sid, va, mode);
+  #miss(sid: number, va: number, page: number, write: boolean, mode: number): number {
+    const pa = this.#walk(sid, va, mode);
     const tracer = this.soc.tracer;
     if (pa < 0) {
       if (this.cacheFaults) {
@@ -400,24 +415,17 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
         this.tlb.insert(sid, page, -1, flags);
         if (tracer.enabled) tracer.iotlb(this.traceId, "fill", sid, page * this.pageSize, -1, 1);
       }
-      return this.fault(sid, va, this.walkCode, write);
+      return this.#fault(sid, va, this.walkCode, write);
     }
     this.tlb.insert(sid, page, pa, this.walkFlags);
     if (tracer.enabled) tracer.iotlb(this.traceId, "fill", sid, page * this.pageSize, pa, 1);
-    return this.check(sid, va, page, this.walkFlags, pa, write);
+    return this.#check(sid, va, page, this.walkFlags, pa, write);
   }
 
-  private check(
-    sid: number,
-    va: number,
-    page: number,
-    f: number,
-    pa: number,
-    write: boolean,
-  ): number {
-    if ((f & F_NEG) !== 0) return this.fault(sid, va, (f >>> F_CODE_SHIFT) & 7, write);
+  #check(sid: number, va: number, page: number, f: number, pa: number, write: boolean): number {
+    if ((f & F_NEG) !== 0) return this.#fault(sid, va, (f >>> F_CODE_SHIFT) & 7, write);
     if ((f & (write ? F_NO_WRITE : F_NO_READ)) !== 0) {
-      return this.fault(sid, va, write ? C_WRITE : C_READ, write);
+      return this.#fault(sid, va, write ? C_WRITE : C_READ, write);
     }
     const off = va - page * this.pageSize;
     if (this.strictSubpage) {
@@ -425,7 +433,7 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
       const idx = Math.floor(off / (this.pageSize / 4096));
       const start = (f >>> F_SP_START_SHIFT) & 0xfff;
       const end = (f >>> F_SP_END_SHIFT) & 0xfff;
-      if (idx < start || idx > end) return this.fault(sid, va, C_SUBPAGE, write);
+      if (idx < start || idx > end) return this.#fault(sid, va, C_SUBPAGE, write);
     }
     return pa + off;
   }
@@ -434,30 +442,30 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
    * Walks the tables for `va`: the physical page, or -1 with `walkCode` set. Sets
    * `walkFlags` for the leaf. Each table is one DART page of 64-bit LE entries.
    */
-  private walk(sid: number, va: number, mode: number): number {
+  #walk(sid: number, va: number, mode: number): number {
     const mem = this.soc.memory;
     const mask = this.indexMask;
     let table: number;
     if (this.t8110) {
       const reg = this.ttbr[sid]!;
-      if ((reg & R110.TTBR_VALID) === 0) return this.walkFail(C_NO_TTBR);
+      if ((reg & R110.TTBR_VALID) === 0) return this.#walkFail(C_NO_TTBR);
       table = ((reg >>> R110.TTBR_ADDR_SHIFT) & R110.TTBR_ADDR_MASK) * 2 ** R110.TTBR_SHIFT;
     } else {
       // The index above the top table selects one of four TTBRs (4 KiB pages, 32-bit DVA).
       const idx = Math.floor(va / this.l0Span) & 3;
       const reg = this.ttbr[sid * 4 + idx]!;
-      if ((reg & R20.TTBR_VALID) === 0) return this.walkFail(C_NO_TTBR);
+      if ((reg & R20.TTBR_VALID) === 0) return this.#walkFail(C_NO_TTBR);
       table = ((reg & R20.TTBR_ADDR_MASK) >>> 0) * 2 ** R20.TTBR_SHIFT;
     }
     if (mode === M_TRANSLATE4) {
-      table = this.tableStep(sid, 0, table, Math.floor(va / this.l0Span), mask, C_NO_PGD);
+      table = this.#tableStep(sid, 0, table, Math.floor(va / this.l0Span), mask, C_NO_PGD);
       if (table < 0) return -1;
     }
-    table = this.tableStep(sid, 1, table, Math.floor(va / this.l1Span), mask, C_NO_PMD);
+    table = this.#tableStep(sid, 1, table, Math.floor(va / this.l1Span), mask, C_NO_PMD);
     if (table < 0) return -1;
     const at = table + (Math.floor(va / this.pageSize) & mask) * 8;
     const lo = mem.read64Lo(at);
-    if ((lo & DART_PTE.VALID) === 0) return this.walkFail(C_NO_PTE);
+    if ((lo & DART_PTE.VALID) === 0) return this.#walkFail(C_NO_PTE);
     const hi = mem.read64Hi(at);
     let flags: number;
     if (this.dart2) {
@@ -472,11 +480,11 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
     // SUBPAGE_END is bits 51:40, SUBPAGE_START bits 63:52 of the entry.
     flags |= (((hi >>> 20) & 0xfff) << F_SP_START_SHIFT) | (((hi >>> 8) & 0xfff) << F_SP_END_SHIFT);
     this.walkFlags = flags;
-    return this.decode(lo, hi);
+    return this.#decode(lo, hi);
   }
 
   /** Reads the table entry at `index & mask` of `table` (or the walk cache): the next table, or -1. */
-  private tableStep(
+  #tableStep(
     sid: number,
     level: number,
     table: number,
@@ -492,39 +500,46 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
     }
     const at = table + (prefix & mask) * 8;
     const lo = this.soc.memory.read64Lo(at);
-    if ((lo & DART_PTE.VALID) === 0) return this.walkFail(code);
-    const next = this.decode(lo, this.soc.memory.read64Hi(at));
+    if ((lo & DART_PTE.VALID) === 0) return this.#walkFail(code);
+    const next = this.#decode(lo, this.soc.memory.read64Hi(at));
     cache?.insert(tag, prefix, next, 0);
     return next;
   }
 
   /** Output address of an entry: DART1 bits 35:12 in place; DART2 bits 37:10 shifted left 4. */
-  private decode(lo: number, hi: number): number {
+  #decode(lo: number, hi: number): number {
     if (this.dart2) return (((lo & 0xffff_fc00) >>> 0) + (hi & 0x3f) * 0x1_0000_0000) * 16;
     return ((lo & 0xffff_f000) >>> 0) + (hi & 0xf) * 0x1_0000_0000;
   }
 
-  private walkFail(code: number): number {
+  #walkFail(code: number): number {
     this.walkCode = code;
     return -1;
   }
 
-  private refuse(sid: number, dva: number): number {
+  #badTranslate(sid: unknown, dva: unknown): never {
+    if (typeof sid !== "number") {
+      throw argumentError(`${this.name}.translate`, "sid", "a stream number", sid);
+    }
+    throw argumentError(`${this.name}.translate`, "dva", "a device address (a number ≥ 0)", dva);
+  }
+
+  #refuse(sid: number, dva: number): number {
     const tracer = this.soc.tracer;
     if (tracer.enabled) tracer.fault(this.traceId, "dart-blocked", sid, dva);
     if (this.latchBlocked && !this.gone && sid >= 0 && sid < this.numStreams) {
-      this.latch(sid, C_NO_TTBR, dva % this.vaSpan);
+      this.#latch(sid, C_NO_TTBR, dva % this.vaSpan);
     }
     return XLATE_BLOCKED;
   }
 
-  private fireArmed(sid: number, va: number): number {
+  #fireArmed(sid: number, va: number): number {
     const code = this.armed[sid]!;
     this.armed[sid] = -1;
-    return this.fault(sid, va, code, false);
+    return this.#fault(sid, va, code, false);
   }
 
-  private fault(sid: number, va: number, code: number, write: boolean): number {
+  #fault(sid: number, va: number, code: number, write: boolean): number {
     // t8110 has no subpage code bit: report the access's own permission fault.
     if (code === C_SUBPAGE && this.t8110) code = write ? C_WRITE : C_READ;
     const tracer = this.soc.tracer;
@@ -536,12 +551,12 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
         va,
       );
     }
-    this.latch(sid, code, va);
+    this.#latch(sid, code, va);
     return XLATE_FAULT;
   }
 
   /** Latches `FLAG | STREAM | one code bit` and the DVA, unless masked or already latched. */
-  private latch(sid: number, code: number, va: number): void {
+  #latch(sid: number, code: number, va: number): void {
     const bit = this.codeBits[code]!;
     if (this.t8110 && (this.errorMask & bit) !== 0) return;
     if (this.t8110)
@@ -557,7 +572,7 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
     this.irqOut.raise();
   }
 
-  private updateMode(sid: number): void {
+  #updateMode(sid: number): void {
     const tcr = this.tcr[sid]!;
     const enabled = ((this.enable[sid >>> 5]! >>> (sid & 31)) & 1) === 1;
     let translate: boolean;
@@ -579,35 +594,35 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
 
   // ---------------------------------------------------------------- registers
 
-  mmioRead(offset: number, width: MmioWidth): number {
-    const word = this.t8110 ? this.read8110(offset & ~3) : this.read8020(offset & ~3);
+  #mmioRead(offset: number, width: MmioWidth): number {
+    const word = this.t8110 ? this.#read8110(offset & ~3) : this.#read8020(offset & ~3);
     if (width === 4) return word;
     const shift = (offset & 3) * 8;
     return (word >>> shift) & (width === 1 ? 0xff : 0xffff);
   }
 
-  mmioWrite(offset: number, width: MmioWidth, value: number): void {
+  #mmioWrite(offset: number, width: MmioWidth, value: number): void {
     if (width !== 4) {
       // The kernel and m1n1 only use 32-bit accesses; a narrow write has no defined effect.
       this.soc.tracer.fault(this.traceId, "dart-narrow-write", offset, value);
       return;
     }
-    if (this.t8110) this.write8110(offset, value);
-    else this.write8020(offset, value);
+    if (this.t8110) this.#write8110(offset, value);
+    else this.#write8020(offset, value);
   }
 
-  private params1(): number {
+  #params1(): number {
     return (this.pageShift << DART_PARAMS1_PAGE_SHIFT) >>> 0;
   }
 
-  private read8020(off: number): number {
+  #read8020(off: number): number {
     if (off >= R20.TCR && off < R20.TCR + 4 * this.numStreams)
       return this.tcr[(off - R20.TCR) >>> 2]!;
     if (off >= R20.TTBR && off < R20.TTBR + 16 * this.numStreams)
       return this.ttbr[(off - R20.TTBR) >>> 2]!;
     switch (off) {
       case DART_PARAMS1:
-        return this.params1();
+        return this.#params1();
       case DART_PARAMS2:
         return this.bypassSupported ? DART_PARAMS2_BYPASS_SUPPORT : 0;
       case R20.STREAM_COMMAND:
@@ -631,26 +646,26 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
     }
   }
 
-  private write8020(off: number, value: number): void {
+  #write8020(off: number, value: number): void {
     if (off >= R20.TCR && off < R20.TCR + 4 * this.numStreams) {
       const sid = (off - R20.TCR) >>> 2;
-      if (this.lockedWrite(off, value)) return;
+      if (this.#lockedWrite(off, value)) return;
       const writable =
         R20.TCR_TRANSLATE_ENABLE |
         (this.bypassSupported ? R20.TCR_BYPASS_DART | R20.TCR_BYPASS_DAPF : 0);
       this.tcr[sid] = value & writable;
-      this.updateMode(sid);
+      this.#updateMode(sid);
       return;
     }
     if (off >= R20.TTBR && off < R20.TTBR + 16 * this.numStreams) {
-      if (this.lockedWrite(off, value)) return;
+      if (this.#lockedWrite(off, value)) return;
       this.ttbr[(off - R20.TTBR) >>> 2] = value;
       return;
     }
     switch (off) {
       case R20.STREAM_COMMAND:
         if ((value & R20.STREAM_COMMAND_INVALIDATE) !== 0) {
-          this.startCommand(false, this.select[0]! & 0xffff, -1);
+          this.#startCommand(false, this.select[0]! & 0xffff, -1);
         }
         return;
       case R20.STREAM_SELECT:
@@ -660,7 +675,7 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
       case R20.STREAM_SELECT + 8:
         return; // no streams there with 16 streams
       case R20.ERROR:
-        this.clearError(value);
+        this.#clearError(value);
         return;
       case R20.CONFIG:
         // LOCK is sticky until reset: once set, writes cannot clear it.
@@ -668,14 +683,14 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
         return;
       case R20.STREAMS_ENABLE:
         this.enable[0] = value & 0xffff;
-        for (let sid = 0; sid < this.numStreams; sid++) this.updateMode(sid);
+        for (let sid = 0; sid < this.numStreams; sid++) this.#updateMode(sid);
         return;
       default:
         return;
     }
   }
 
-  private read8110(off: number): number {
+  #read8110(off: number): number {
     if (off >= R110.TCR && off < R110.TCR + 4 * this.numStreams)
       return this.tcr[(off - R110.TCR) >>> 2]!;
     if (off >= R110.TTBR && off < R110.TTBR + 4 * this.numStreams)
@@ -688,7 +703,7 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
     }
     switch (off) {
       case DART_PARAMS1:
-        return this.params1();
+        return this.#params1();
       case DART_PARAMS2:
         return this.bypassSupported ? DART_PARAMS2_BYPASS_SUPPORT : 0;
       case R110.PARAMS3:
@@ -719,39 +734,39 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
     }
   }
 
-  private write8110(off: number, value: number): void {
+  #write8110(off: number, value: number): void {
     if (off >= R110.TCR && off < R110.TCR + 4 * this.numStreams) {
       const sid = (off - R110.TCR) >>> 2;
-      if (this.lockedWrite(off, value)) return;
+      if (this.#lockedWrite(off, value)) return;
       let writable: number = R110.TCR_TRANSLATE_ENABLE | R110.TCR_REMAP_EN | R110.TCR_REMAP_MASK;
       if (this.bypassSupported) writable |= R110.TCR_BYPASS_DART | R110.TCR_BYPASS_DAPF;
       if (this.fourLevelSupported) writable |= R110.TCR_FOUR_LEVEL;
       this.tcr[sid] = value & writable;
-      this.updateMode(sid);
+      this.#updateMode(sid);
       return;
     }
     if (off >= R110.TTBR && off < R110.TTBR + 4 * this.numStreams) {
-      if (this.lockedWrite(off, value)) return;
+      if (this.#lockedWrite(off, value)) return;
       this.ttbr[(off - R110.TTBR) >>> 2] =
         (value & (R110.TTBR_VALID | (R110.TTBR_ADDR_MASK << R110.TTBR_ADDR_SHIFT))) >>> 0;
       return;
     }
     if (off >= R110.ENABLE_STREAMS && off < R110.ENABLE_STREAMS + 32) {
       const w = (off - R110.ENABLE_STREAMS) >>> 2;
-      this.enable[w] = (this.enable[w]! | value) & this.wordMask(w);
-      this.updateModes(w);
+      this.enable[w] = (this.enable[w]! | value) & this.#wordMask(w);
+      this.#updateModes(w);
       return;
     }
     if (off >= R110.ERROR_STREAMS && off < R110.ERROR_STREAMS + 32) {
       const w = (off - R110.ERROR_STREAMS) >>> 2;
       this.errorStreams[w] = (this.errorStreams[w]! & ~value) >>> 0;
-      this.updateIrq();
+      this.#updateIrq();
       return;
     }
     if (off >= R110.DISABLE_STREAMS && off < R110.DISABLE_STREAMS + 32) {
       const w = (off - R110.DISABLE_STREAMS) >>> 2;
       this.enable[w] = this.enable[w]! & ~value;
-      this.updateModes(w);
+      this.#updateModes(w);
       return;
     }
     switch (off) {
@@ -763,13 +778,13 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
           return;
         }
         this.lastCmd = value & 0x7ff;
-        if (op === R110.TLB_CMD_OP_FLUSH_ALL) this.startCommand(true, 0, -1);
-        else if (op === R110.TLB_CMD_OP_FLUSH_SID) this.startCommand(false, 0, sid);
+        if (op === R110.TLB_CMD_OP_FLUSH_ALL) this.#startCommand(true, 0, -1);
+        else if (op === R110.TLB_CMD_OP_FLUSH_SID) this.#startCommand(false, 0, sid);
         else this.soc.tracer.fault(this.traceId, "dart-unsupported-tlb-op", op);
         return;
       }
       case R110.ERROR:
-        this.clearError(value);
+        this.#clearError(value);
         return;
       case R110.ERROR_MASK:
         this.errorMask = value & R110.ERROR_CODE_MASK;
@@ -790,31 +805,31 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
     }
   }
 
-  private wordMask(w: number): number {
+  #wordMask(w: number): number {
     const first = w * 32;
     if (first >= this.numStreams) return 0;
     const n = this.numStreams - first;
     return n >= 32 ? 0xffff_ffff : (1 << n) - 1;
   }
 
-  private updateModes(w: number): void {
+  #updateModes(w: number): void {
     const end = Math.min(this.numStreams, (w + 1) * 32);
-    for (let sid = w * 32; sid < end; sid++) this.updateMode(sid);
+    for (let sid = w * 32; sid < end; sid++) this.#updateMode(sid);
   }
 
-  private lockedWrite(off: number, value: number): boolean {
+  #lockedWrite(off: number, value: number): boolean {
     if (!this.locked) return false;
     this.soc.tracer.fault(this.traceId, "dart-locked-write", off, value);
     return true;
   }
 
-  private clearError(value: number): void {
+  #clearError(value: number): void {
     this.error = (this.error & ~value) >>> 0;
-    this.updateIrq();
+    this.#updateIrq();
   }
 
   /** The line follows `ERROR.FLAG` (and, on t602x-like DARTs, the stream error bits). */
-  private updateIrq(): void {
+  #updateIrq(): void {
     let on = (this.error & DART_ERROR_FLAG) !== 0;
     if (!on && this.errorStreamsHoldIrq) on = this.errorStreams.some((w) => w !== 0);
     this.irqOut.set(on);
@@ -822,7 +837,7 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
 
   // ---------------------------------------------------------------- commands
 
-  private startCommand(all: boolean, mask: number, sid: number): void {
+  #startCommand(all: boolean, mask: number, sid: number): void {
     if (this.busy) {
       this.soc.tracer.fault(this.traceId, "dart-command-while-busy", mask, sid);
       return;
@@ -841,15 +856,15 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
       );
     }
     if (delay === 0) {
-      this.completeCommand();
+      this.#completeCommand();
       return;
     }
     this.busy = true;
     if (delay !== Number.POSITIVE_INFINITY)
-      this.soc.events.after(delay, () => this.completeCommand());
+      this.soc.events.after(delay, () => this.#completeCommand());
   }
 
-  private completeCommand(): void {
+  #completeCommand(): void {
     this.busy = false;
     if (this.gone) return;
     const tracer = this.soc.tracer;
@@ -869,6 +884,7 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
   // ---------------------------------------------------------------- faults
 
   override prepareFault(spec: FaultSpec): (() => void) | null {
+    checkObject(`${this.name}.prepareFault`, "spec", spec);
     switch (spec.kind) {
       case "iommu-fault": {
         const where = "iommu-fault fault";
@@ -879,7 +895,7 @@ export class Dart extends DeviceModel implements MmioHandler, DmaTranslator {
         const next = checkBoolean(where, "next", spec.next ?? false);
         return () => {
           if (next) this.armed[sid] = code;
-          else this.fault(sid, dva, code, false);
+          else this.#fault(sid, dva, code, false);
         };
       }
       case "stuck-command": {

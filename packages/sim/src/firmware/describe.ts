@@ -33,6 +33,10 @@ import {
 } from "./nodes.js";
 import { PciHostBridge } from "./pci-bridge.js";
 
+// module-state: set only while describeSoc constructs a SocFirmware (synchronously), so the
+// constructor can refuse every other caller; never true between calls.
+let making = false;
+
 /** What {@link describeSoc} describes the SoC to. */
 export interface DescribeSocOptions {
   /** The platform bus (on `soc.machine`) that gets the DT nodes. */
@@ -82,7 +86,11 @@ export class SocFirmware implements Disposable {
   private readonly refs: Map<string, ARef<PlatformDevice>>;
   private removed = false;
 
-  /** @internal Made by {@link describeSoc}. */
+  /**
+   * Made by {@link describeSoc} only.
+   *
+   * **Errors:** `EINVAL` when called directly (use `describeSoc`).
+   */
   constructor(
     soc: Soc,
     options: DescribeSocOptions,
@@ -90,6 +98,14 @@ export class SocFirmware implements Disposable {
     refs: Map<string, ARef<PlatformDevice>>,
     bridge: PciHostBridge | null,
   ) {
+    if (!making) {
+      throw argumentError(
+        "new SocFirmware",
+        "this call",
+        "describeSoc(soc, options), which makes the SocFirmware",
+        "a direct construction",
+      );
+    }
     this.soc = soc;
     this.platform = options.platform;
     this.pci = options.pci ?? null;
@@ -219,7 +235,12 @@ export function describeSoc(soc: Soc, options: DescribeSocOptions): SocFirmware 
     for (const ref of [...refs.values()].reverse()) platform.unregister(ref);
     throw e;
   }
-  return new SocFirmware(soc, options, nodes, refs, bridge);
+  making = true;
+  try {
+    return new SocFirmware(soc, options, nodes, refs, bridge);
+  } finally {
+    making = false;
+  }
 }
 
 /** An SMC node that also carries its mailbox's register window and interrupts. */

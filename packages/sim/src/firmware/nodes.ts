@@ -16,9 +16,9 @@ import { RtkitFirmware } from "../asc/firmware.js";
 import { AscMailbox } from "../asc/mailbox.js";
 import { AppleSmc } from "../asc/smc.js";
 import { DART_REGION_SIZE, Dart, type DartVariant } from "../dart/dart.js";
-import type { DmaPort } from "../dma.js";
+import { DmaPort } from "../dma.js";
 import { ECAM_SIZE, PCI_HOTPLUG, PciHost } from "../pci/host.js";
-import type { Soc } from "../soc.js";
+import { Soc } from "../soc.js";
 import { FabricBackend } from "./backends.js";
 import { AIC_DOMAIN } from "./irq-bridge.js";
 
@@ -46,6 +46,8 @@ export function aicLevel(line: number): IrqSpec {
  * model of this SoC).
  */
 export function iommusOf(soc: Soc, dma: DmaPort): IommuRefSpec[] {
+  checkInstance("iommusOf", "soc", soc, Soc);
+  checkInstance("iommusOf", "dma", dma, DmaPort);
   const t = dma.iommu;
   if (t === null) return [];
   const model = soc.devices().find((m) => m instanceof Dart && m === t);
@@ -133,6 +135,7 @@ export function describeAppleSmc(smc: AppleSmc): PlatformDeviceSpec {
 
 /** The SMC running on `asc`'s RTKit firmware, if any (the first application endpoint that is one). */
 export function smcOf(asc: AscMailbox): AppleSmc | null {
+  checkInstance("smcOf", "asc", asc, AscMailbox);
   const cop = asc.coprocessor;
   if (!(cop instanceof RtkitFirmware)) return null;
   for (let ep = 0x20; ep <= 0xff; ep++) {

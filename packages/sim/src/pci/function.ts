@@ -6,6 +6,8 @@
 
 import {
   argumentError,
+  checkBoolean,
+  checkCallback,
   checkCount,
   checkInteger,
   checkObject,
@@ -18,7 +20,7 @@ import type { FaultSpec } from "../faults.js";
 import type { IrqSource } from "../irq.js";
 import { DeviceModel } from "../model.js";
 import type { Soc } from "../soc.js";
-import type { PciHost } from "./host.js";
+import { hostDeliverMsi, hostRemap, hostSurpriseRemove, type PciHost } from "./host.js";
 import { PCI } from "./regs.js";
 
 /** One memory BAR of a function. */
@@ -83,16 +85,44 @@ export interface ConfigHook {
   write?(reg: number, width: MmioWidth, value: number): void;
 }
 
+// module-state: privileged-access slots, assigned once by PciFunction's static block (BAR
+// routing, and the host plugging functions in and out, stay off the public surface).
+let barReadOf: (fn: PciFunction, index: number, offset: number, width: MmioWidth) => number;
+let barWriteOf: (
+  fn: PciFunction,
+  index: number,
+  offset: number,
+  width: MmioWidth,
+  value: number,
+) => void;
+let plugIntoOf: (fn: PciFunction, host: PciHost, intx: IrqSource, multiFunction: boolean) => void;
+let unplugFromHostOf: (fn: PciFunction) => void;
+
+/** @internal `host` plugs `fn` in: power-on reset, INTx wiring. */
+export function plugFunctionInto(
+  fn: PciFunction,
+  host: PciHost,
+  intx: IrqSource,
+  multiFunction: boolean,
+): void {
+  plugIntoOf(fn, host, intx, multiFunction);
+}
+
+/** @internal The host took `fn` out (surprise or after power-off). */
+export function unplugFunctionFromHost(fn: PciFunction): void {
+  unplugFromHostOf(fn);
+}
+
 class BarRouter implements MmioHandler {
   constructor(
     private readonly fn: PciFunction,
     private readonly index: number,
   ) {}
   mmioRead(offset: number, width: MmioWidth): number {
-    return this.fn.barRead(this.index, offset, width);
+    return barReadOf(this.fn, this.index, offset, width);
   }
   mmioWrite(offset: number, width: MmioWidth, value: number): void {
-    this.fn.barWrite(this.index, offset, width, value);
+    barWriteOf(this.fn, this.index, offset, width, value);
   }
 }
 
@@ -240,14 +270,14 @@ export class PciFunction extends DeviceModel {
 
     // Identity and read-only header.
     const c = this.cfg;
-    this.put16(PCI.VENDOR_ID, options.vendor);
-    this.put16(PCI.DEVICE_ID, options.device);
+    this.#put16(PCI.VENDOR_ID, options.vendor);
+    this.#put16(PCI.DEVICE_ID, options.device);
     c[PCI.REVISION_ID] = revision;
     c[PCI.CLASS_PROG] = options.classCode & 0xff;
     c[PCI.CLASS_PROG + 1] = (options.classCode >>> 8) & 0xff;
     c[PCI.CLASS_PROG + 2] = (options.classCode >>> 16) & 0xff;
-    this.put16(PCI.SUBSYSTEM_VENDOR_ID, subVendor);
-    this.put16(PCI.SUBSYSTEM_ID, subDevice);
+    this.#put16(PCI.SUBSYSTEM_VENDOR_ID, subVendor);
+    this.#put16(PCI.SUBSYSTEM_ID, subDevice);
     c[PCI.INTERRUPT_PIN] = pin;
     // Writable bits.
     this.wmask[PCI.COMMAND] = PCI.COMMAND_MEMORY | PCI.COMMAND_MASTER | PCI.COMMAND_PARITY;
@@ -293,6 +323,18 @@ export class PciFunction extends DeviceModel {
     body: readonly number[],
     writable: readonly { readonly at: number; readonly mask: number }[] = [],
   ): number {
+    const where = `${this.name}.addCapability`;
+    checkInteger(where, "id", id, 0, 0xff);
+    if (!Array.isArray(body)) throw argumentError(where, "body", "an array of bytes", body);
+    for (const [i, b] of body.entries()) checkInteger(where, `body[${i}]`, b, 0, 0xff);
+    if (!Array.isArray(writable)) {
+      throw argumentError(where, "writable", "an array of { at, mask }", writable);
+    }
+    writable.forEach((wr, i) => {
+      checkObject(where, `writable[${i}]`, wr);
+      checkInteger(where, `writable[${i}].at`, wr.at, 0, body.length - 1);
+      checkInteger(where, `writable[${i}].mask`, wr.mask, 0, 0xff);
+    });
     const len = 2 + body.length;
     const at = (this.capFree + 3) & ~3;
     if (at + len > 0x100) {
@@ -313,11 +355,18 @@ export class PciFunction extends DeviceModel {
 
   /** Gives a config range behaviour beyond masked bytes. */
   protected addConfigHook(hook: ConfigHook): void {
+    const where = `${this.name}.addConfigHook`;
+    checkObject(where, "hook", hook);
+    checkInteger(where, "hook.start", hook.start, 0, PCI.CFG_SPACE_EXP_SIZE - 1);
+    checkInteger(where, "hook.end", hook.end, hook.start + 1, PCI.CFG_SPACE_EXP_SIZE);
+    if (hook.read !== undefined) checkCallback(where, "hook.read", hook.read);
+    if (hook.write !== undefined) checkCallback(where, "hook.write", hook.write);
     this.hooks.push(hook);
   }
 
   /** Whether BAR `index` exists (the low half for a 64-bit BAR). */
   hasBar(index: number): boolean {
+    checkInteger(`${this.name}.hasBar`, "index", index, 0, 5);
     const b = this.bars[index];
     return b !== undefined && (b.kind === 1 || b.kind === 2);
   }
@@ -326,6 +375,7 @@ export class PciFunction extends DeviceModel {
 
   /** A configuration read of `width` bytes at `reg` (what ECAM routes here). */
   configRead(reg: number, width: MmioWidth): number {
+    if (!configAccessOk(reg, width)) badConfigAccess(`${this.name}.configRead`, reg, width);
     if (this.gone) return ONES[width];
     for (const h of this.hooks) {
       if (reg >= h.start && reg < h.end && h.read !== undefined) {
@@ -334,12 +384,15 @@ export class PciFunction extends DeviceModel {
       }
     }
     let v = 0;
-    for (let i = width - 1; i >= 0; i--) v = (v << 8) | this.cfgByte(reg + i);
+    for (let i = width - 1; i >= 0; i--) v = (v << 8) | this.#cfgByte(reg + i);
     return v >>> 0;
   }
 
   /** A configuration write (what ECAM routes here). */
   configWrite(reg: number, width: MmioWidth, value: number): void {
+    if (!configAccessOk(reg, width)) badConfigAccess(`${this.name}.configWrite`, reg, width);
+    if (typeof value !== "number" || (width === 4 ? value >>> 0 : value & ONES[width]) !== value)
+      checkInteger(`${this.name}.configWrite`, "value", value, 0, ONES[width]);
     if (this.gone) return;
     const c = this.cfg;
     let barTouched = false;
@@ -352,28 +405,28 @@ export class PciFunction extends DeviceModel {
       }
       c[at] = ((c[at]! & ~this.wmask[at]!) | (b & this.wmask[at]!)) & ~(b & this.w1c[at]!) & 0xff;
     }
-    if (barTouched) this.writeBars(reg, width, value);
+    if (barTouched) this.#writeBars(reg, width, value);
     for (const h of this.hooks)
       if (reg < h.end && reg + width > h.start) h.write?.(reg, width, value);
-    if (reg <= PCI.COMMAND + 1 && reg + width > PCI.COMMAND) this.commandChanged();
+    if (reg <= PCI.COMMAND + 1 && reg + width > PCI.COMMAND) this.#commandChanged();
     if (this.msixCap !== 0 && reg <= this.msixCap + 3 && reg + width > this.msixCap + 2)
-      this.msixControlChanged();
-    if (barTouched) this.host?.remap();
+      this.#msixControlChanged();
+    if (barTouched) if (this.host !== null) hostRemap(this.host);
   }
 
-  private cfgByte(at: number): number {
+  #cfgByte(at: number): number {
     if (at === PCI.STATUS) {
       return (this.cfg[at]! & ~PCI.STATUS_INTERRUPT) | (this.intxWanted ? PCI.STATUS_INTERRUPT : 0);
     }
     return this.cfg[at]!;
   }
 
-  private writeBars(reg: number, width: MmioWidth, value: number): void {
+  #writeBars(reg: number, width: MmioWidth, value: number): void {
     // Merge the written bytes into each BAR dword they touch, then apply the BAR's rules.
     for (let i = 0; i < 6; i++) {
       const start = PCI.BASE_ADDRESS_0 + 4 * i;
       if (reg + width <= start || reg >= start + 4) continue;
-      let dword = this.get32(start);
+      let dword = this.#get32(start);
       for (let k = 0; k < width; k++) {
         const at = reg + k;
         if (at < start || at >= start + 4) continue;
@@ -386,21 +439,23 @@ export class PciFunction extends DeviceModel {
         stored = ((dword & ~(b.size - 1) & 0xffff_fff0) | b.flags) >>> 0;
       else if (b.kind === 3) stored = dword;
       else stored = 0;
-      this.put32(start, stored);
+      this.#put32(start, stored);
     }
   }
 
   /** The address BAR `index` decodes (low half for 64-bit BARs). */
   barAddress(index: number): number {
+    checkInteger(`${this.name}.barAddress`, "index", index, 0, 5);
     const b = this.bars[index];
     if (b === undefined || (b.kind !== 1 && b.kind !== 2)) return 0;
-    const lo = (this.get32(PCI.BASE_ADDRESS_0 + 4 * index) & 0xffff_fff0) >>> 0;
-    const hi = b.kind === 2 ? this.get32(PCI.BASE_ADDRESS_0 + 4 * index + 4) : 0;
+    const lo = (this.#get32(PCI.BASE_ADDRESS_0 + 4 * index) & 0xffff_fff0) >>> 0;
+    const hi = b.kind === 2 ? this.#get32(PCI.BASE_ADDRESS_0 + 4 * index + 4) : 0;
     return hi * 0x1_0000_0000 + lo;
   }
 
   /** The MMIO port of BAR `index` (offsets relative to the BAR), for direct wiring. */
   barPort(index: number): MmioPort {
+    checkInteger(`${this.name}.barPort`, "index", index, 0, 5);
     const p = this.barPorts[index];
     if (p === undefined || p === null) {
       throw argumentError(
@@ -425,7 +480,7 @@ export class PciFunction extends DeviceModel {
   }
 
   get command(): number {
-    return this.get16(PCI.COMMAND);
+    return this.#get16(PCI.COMMAND);
   }
   get memoryEnabled(): boolean {
     return (this.command & PCI.COMMAND_MEMORY) !== 0;
@@ -436,7 +491,7 @@ export class PciFunction extends DeviceModel {
   get msixEnabled(): boolean {
     return (
       this.msixCap !== 0 &&
-      (this.get16(this.msixCap + PCI.MSIX_FLAGS) & PCI.MSIX_FLAGS_ENABLE) !== 0
+      (this.#get16(this.msixCap + PCI.MSIX_FLAGS) & PCI.MSIX_FLAGS_ENABLE) !== 0
     );
   }
   /** MSI-X vectors (0 without MSI-X). */
@@ -446,8 +501,14 @@ export class PciFunction extends DeviceModel {
 
   // ---------------------------------------------------------------- BARs
 
-  /** @internal Called by the BAR ports. */
-  barRead(index: number, offset: number, width: MmioWidth): number {
+  static {
+    barReadOf = (fn, index, offset, width) => fn.#barRead(index, offset, width);
+    barWriteOf = (fn, index, offset, width, value) => fn.#barWrite(index, offset, width, value);
+    plugIntoOf = (fn, host, intx, multiFunction) => fn.#plugInto(host, intx, multiFunction);
+    unplugFromHostOf = (fn) => fn.#unplugFromHost();
+  }
+
+  #barRead(index: number, offset: number, width: MmioWidth): number {
     if (!this.memoryEnabled) return ONES[width];
     const m = this.msixDef;
     if (m !== null) {
@@ -460,14 +521,13 @@ export class PciFunction extends DeviceModel {
       }
       const pbaLen = Math.ceil(m.vectors / 64) * 8;
       if (index === m.pbaBar && offset >= m.pbaOffset && offset < m.pbaOffset + pbaLen) {
-        return lane(this.pbaWord((offset - m.pbaOffset) >>> 2), offset, width);
+        return lane(this.#pbaWord((offset - m.pbaOffset) >>> 2), offset, width);
       }
     }
     return this.barHandlers[index]!.mmioRead(offset, width);
   }
 
-  /** @internal Called by the BAR ports. */
-  barWrite(index: number, offset: number, width: MmioWidth, value: number): void {
+  #barWrite(index: number, offset: number, width: MmioWidth, value: number): void {
     if (!this.memoryEnabled) return;
     const m = this.msixDef;
     if (m !== null) {
@@ -478,7 +538,7 @@ export class PciFunction extends DeviceModel {
       ) {
         const word = (offset - m.tableOffset) >>> 2;
         this.msixTable[word] = merge(this.msixTable[word]!, offset, width, value);
-        if ((word & 3) === 3) this.deliverPending();
+        if ((word & 3) === 3) this.#deliverPending();
         return;
       }
       const pbaLen = Math.ceil(m.vectors / 64) * 8;
@@ -487,7 +547,7 @@ export class PciFunction extends DeviceModel {
     this.barHandlers[index]!.mmioWrite(offset, width, value);
   }
 
-  private pbaWord(word: number): number {
+  #pbaWord(word: number): number {
     let v = 0;
     for (let bit = 0; bit < 32; bit++) {
       const vec = word * 32 + bit;
@@ -503,28 +563,30 @@ export class PciFunction extends DeviceModel {
    * enabled, so the caller falls back to INTx.
    */
   protected signalMsix(vector: number): boolean {
+    checkInteger(`${this.name}.signalMsix`, "vector", vector, 0, 0xffff);
     if (this.gone || !this.msixEnabled) return false;
     if (!(vector >= 0 && vector < this.msixPending.length)) {
       this.soc.tracer.fault(this.traceId, "msix-bad-vector", vector);
       return true;
     }
-    if (this.vectorMasked(vector)) this.msixPending[vector] = 1;
-    else this.sendMessage(vector);
+    if (this.#vectorMasked(vector)) this.msixPending[vector] = 1;
+    else this.#sendMessage(vector);
     return true;
   }
 
   /** Asks for INTx to be asserted (level) or released. */
   protected setIntx(level: boolean): void {
+    checkBoolean(`${this.name}.setIntx`, "level", level);
     this.intxWanted = level;
-    this.updateIntx();
+    this.#updateIntx();
   }
 
-  private vectorMasked(vector: number): boolean {
-    const fnMask = (this.get16(this.msixCap + PCI.MSIX_FLAGS) & PCI.MSIX_FLAGS_MASKALL) !== 0;
+  #vectorMasked(vector: number): boolean {
+    const fnMask = (this.#get16(this.msixCap + PCI.MSIX_FLAGS) & PCI.MSIX_FLAGS_MASKALL) !== 0;
     return fnMask || (this.msixTable[vector * 4 + 3]! & PCI.MSIX_ENTRY_CTRL_MASKBIT) !== 0;
   }
 
-  private sendMessage(vector: number): void {
+  #sendMessage(vector: number): void {
     const t = this.msixTable;
     const addr = t[vector * 4 + 1]! * 0x1_0000_0000 + t[vector * 4]!;
     const data = t[vector * 4 + 2]!;
@@ -532,31 +594,31 @@ export class PciFunction extends DeviceModel {
       this.soc.tracer.fault(this.traceId, "msi-without-bus-master", vector);
       return;
     }
-    if (this.host !== null) this.host.deliverMsi(this, addr, data);
+    if (this.host !== null) hostDeliverMsi(this.host, this, addr, data);
   }
 
-  private deliverPending(): void {
+  #deliverPending(): void {
     if (!this.msixEnabled) return;
     for (let v = 0; v < this.msixPending.length; v++) {
-      if (this.msixPending[v] === 1 && !this.vectorMasked(v)) {
+      if (this.msixPending[v] === 1 && !this.#vectorMasked(v)) {
         this.msixPending[v] = 0;
-        this.sendMessage(v);
+        this.#sendMessage(v);
       }
     }
   }
 
-  private msixControlChanged(): void {
-    this.updateIntx();
-    this.deliverPending();
+  #msixControlChanged(): void {
+    this.#updateIntx();
+    this.#deliverPending();
   }
 
-  private commandChanged(): void {
+  #commandChanged(): void {
     this.dma.enabled = this.busMaster;
-    this.updateIntx();
-    this.host?.remap();
+    this.#updateIntx();
+    if (this.host !== null) hostRemap(this.host);
   }
 
-  private updateIntx(): void {
+  #updateIntx(): void {
     const on =
       this.intxWanted &&
       !this.gone &&
@@ -567,10 +629,9 @@ export class PciFunction extends DeviceModel {
 
   // ---------------------------------------------------------------- life cycle
 
-  /** @internal The host plugs the function in: power-on reset, INTx wiring. */
-  plugInto(host: PciHost, intx: IrqSource, multiFunction: boolean): void {
+  #plugInto(host: PciHost, intx: IrqSource, multiFunction: boolean): void {
     this.revive();
-    this.resetConfig();
+    this.#resetConfig();
     this.host = host;
     this.intxSource = intx;
     if (multiFunction && this.fnNumber === 0) {
@@ -579,15 +640,14 @@ export class PciFunction extends DeviceModel {
     this.onReset();
   }
 
-  /** @internal The host took the function out (surprise or after power-off). */
-  unplugFromHost(): void {
+  #unplugFromHost(): void {
     this.unplug();
     this.intxSource?.detach();
     this.intxSource = null;
     this.host = null;
   }
 
-  private resetConfig(): void {
+  #resetConfig(): void {
     this.cfg.set(this.initial);
     this.msixTable.fill(0);
     for (let v = 0; v < this.msixPending.length; v++)
@@ -602,10 +662,11 @@ export class PciFunction extends DeviceModel {
   protected onReset(): void {}
 
   override prepareFault(spec: FaultSpec): (() => void) | null {
+    checkObject(`${this.name}.prepareFault`, "spec", spec);
     if (spec.kind === "unplug") {
       return () => {
         const host = this.host;
-        if (host !== null) host.surpriseRemoveFunction(this);
+        if (host !== null) hostSurpriseRemove(host, this);
         else this.unplug();
       };
     }
@@ -614,20 +675,43 @@ export class PciFunction extends DeviceModel {
 
   // ---------------------------------------------------------------- bytes
 
-  private get16(at: number): number {
+  #get16(at: number): number {
     return this.cfg[at]! | (this.cfg[at + 1]! << 8);
   }
-  private get32(at: number): number {
+  #get32(at: number): number {
     const c = this.cfg;
     return (c[at]! | (c[at + 1]! << 8) | (c[at + 2]! << 16) | (c[at + 3]! << 24)) >>> 0;
   }
-  private put16(at: number, v: number): void {
+  #put16(at: number, v: number): void {
     this.cfg[at] = v & 0xff;
     this.cfg[at + 1] = (v >>> 8) & 0xff;
   }
-  private put32(at: number, v: number): void {
+  #put32(at: number, v: number): void {
     for (let i = 0; i < 4; i++) this.cfg[at + i] = (v >>> (8 * i)) & 0xff;
   }
+}
+
+/** Whether `(reg, width)` is a naturally aligned access of 1, 2 or 4 bytes in config space. */
+function configAccessOk(reg: number, width: number): boolean {
+  return (
+    (width === 1 || width === 2 || width === 4) &&
+    typeof reg === "number" &&
+    reg >= 0 &&
+    reg <= PCI.CFG_SPACE_EXP_SIZE - width &&
+    (reg & (width - 1)) === 0 &&
+    Math.floor(reg) === reg
+  );
+}
+
+function badConfigAccess(where: string, reg: unknown, width: unknown): never {
+  if (width !== 1 && width !== 2 && width !== 4)
+    throw argumentError(where, "width", "an access width of 1, 2 or 4", width);
+  throw argumentError(
+    where,
+    "reg",
+    `a configuration register offset in [0, ${PCI.CFG_SPACE_EXP_SIZE - width}] aligned to ${width}`,
+    reg,
+  );
 }
 
 function lane(word: number, offset: number, width: MmioWidth): number {

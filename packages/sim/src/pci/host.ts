@@ -13,11 +13,11 @@ import {
   checkString,
   DevrefError,
 } from "@devref/raw-device";
-import { type MmioHandler, type MmioPort, type MmioWidth, MmioWindow } from "../fabric.js";
+import { type MmioPort, type MmioWidth, MmioWindow } from "../fabric.js";
 import type { IrqSource } from "../irq.js";
 import { DeviceModel } from "../model.js";
 import type { Soc } from "../soc.js";
-import { PciFunction } from "./function.js";
+import { PciFunction, plugFunctionInto, unplugFunctionFromHost } from "./function.js";
 
 /** How a {@link PciHost} is built. */
 export interface PciHostOptions {
@@ -80,35 +80,25 @@ interface SlotState {
   removalRequested: boolean;
 }
 
-class Ecam implements MmioHandler {
-  constructor(private readonly host: PciHost) {}
-  mmioRead(offset: number, width: MmioWidth): number {
-    return this.host.ecamRead(offset, width);
-  }
-  mmioWrite(offset: number, width: MmioWidth, value: number): void {
-    this.host.ecamWrite(offset, width, value);
-  }
+// module-state: privileged-access slots, assigned once by PciHost's static block, through
+// which the functions in its slots reach the host's machinery.
+let remapOf: (host: PciHost) => void;
+let deliverMsiOf: (host: PciHost, fn: PciFunction, addr: number, data: number) => void;
+let surpriseRemoveOf: (host: PciHost, fn: PciFunction) => void;
+
+/** @internal Recomputes which BARs decode in `host`'s window (after Command or BAR writes). */
+export function hostRemap(host: PciHost): void {
+  remapOf(host);
 }
 
-class Hotplug implements MmioHandler {
-  constructor(private readonly host: PciHost) {}
-  mmioRead(offset: number, width: MmioWidth): number {
-    return this.host.hotplugRead(offset, width);
-  }
-  mmioWrite(offset: number, width: MmioWidth, value: number): void {
-    this.host.hotplugWrite(offset, width, value);
-  }
+/** @internal An MSI-X message from `fn` reaching `host`. */
+export function hostDeliverMsi(host: PciHost, fn: PciFunction, addr: number, data: number): void {
+  deliverMsiOf(host, fn, addr, data);
 }
 
-class MasterAbort implements MmioHandler {
-  constructor(private readonly host: PciHost) {}
-  mmioRead(offset: number, width: MmioWidth): number {
-    this.host.masterAbort(offset);
-    return width === 4 ? 0xffff_ffff : width === 2 ? 0xffff : 0xff;
-  }
-  mmioWrite(offset: number): void {
-    this.host.masterAbort(offset);
-  }
+/** @internal Surprise removal of the slot of `host` that holds `fn` (fault injection). */
+export function hostSurpriseRemove(host: PciHost, fn: PciFunction): void {
+  surpriseRemoveOf(host, fn);
 }
 
 /**
@@ -218,9 +208,22 @@ export class PciHost extends DeviceModel {
     this.msiDoorbell = doorbell;
     for (let i = 0; i < slots; i++)
       this.slotState.push({ index: i, functions: [], removalRequested: false });
-    this.ecamPort = this.addPort(`${name}.ecam`, ECAM_SIZE, new Ecam(this));
-    this.hotplugPort = this.addPort(`${name}.hotplug`, PCI_HOTPLUG.SIZE, new Hotplug(this));
-    const fallback = this.addPort(`${name}.window`, options.windowSize, new MasterAbort(this));
+    this.ecamPort = this.addPort(`${name}.ecam`, ECAM_SIZE, {
+      mmioRead: (offset, width) => this.#ecamRead(offset, width),
+      mmioWrite: (offset, width, value) => this.#ecamWrite(offset, width, value),
+    });
+    this.hotplugPort = this.addPort(`${name}.hotplug`, PCI_HOTPLUG.SIZE, {
+      mmioRead: (offset, width) => this.#hotplugRead(offset, width),
+      mmioWrite: (offset, width, value) => this.#hotplugWrite(offset, width, value),
+    });
+    // Accesses in the window that no BAR claims: master abort.
+    const fallback = this.addPort(`${name}.window`, options.windowSize, {
+      mmioRead: (offset, width) => {
+        this.#masterAbort(offset);
+        return width === 4 ? 0xffff_ffff : width === 2 ? 0xffff : 0xff;
+      },
+      mmioWrite: (offset) => this.#masterAbort(offset),
+    });
     this.window = new MmioWindow(options.windowBase, options.windowSize, fallback);
     this.hpIrq = this.addIrq(options.hotplugIrq);
     soc.fabric.map(options.ecamBase, this.ecamPort, name);
@@ -235,7 +238,7 @@ export class PciHost extends DeviceModel {
 
   /** Slot `index`. */
   slot(index: number): PciSlot {
-    const s = this.slotAt("slot", index);
+    const s = this.#slotAt("slot", index);
     return { index: s.index, functions: [...s.functions], removalRequested: s.removalRequested };
   }
 
@@ -244,7 +247,7 @@ export class PciHost extends DeviceModel {
    * slot: power-on reset of each function, presence event.
    */
   insert(index: number, card: PciFunction | readonly PciFunction[]): void {
-    const s = this.slotAt("insert", index);
+    const s = this.#slotAt("insert", index);
     const fns: PciFunction[] = card instanceof PciFunction ? [card] : Array.from(card ?? []);
     if (fns.length === 0 || fns.length > 8) {
       throw argumentError("PciHost.insert", "card", "one to eight PciFunctions", card);
@@ -281,42 +284,48 @@ export class PciHost extends DeviceModel {
     s.functions = fns;
     s.removalRequested = false;
     for (const f of fns) {
-      f.plugInto(this, this.soc.irq.source(this.intxBase + index, f.name), fns.length > 1);
+      plugFunctionInto(f, this, this.soc.irq.source(this.intxBase + index, f.name), fns.length > 1);
     }
     this.soc.tracer.note(this.traceId, "slot-insert", index, fns.length);
-    this.raiseEvent(index);
-    this.remap();
+    this.#raiseEvent(index);
+    this.#remap();
   }
 
   /** Takes the card out without warning: every function becomes gone at once. */
   surpriseRemove(index: number): void {
-    const s = this.slotAt("surpriseRemove", index);
-    this.takeOut(s, "slot-surprise-removal");
+    const s = this.#slotAt("surpriseRemove", index);
+    this.#takeOut(s, "slot-surprise-removal");
   }
 
   /** Asks for an orderly removal (attention button): the card keeps working until power-off. */
   requestRemoval(index: number): void {
-    const s = this.slotAt("requestRemoval", index);
+    const s = this.#slotAt("requestRemoval", index);
     if (s.functions.length === 0 || s.removalRequested) return;
     s.removalRequested = true;
     this.attention |= 1 << index;
     this.soc.tracer.note(this.traceId, "slot-removal-requested", index);
-    this.updateIrq();
+    this.#updateIrq();
   }
 
-  /** @internal Surprise removal of the slot that holds `fn` (fault injection). */
-  surpriseRemoveFunction(fn: PciFunction): void {
+  static {
+    remapOf = (host) => host.#remap();
+    deliverMsiOf = (host, fn, addr, data) => host.#deliverMsi(fn, addr, data);
+    surpriseRemoveOf = (host, fn) => host.#surpriseRemoveFunction(fn);
+  }
+
+  #surpriseRemoveFunction(fn: PciFunction): void {
     const s = this.slotState.find((x) => x.functions.includes(fn));
-    if (s !== undefined) this.takeOut(s, "slot-surprise-removal");
+    if (s !== undefined) this.#takeOut(s, "slot-surprise-removal");
   }
 
   /** The function at device `dev`, function `fn` of bus 0, if present. */
   functionAt(dev: number, fn: number): PciFunction | undefined {
+    checkInteger("PciHost.functionAt", "dev", dev, 0, 31);
+    checkInteger("PciHost.functionAt", "fn", fn, 0, 7);
     return this.slotState[dev]?.functions.find((f) => f.fnNumber === fn);
   }
 
-  /** @internal Recomputes which BARs decode in the window (after Command or BAR writes). */
-  remap(): void {
+  #remap(): void {
     const entries: { base: number; port: MmioPort; owner: string }[] = [];
     for (const s of this.slotState) {
       for (const f of s.functions) {
@@ -335,8 +344,7 @@ export class PciHost extends DeviceModel {
     }
   }
 
-  /** @internal An MSI-X message from `fn`. */
-  deliverMsi(fn: PciFunction, addr: number, data: number): void {
+  #deliverMsi(fn: PciFunction, addr: number, data: number): void {
     if (addr === this.msiDoorbell) {
       if (data >= this.msiCount) {
         this.soc.tracer.fault(this.traceId, "msi-data-out-of-range", data);
@@ -352,21 +360,18 @@ export class PciHost extends DeviceModel {
 
   // ---------------------------------------------------------------- registers
 
-  /** @internal */
-  ecamRead(offset: number, width: MmioWidth): number {
+  #ecamRead(offset: number, width: MmioWidth): number {
     const f = this.functionAt(offset >>> 15, (offset >>> 12) & 7);
     if (f === undefined) return width === 4 ? 0xffff_ffff : width === 2 ? 0xffff : 0xff;
     return f.configRead(offset & 0xfff, width);
   }
 
-  /** @internal */
-  ecamWrite(offset: number, width: MmioWidth, value: number): void {
+  #ecamWrite(offset: number, width: MmioWidth, value: number): void {
     const f = this.functionAt(offset >>> 15, (offset >>> 12) & 7);
     f?.configWrite(offset & 0xfff, width, value);
   }
 
-  /** @internal */
-  hotplugRead(offset: number, width: MmioWidth): number {
+  #hotplugRead(offset: number, width: MmioWidth): number {
     let word = 0;
     switch (offset & ~3) {
       case PCI_HOTPLUG.SLOT_PRESENT:
@@ -385,22 +390,21 @@ export class PciHost extends DeviceModel {
     return (word >>> ((offset & 3) * 8)) & (width === 1 ? 0xff : 0xffff);
   }
 
-  /** @internal */
-  hotplugWrite(offset: number, width: MmioWidth, value: number): void {
+  #hotplugWrite(offset: number, width: MmioWidth, value: number): void {
     if (width !== 4) return;
     switch (offset) {
       case PCI_HOTPLUG.SLOT_EVENTS:
         this.events &= ~value;
-        this.updateIrq();
+        this.#updateIrq();
         return;
       case PCI_HOTPLUG.SLOT_ATTENTION:
         this.attention &= ~value;
-        this.updateIrq();
+        this.#updateIrq();
         return;
       case PCI_HOTPLUG.SLOT_POWER_OFF:
         for (const s of this.slotState) {
           if (((value >>> s.index) & 1) === 1 && s.functions.length > 0)
-            this.takeOut(s, "slot-power-off");
+            this.#takeOut(s, "slot-power-off");
         }
         return;
       default:
@@ -408,40 +412,39 @@ export class PciHost extends DeviceModel {
     }
   }
 
-  /** @internal An access in the window that no BAR claims. */
-  masterAbort(offset: number): void {
+  #masterAbort(offset: number): void {
     this.soc.tracer.fault(this.traceId, "pci-master-abort", this.windowBase + offset);
   }
 
   // ---------------------------------------------------------------- internals
 
-  private takeOut(s: SlotState, why: string): void {
+  #takeOut(s: SlotState, why: string): void {
     if (s.functions.length === 0) return;
     const fns = s.functions;
     s.functions = [];
     s.removalRequested = false;
     this.attention &= ~(1 << s.index);
     this.soc.tracer.note(this.traceId, why, s.index);
-    for (const f of fns) f.unplugFromHost();
-    this.raiseEvent(s.index);
-    this.remap();
+    for (const f of fns) unplugFunctionFromHost(f);
+    this.#raiseEvent(s.index);
+    this.#remap();
   }
 
-  private raiseEvent(index: number): void {
+  #raiseEvent(index: number): void {
     this.events |= 1 << index;
-    this.updateIrq();
+    this.#updateIrq();
   }
 
-  private updateIrq(): void {
+  #updateIrq(): void {
     this.hpIrq.set((this.events | this.attention) !== 0);
   }
 
-  private slotAt(where: string, index: number): SlotState {
+  #slotAt(where: string, index: number): SlotState {
     checkInteger(`PciHost.${where}`, "slot", index, 0, this.slotState.length - 1);
     return this.slotState[index]!;
   }
 
   protected override onGone(): void {
-    for (const s of this.slotState) this.takeOut(s, "host-gone");
+    for (const s of this.slotState) this.#takeOut(s, "host-gone");
   }
 }

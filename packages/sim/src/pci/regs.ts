@@ -1,5 +1,7 @@
 //! C header: include/uapi/linux/pci_regs.h (the subset a type-0 endpoint model needs)
 
+import { checkInteger } from "@devref/raw-device";
+
 /** Type-0 configuration header offsets and fields (specs/sim-hardware.md §3.1). */
 export const PCI = {
   VENDOR_ID: 0x00,
@@ -49,5 +51,8 @@ export const PCI = {
 
 /** The ECAM offset of a function's configuration space on bus 0. */
 export function ecamOffset(device: number, fn: number, reg = 0): number {
+  checkInteger("ecamOffset", "device", device, 0, 31);
+  checkInteger("ecamOffset", "fn", fn, 0, 7);
+  checkInteger("ecamOffset", "reg", reg, 0, 0xfff);
   return (device << 15) | (fn << 12) | reg;
 }

@@ -18,7 +18,7 @@ import {
 import type { DmaTranslator } from "../dma.js";
 import type { MmioWidth } from "../fabric.js";
 import type { Soc } from "../soc.js";
-import { VirtioPciFunction } from "./pci.js";
+import { checkConfigAccess, checkOwnQueue, VirtioPciFunction } from "./pci.js";
 import {
   VIRTIO_BLK_CFG as CFG,
   VIRTIO_BLK_F,
@@ -199,7 +199,7 @@ export class VirtioBlk extends VirtioPciFunction {
     v.setUint32(CFG.SEG_MAX, segMax, true);
     v.setUint32(CFG.BLK_SIZE, blkSize, true);
     v.setUint16(CFG.NUM_QUEUES, numQueues > 1 ? numQueues : 0, true);
-    this.setCapacityBytes();
+    this.#setCapacityBytes();
   }
 
   /** Capacity in 512-byte sectors. */
@@ -231,11 +231,11 @@ export class VirtioBlk extends VirtioPciFunction {
     const next = new Uint8Array(sectors * SECTOR);
     next.set(this.image.subarray(0, Math.min(next.length, this.image.length)));
     this.image = next;
-    this.setCapacityBytes();
+    this.#setCapacityBytes();
     this.configChanged();
   }
 
-  private setCapacityBytes(): void {
+  #setCapacityBytes(): void {
     const v = new DataView(this.config.buffer);
     v.setUint32(CFG.CAPACITY, this.capacity % 0x1_0000_0000, true);
     v.setUint32(CFG.CAPACITY + 4, Math.floor(this.capacity / 0x1_0000_0000), true);
@@ -244,12 +244,15 @@ export class VirtioBlk extends VirtioPciFunction {
   // ---------------------------------------------------------------- configuration
 
   protected readConfig(offset: number, width: MmioWidth): number {
+    checkConfigAccess(`${this.name}.readConfig`, CFG.SIZE, offset, width);
     let v = 0;
     for (let i = width - 1; i >= 0; i--) v = (v << 8) | this.config[offset + i]!;
     return v >>> 0;
   }
 
   protected writeConfig(offset: number, width: MmioWidth, value: number): void {
+    checkConfigAccess(`${this.name}.writeConfig`, CFG.SIZE, offset, width);
+    checkInteger(`${this.name}.writeConfig`, "value", value, 0, 2 ** (8 * width) - 1);
     if (
       offset === CFG.WRITEBACK &&
       width === 1 &&
@@ -274,6 +277,7 @@ export class VirtioBlk extends VirtioPciFunction {
   // ---------------------------------------------------------------- requests
 
   protected processQueue(q: Virtqueue): void {
+    checkOwnQueue(this, `${this.name}.processQueue`, q);
     const dma = this.dma;
     const r = q.pop(dma, this.negotiated(VIRTIO_F.INDIRECT_DESC));
     if (r === VQ.EMPTY) return;
@@ -289,19 +293,19 @@ export class VirtioBlk extends VirtioPciFunction {
       this.needsReset(`queue ${q.index}: avail_event write failed`);
       return;
     }
-    const req = this.start(q.head, q.chain);
+    const req = this.#start(q.head, q.chain);
     if (req === null) {
       this.needsReset(`queue ${q.index}: request without a 16-byte header or a status byte`);
       return;
     }
     const delay =
       this.latencyNs + (this.jitterNs > 0 ? this.soc.random.below(this.jitterNs + 1) : 0);
-    this.later(delay, () => this.complete(q, req));
+    this.later(delay, () => this.#complete(q, req));
     this.rescheduleQueue(q);
   }
 
   /** Reads the header and moves the data; null when the chain is not a request at all. */
-  private start(head: number, chain: readonly ChainSegment[]): Request | null {
+  #start(head: number, chain: readonly ChainSegment[]): Request | null {
     const reads: ChainSegment[] = [];
     const writes: ChainSegment[] = [];
     for (const s of chain) (s.write ? writes : reads).push(s);
@@ -318,7 +322,7 @@ export class VirtioBlk extends VirtioPciFunction {
       written: 1,
       staging: null,
     };
-    if (!this.gather(reads, 0, this.hdr)) return this.dmaFailed(req, "header");
+    if (!this.#gather(reads, 0, this.hdr)) return this.#dmaFailed(req, "header");
     const h = new DataView(this.hdr.buffer);
     const type = h.getUint32(0, true);
     const sector = h.getUint32(12, true) * 0x1_0000_0000 + h.getUint32(8, true);
@@ -326,9 +330,9 @@ export class VirtioBlk extends VirtioPciFunction {
     this.soc.tracer.note(this.traceId, "virtio-blk-request", type, sector);
     switch (type) {
       case VIRTIO_BLK_T.IN:
-        return this.doIn(out, writes, writeTotal - 1);
+        return this.#doIn(out, writes, writeTotal - 1);
       case VIRTIO_BLK_T.OUT:
-        return this.doOut(out, reads, readTotal - VIRTIO_BLK_HEADER_SIZE);
+        return this.#doOut(out, reads, readTotal - VIRTIO_BLK_HEADER_SIZE);
       case VIRTIO_BLK_T.FLUSH:
       case VIRTIO_BLK_T.FLUSH_OUT:
         out.status = this.negotiated(VIRTIO_BLK_F.FLUSH) ? VIRTIO_BLK_S.OK : VIRTIO_BLK_S.UNSUPP;
@@ -337,7 +341,7 @@ export class VirtioBlk extends VirtioPciFunction {
         const n = Math.min(VIRTIO_BLK_ID_BYTES, writeTotal - 1);
         const id = new Uint8Array(n);
         for (let i = 0; i < n && i < this.serial.length; i++) id[i] = this.serial.charCodeAt(i);
-        if (!this.scatter(writes, id)) return this.dmaFailed(out, "GET_ID data");
+        if (!this.#scatter(writes, id)) return this.#dmaFailed(out, "GET_ID data");
         out.status = VIRTIO_BLK_S.OK;
         out.written = n + 1;
         return out;
@@ -348,28 +352,28 @@ export class VirtioBlk extends VirtioPciFunction {
     }
   }
 
-  private doIn(req: Request, writes: readonly ChainSegment[], len: number): Request {
-    if (!this.rangeOk(req, len, dataSegments(writes, len))) return req;
+  #doIn(req: Request, writes: readonly ChainSegment[], len: number): Request {
+    if (!this.#rangeOk(req, len, dataSegments(writes, len))) return req;
     const off = req.sector * SECTOR;
-    if (!this.scatter(writes, this.image.subarray(off, off + len)))
-      return this.dmaFailed(req, "IN data");
+    if (!this.#scatter(writes, this.image.subarray(off, off + len)))
+      return this.#dmaFailed(req, "IN data");
     req.status = VIRTIO_BLK_S.OK;
     req.written = len + 1;
     return req;
   }
 
-  private doOut(req: Request, reads: readonly ChainSegment[], len: number): Request {
+  #doOut(req: Request, reads: readonly ChainSegment[], len: number): Request {
     if (this.readOnly) return req;
-    if (!this.rangeOk(req, len, dataSegmentsAfter(reads, VIRTIO_BLK_HEADER_SIZE))) return req;
+    if (!this.#rangeOk(req, len, dataSegmentsAfter(reads, VIRTIO_BLK_HEADER_SIZE))) return req;
     const staging = new Uint8Array(len);
-    if (!this.gather(reads, VIRTIO_BLK_HEADER_SIZE, staging))
-      return this.dmaFailed(req, "OUT data");
+    if (!this.#gather(reads, VIRTIO_BLK_HEADER_SIZE, staging))
+      return this.#dmaFailed(req, "OUT data");
     req.status = VIRTIO_BLK_S.OK;
     req.staging = staging;
     return req;
   }
 
-  private rangeOk(req: Request, len: number, segments: number): boolean {
+  #rangeOk(req: Request, len: number, segments: number): boolean {
     if (
       len % SECTOR !== 0 ||
       req.sector * SECTOR + len > this.image.length ||
@@ -381,7 +385,7 @@ export class VirtioBlk extends VirtioPciFunction {
     return true;
   }
 
-  private complete(q: Virtqueue, req: Request): void {
+  #complete(q: Virtqueue, req: Request): void {
     if (!this.live) return;
     if (req.staging !== null && req.status === VIRTIO_BLK_S.OK) {
       this.image.set(req.staging, req.sector * SECTOR);
@@ -409,7 +413,7 @@ export class VirtioBlk extends VirtioPciFunction {
     if (q.wantsInterrupt(dma, this.negotiated(VIRTIO_F.EVENT_IDX), old)) this.interruptQueue(q);
   }
 
-  private dmaFailed(req: Request, what: string): Request {
+  #dmaFailed(req: Request, what: string): Request {
     this.soc.tracer.fault(
       this.traceId,
       `virtio-blk-dma-error: ${what}`,
@@ -422,7 +426,7 @@ export class VirtioBlk extends VirtioPciFunction {
   }
 
   /** Copies from the readable stream, starting `skip` bytes in, into `dest`. */
-  private gather(segs: readonly ChainSegment[], skip: number, dest: Uint8Array): boolean {
+  #gather(segs: readonly ChainSegment[], skip: number, dest: Uint8Array): boolean {
     let done = 0;
     let pos = 0;
     for (const s of segs) {
@@ -438,7 +442,7 @@ export class VirtioBlk extends VirtioPciFunction {
   }
 
   /** Copies `src` into the writable stream from its start. */
-  private scatter(segs: readonly ChainSegment[], src: Uint8Array): boolean {
+  #scatter(segs: readonly ChainSegment[], src: Uint8Array): boolean {
     let done = 0;
     for (const s of segs) {
       if (done === src.length) break;

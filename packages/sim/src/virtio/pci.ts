@@ -6,7 +6,14 @@
 //! configuration structure with its status handshake and feature negotiation, queue set-up,
 //! notifications, the ISR, MSI-X or INTx, and device-initiated NEEDS_RESET.
 
-import { argumentError, checkCount, checkInteger } from "@devref/raw-device";
+import {
+  argumentError,
+  checkCallback,
+  checkCount,
+  checkInteger,
+  checkObject,
+  checkString,
+} from "@devref/raw-device";
 import type { DmaTranslator } from "../dma.js";
 import type { MmioHandler, MmioWidth } from "../fabric.js";
 import { PciFunction } from "../pci/function.js";
@@ -57,13 +64,18 @@ class NoRegisters implements MmioHandler {
   mmioWrite(): void {}
 }
 
+// module-state: privileged-access slots, assigned once by VirtioPciFunction's static block
+// (BAR 4's register logic stays off the public surface of every virtio function).
+let barRead4: (fn: VirtioPciFunction, offset: number, width: MmioWidth) => number;
+let barWrite4: (fn: VirtioPciFunction, offset: number, width: MmioWidth, value: number) => void;
+
 class VirtioBar implements MmioHandler {
   owner: VirtioPciFunction | null = null;
   mmioRead(offset: number, width: MmioWidth): number {
-    return this.owner === null ? 0 : this.owner.barRead4(offset, width);
+    return this.owner === null ? 0 : barRead4(this.owner, offset, width);
   }
   mmioWrite(offset: number, width: MmioWidth, value: number): void {
-    this.owner?.barWrite4(offset, width, value);
+    if (this.owner !== null) barWrite4(this.owner, offset, width, value);
   }
 }
 
@@ -146,6 +158,7 @@ export abstract class VirtioPciFunction extends PciFunction {
 
   constructor(soc: Soc, options: VirtioPciOptions) {
     const w = "new VirtioPciFunction";
+    checkObject(w, "options", options);
     const numQueues = checkCount(w, "options.numQueues", options.numQueues ?? 1, 1, 64);
     const qsize = checkCount(w, "options.queueSize", options.queueSize ?? 128, 1, 32768);
     if ((qsize & (qsize - 1)) !== 0)
@@ -213,16 +226,16 @@ export abstract class VirtioPciFunction extends PciFunction {
     this.configSize = configSize;
     this.resetLatencyNs = resetLatency;
     this.notifyLatencyNs = notifyLatency;
-    this.addVendorCap(VIRTIO_PCI_CAP.COMMON_CFG, L.COMMON, C.SIZE);
-    this.addVendorCap(
+    this.#addVendorCap(VIRTIO_PCI_CAP.COMMON_CFG, L.COMMON, C.SIZE);
+    this.#addVendorCap(
       VIRTIO_PCI_CAP.NOTIFY_CFG,
       L.NOTIFY,
       numQueues * L.NOTIFY_MULTIPLIER,
       L.NOTIFY_MULTIPLIER,
     );
-    this.addVendorCap(VIRTIO_PCI_CAP.ISR_CFG, L.ISR, 1);
-    this.addVendorCap(VIRTIO_PCI_CAP.DEVICE_CFG, L.DEVICE, Math.max(configSize, 4));
-    this.addPciCfgCap();
+    this.#addVendorCap(VIRTIO_PCI_CAP.ISR_CFG, L.ISR, 1);
+    this.#addVendorCap(VIRTIO_PCI_CAP.DEVICE_CFG, L.DEVICE, Math.max(configSize, 4));
+    this.#addPciCfgCap();
   }
 
   // ---------------------------------------------------------------- for device models
@@ -242,6 +255,7 @@ export abstract class VirtioPciFunction extends PciFunction {
 
   /** Whether feature `n` was negotiated (valid once `FEATURES_OK` is set). */
   protected negotiated(n: number): boolean {
+    checkInteger(`${this.name}.negotiated`, "n", n, 0, 63);
     const word = this.driverFeatures[n < 32 ? 0 : 1];
     return ((word >>> (n % 32)) & 1) === 1 && (this.status & S.FEATURES_OK) !== 0;
   }
@@ -258,6 +272,7 @@ export abstract class VirtioPciFunction extends PciFunction {
 
   /** Runs `fn` after `delayNs` unless the device was reset or removed in between. */
   protected later(delayNs: number, fn: () => void): void {
+    checkCallback(`${this.name}.later`, "fn", fn);
     const gen = this.generation;
     this.soc.events.after(delayNs, () => {
       if (gen === this.generation && !this.gone) fn();
@@ -266,11 +281,13 @@ export abstract class VirtioPciFunction extends PciFunction {
 
   /** Schedules another look at queue `q` (for devices that take one request per event). */
   protected rescheduleQueue(q: Virtqueue): void {
-    this.scheduleService(q.index, 0);
+    checkOwnQueue(this, `${this.name}.rescheduleQueue`, q);
+    this.#scheduleService(q.index, 0);
   }
 
   /** Sends the used-buffer notification of `q` (MSI-X vector, or ISR bit 0 and INTx). */
   protected interruptQueue(q: Virtqueue): void {
+    checkOwnQueue(this, `${this.name}.interruptQueue`, q);
     if (this.gone) return;
     if (this.msixEnabled) {
       if (q.msixVector !== VIRTIO_MSI_NO_VECTOR) this.signalMsix(q.msixVector);
@@ -283,7 +300,7 @@ export abstract class VirtioPciFunction extends PciFunction {
   /** Sends a configuration-change notification and bumps `config_generation`. */
   protected configChanged(): void {
     this.configGeneration = (this.configGeneration + 1) & 0xff;
-    if ((this.status & S.DRIVER_OK) !== 0) this.interruptConfig();
+    if ((this.status & S.DRIVER_OK) !== 0) this.#interruptConfig();
   }
 
   /**
@@ -291,18 +308,23 @@ export abstract class VirtioPciFunction extends PciFunction {
    * driver if it had set `DRIVER_OK` (§4.4).
    */
   needsReset(reason: string): void {
+    checkString(`${this.name}.needsReset`, "reason", reason);
     if (this.gone || this.broken) return;
     this.broken = true;
     this.status |= S.DEVICE_NEEDS_RESET;
     this.soc.tracer.fault(this.traceId, `virtio-needs-reset: ${reason}`);
-    if ((this.status & S.DRIVER_OK) !== 0) this.interruptConfig();
+    if ((this.status & S.DRIVER_OK) !== 0) this.#interruptConfig();
   }
 
   // ---------------------------------------------------------------- BAR 4
 
-  /** @internal */
-  barRead4(offset: number, width: MmioWidth): number {
-    if (offset < L.ISR) return offset < C.SIZE ? this.commonRead(offset, width) : 0;
+  static {
+    barRead4 = (fn, offset, width) => fn.#barRead4(offset, width);
+    barWrite4 = (fn, offset, width, value) => fn.#barWrite4(offset, width, value);
+  }
+
+  #barRead4(offset: number, width: MmioWidth): number {
+    if (offset < L.ISR) return offset < C.SIZE ? this.#commonRead(offset, width) : 0;
     if (offset < L.DEVICE) {
       if (offset !== L.ISR) return 0;
       const v = this.isr;
@@ -317,10 +339,9 @@ export abstract class VirtioPciFunction extends PciFunction {
     return 0;
   }
 
-  /** @internal */
-  barWrite4(offset: number, width: MmioWidth, value: number): void {
+  #barWrite4(offset: number, width: MmioWidth, value: number): void {
     if (offset < L.ISR) {
-      if (offset < C.SIZE) this.commonWrite(offset, width, value);
+      if (offset < C.SIZE) this.#commonWrite(offset, width, value);
       return;
     }
     if (offset < L.DEVICE) return;
@@ -331,45 +352,45 @@ export abstract class VirtioPciFunction extends PciFunction {
     }
     const off = offset - L.NOTIFY;
     if (off % L.NOTIFY_MULTIPLIER !== 0 || off / L.NOTIFY_MULTIPLIER >= this.queues.length) return;
-    this.notify(off / L.NOTIFY_MULTIPLIER);
+    this.#notify(off / L.NOTIFY_MULTIPLIER);
   }
 
   // ---------------------------------------------------------------- common configuration
 
-  private commonRead(offset: number, width: MmioWidth): number {
+  #commonRead(offset: number, width: MmioWidth): number {
     let v = 0;
     for (let i = width - 1; i >= 0; i--) {
       const at = offset + i;
       const field = fieldAt(at);
       const [start] = FIELDS[field]!;
-      v = (v << 8) | ((this.fieldValue(field) >>> (8 * (at - start))) & 0xff);
+      v = (v << 8) | ((this.#fieldValue(field) >>> (8 * (at - start))) & 0xff);
     }
     return v >>> 0;
   }
 
-  private commonWrite(offset: number, width: MmioWidth, value: number): void {
+  #commonWrite(offset: number, width: MmioWidth, value: number): void {
     // Each field touched gets its old value with the written bytes merged in (byte lanes).
     let at = offset;
     const end = offset + width;
     while (at < end) {
       const field = fieldAt(at);
       const [start, size] = FIELDS[field]!;
-      let v = this.fieldValue(field);
+      let v = this.#fieldValue(field);
       for (let b = Math.max(start, offset); b < Math.min(start + size, end); b++) {
         const shift = 8 * (b - start);
         v = (v & ~(0xff << shift)) | (((value >>> (8 * (b - offset))) & 0xff) << shift);
       }
-      this.setField(field, v >>> 0);
+      this.#setField(field, v >>> 0);
       at = start + size;
     }
   }
 
-  private selected(): Virtqueue | undefined {
+  #selected(): Virtqueue | undefined {
     return this.queues[this.qSelect];
   }
 
-  private fieldValue(field: number): number {
-    const q = this.selected();
+  #fieldValue(field: number): number {
+    const q = this.#selected();
     switch (FIELDS[field]![0]) {
       case C.DFSELECT:
         return this.dfSelect;
@@ -415,7 +436,7 @@ export abstract class VirtioPciFunction extends PciFunction {
     }
   }
 
-  private setField(field: number, v: number): void {
+  #setField(field: number, v: number): void {
     const off = FIELDS[field]![0];
     switch (off) {
       case C.DFSELECT:
@@ -426,29 +447,29 @@ export abstract class VirtioPciFunction extends PciFunction {
         return;
       case C.GF:
         if ((this.status & S.FEATURES_OK) !== 0) {
-          this.violation("feature write after FEATURES_OK");
+          this.#violation("feature write after FEATURES_OK");
           return;
         }
         if (this.gfSelect < 2) this.driverFeatures[this.gfSelect] = v;
         else if (v !== 0)
-          this.violation(`driver_feature_select ${this.gfSelect} holds no features`);
+          this.#violation(`driver_feature_select ${this.gfSelect} holds no features`);
         return;
       case C.MSIX:
         this.configVector = v < this.msixVectors ? v : VIRTIO_MSI_NO_VECTOR;
         return;
       case C.STATUS:
-        this.writeStatus(v & 0xff);
+        this.#writeStatus(v & 0xff);
         return;
       case C.Q_SELECT:
         this.qSelect = v;
         return;
       case C.Q_MSIX: {
-        const q = this.selected();
+        const q = this.#selected();
         if (q !== undefined) q.msixVector = v < this.msixVectors ? v : VIRTIO_MSI_NO_VECTOR;
         return;
       }
       case C.Q_ENABLE:
-        this.writeQueueEnable(v);
+        this.#writeQueueEnable(v);
         return;
       case C.Q_SIZE:
       case C.Q_DESCLO:
@@ -457,12 +478,12 @@ export abstract class VirtioPciFunction extends PciFunction {
       case C.Q_AVAILHI:
       case C.Q_USEDLO:
       case C.Q_USEDHI: {
-        const q = this.selected();
+        const q = this.#selected();
         if (q === undefined) return;
         if (q.enabled) {
           // Linux's read-modify-write of a neighbouring field writes the same value back.
-          if (this.fieldValue(field) !== v)
-            this.violation(`queue ${q.index} changed while enabled`);
+          if (this.#fieldValue(field) !== v)
+            this.#violation(`queue ${q.index} changed while enabled`);
           return;
         }
         if (off === C.Q_SIZE) q.size = v;
@@ -479,24 +500,24 @@ export abstract class VirtioPciFunction extends PciFunction {
     }
   }
 
-  private writeStatus(v: number): void {
+  #writeStatus(v: number): void {
     if (this.resettingStatus >= 0) {
-      this.violation("device_status written while a reset is in progress");
+      this.#violation("device_status written while a reset is in progress");
       return;
     }
     if (v === 0) {
-      this.reset();
+      this.#reset();
       return;
     }
     const old = this.status;
     const mine = old & S.DEVICE_NEEDS_RESET;
     if ((v & old & ~S.DEVICE_NEEDS_RESET) !== (old & ~S.DEVICE_NEEDS_RESET)) {
-      this.violation(`device_status ${hex(old)} -> ${hex(v)} clears a bit (only a reset may)`);
+      this.#violation(`device_status ${hex(old)} -> ${hex(v)} clears a bit (only a reset may)`);
       return;
     }
     let next = v | mine;
     if ((next & S.FEATURES_OK) !== 0 && (old & S.FEATURES_OK) === 0) {
-      const why = this.featureProblem();
+      const why = this.#featureProblem();
       if (why !== "") {
         next &= ~S.FEATURES_OK;
         this.soc.tracer.fault(this.traceId, `virtio-features-refused: ${why}`);
@@ -510,7 +531,7 @@ export abstract class VirtioPciFunction extends PciFunction {
     this.status = next;
   }
 
-  private featureProblem(): string {
+  #featureProblem(): string {
     const [dl, dh] = this.driverFeatures;
     const [ol, oh] = this.deviceFeatures;
     if ((dl & ~ol) !== 0 || (dh & ~oh) !== 0)
@@ -524,11 +545,11 @@ export abstract class VirtioPciFunction extends PciFunction {
     return this.validateFeatures();
   }
 
-  private writeQueueEnable(v: number): void {
-    const q = this.selected();
+  #writeQueueEnable(v: number): void {
+    const q = this.#selected();
     if (q === undefined) return;
     if (v !== 1) {
-      this.violation(`queue_enable written with ${v} (only 1 is allowed)`);
+      this.#violation(`queue_enable written with ${v} (only 1 is allowed)`);
       return;
     }
     if (q.enabled) return;
@@ -540,21 +561,21 @@ export abstract class VirtioPciFunction extends PciFunction {
     q.enabled = true;
   }
 
-  private notify(index: number): void {
+  #notify(index: number): void {
     const q = this.queues[index]!;
     if ((this.status & S.DRIVER_OK) === 0) {
-      this.violation(`queue ${index} notified before DRIVER_OK`);
+      this.#violation(`queue ${index} notified before DRIVER_OK`);
       return;
     }
     if (!q.enabled) {
-      this.violation(`queue ${index} notified while disabled`);
+      this.#violation(`queue ${index} notified while disabled`);
       return;
     }
     if (this.broken) return;
-    this.scheduleService(index, this.notifyLatencyNs);
+    this.#scheduleService(index, this.notifyLatencyNs);
   }
 
-  private scheduleService(index: number, delay: number): void {
+  #scheduleService(index: number, delay: number): void {
     if (this.serviceScheduled[index] === 1) return;
     this.serviceScheduled[index] = 1;
     this.later(delay, () => {
@@ -563,7 +584,7 @@ export abstract class VirtioPciFunction extends PciFunction {
     });
   }
 
-  private interruptConfig(): void {
+  #interruptConfig(): void {
     if (this.gone) return;
     if (this.msixEnabled) {
       if (this.configVector !== VIRTIO_MSI_NO_VECTOR) this.signalMsix(this.configVector);
@@ -573,15 +594,15 @@ export abstract class VirtioPciFunction extends PciFunction {
     this.setIntx(true);
   }
 
-  private violation(what: string): void {
+  #violation(what: string): void {
     this.soc.tracer.fault(this.traceId, `virtio-driver-error: ${what}`);
   }
 
   // ---------------------------------------------------------------- reset
 
-  private reset(): void {
+  #reset(): void {
     const old = this.status;
-    this.resetState();
+    this.#resetState();
     this.soc.tracer.note(this.traceId, "virtio-reset", old);
     // A reset of a device already at status 0 has nothing to undo: it completes at once
     // (otherwise a driver that reads 0 and goes on would have its next writes ignored).
@@ -593,7 +614,7 @@ export abstract class VirtioPciFunction extends PciFunction {
     }
   }
 
-  private resetState(): void {
+  #resetState(): void {
     this.generation++;
     this.status = 0;
     this.resettingStatus = -1;
@@ -610,7 +631,7 @@ export abstract class VirtioPciFunction extends PciFunction {
   }
 
   protected override onReset(): void {
-    this.resetState();
+    this.#resetState();
   }
 
   protected override onGone(): void {
@@ -619,7 +640,7 @@ export abstract class VirtioPciFunction extends PciFunction {
 
   // ---------------------------------------------------------------- capabilities
 
-  private addVendorCap(type: number, offset: number, length: number, multiplier?: number): void {
+  #addVendorCap(type: number, offset: number, length: number, multiplier?: number): void {
     const body = [multiplier === undefined ? 16 : 20, type, L.BAR, 0, 0, 0];
     for (const v of [offset, length, ...(multiplier === undefined ? [] : [multiplier])]) {
       for (let i = 0; i < 4; i++) body.push((v >>> (8 * i)) & 0xff);
@@ -628,7 +649,7 @@ export abstract class VirtioPciFunction extends PciFunction {
   }
 
   /** The PCI-configuration-access capability: a window onto the BARs through config space. */
-  private addPciCfgCap(): void {
+  #addPciCfgCap(): void {
     const body = [20, VIRTIO_PCI_CAP.PCI_CFG, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     const writable = [{ at: 2, mask: 0xff }];
     for (let i = 0; i < 4; i++) {
@@ -654,7 +675,7 @@ export abstract class VirtioPciFunction extends PciFunction {
           return 0;
         if (offset % len !== 0 || offset + len > L.BAR_SIZE) return 0;
         // SAFETY: len was checked to be 1, 2 or 4 just above.
-        return this.barRead4(offset, len as MmioWidth);
+        return this.#barRead4(offset, len as MmioWidth);
       },
       write: (reg, width, value) => {
         const { bar, offset, len } = window();
@@ -662,7 +683,7 @@ export abstract class VirtioPciFunction extends PciFunction {
           return;
         if (offset % len !== 0 || offset + len > L.BAR_SIZE) return;
         // SAFETY: len was checked to be 1, 2 or 4 just above.
-        this.barWrite4(
+        this.#barWrite4(
           offset,
           len as MmioWidth,
           len === 4 ? value >>> 0 : value & ((1 << (8 * len)) - 1),
@@ -670,6 +691,33 @@ export abstract class VirtioPciFunction extends PciFunction {
       },
     });
   }
+}
+
+/**
+ * @internal Throws `EINVAL` unless `q` is one of `fn`'s queues: what the device-model hooks
+ * and helpers that take a queue check first.
+ */
+export function checkOwnQueue(fn: VirtioPciFunction, where: string, q: unknown): Virtqueue {
+  if (!(q instanceof Virtqueue) || fn.queues[q.index] !== q) {
+    throw argumentError(where, "q", `one of the ${fn.queues.length} queues of ${fn.name}`, q);
+  }
+  return q;
+}
+
+/**
+ * @internal Throws `EINVAL` unless `(offset, width)` is an access of 1, 2 or 4 bytes inside a
+ * device configuration of `size` bytes.
+ */
+export function checkConfigAccess(
+  where: string,
+  size: number,
+  offset: unknown,
+  width: unknown,
+): void {
+  if (width !== 1 && width !== 2 && width !== 4) {
+    throw argumentError(where, "width", "an access width of 1, 2 or 4", width);
+  }
+  checkInteger(where, "offset", offset, 0, size - width);
 }
 
 function fieldAt(at: number): number {
