@@ -7,7 +7,6 @@
 
 import type { Device } from "@devref/device-core";
 import type { DeviceState } from "@devref/device-core/unsafe";
-import { deviceStateOf } from "@devref/device-core/unsafe";
 import {
   checkInteger,
   DevrefError,
@@ -15,7 +14,7 @@ import {
   type Iova,
   type PhysAddr,
 } from "@devref/raw-device";
-import type { Lifetime } from "@devref/raw-device/unsafe";
+import { type Lifetime, liveObject } from "@devref/raw-device/unsafe";
 import type { DmaAuditEntry, DmaDeviceAudit } from "./audit.js";
 import {
   DMA_ATTR_NO_WARN,
@@ -61,6 +60,8 @@ import {
 export class DmaState extends DmaDebugEntries implements DmaMemoryUser {
   readonly system: DmaSystem;
   readonly st: DeviceState;
+  /** The size of the system's memory (a `PhysicalMemory`'s size is fixed), kept at hand. */
+  readonly memoryEnd: number;
   /** What callers see. */
   readonly facade: DeviceDma;
   /** dma-iommu's IOVA policy for this device (`prefer32` is cleared on a miss). */
@@ -85,6 +86,7 @@ export class DmaState extends DmaDebugEntries implements DmaMemoryUser {
   constructor(system: DmaSystem, st: DeviceState, forceBounce: boolean) {
     super(st.name);
     this.system = system;
+    this.memoryEnd = system.memory.size;
     this.st = st;
     this.policy = {
       device: st.name,
@@ -100,7 +102,8 @@ export class DmaState extends DmaDebugEntries implements DmaMemoryUser {
   /** The device's IOMMU data (its `st.iommu` slot) when it sits behind an IOMMU. */
   get client(): IommuClient | null {
     const c = this.st.iommu;
-    return c instanceof IommuClient ? c : null;
+    // Most devices have none: the class test only for a filled slot.
+    return c !== null && c instanceof IommuClient ? c : null;
   }
 
   /** `"iommu-dma"` behind an IOMMU with a DMA domain, else `"dma-direct"`. */
@@ -311,7 +314,9 @@ export function liveDmaState(st: DeviceState): DmaState | null {
  * `dev` must have been checked to be a device.
  */
 export function dmaOf(dev: Device): DmaState {
-  const st = deviceStateOf(dev);
+  // A Device handle is made over its DeviceState only (device-core's own accessors read it
+  // so), which spares the map and unmap paths a second class test.
+  const st = liveObject<DeviceState>(dev);
   const d = liveDmaState(st);
   if (d !== null) return d;
   const b = st.binding;

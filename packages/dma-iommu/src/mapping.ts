@@ -32,7 +32,7 @@ const PHYS_LAST: number = PHYS_ADDR_LIMIT - 1;
 
 /** @internal Checks a buffer against physical memory (EFAULT: the kernel would fault on it). */
 export function checkBuffer(d: DmaState, pa: number, size: number, what: string): void {
-  if (pa + size > d.system.memory.size) {
+  if (pa + size > d.memoryEnd) {
     throw new DevrefError(
       "EFAULT",
       `${what}(${d.device}): buffer ${formatAddr(pa, 1)}+${size} is outside physical memory`,
