@@ -87,7 +87,8 @@ function before(x: TimerHandle, y: TimerHandle): boolean {
  * never runs.
  *
  * **Errors:** `EINVAL` for a time in the past, a negative or non-integer delay in
- * nanoseconds, or a job that is not a function.
+ * nanoseconds, a job that is not a function, or constructor hooks without an `onStep`
+ * function.
  *
  * @example
  * ```ts

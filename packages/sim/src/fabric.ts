@@ -77,7 +77,9 @@ const ONES = [0, 0xff, 0xffff, 0, 0xffff_ffff] as const;
  * **Invariants:** `size` is fixed; once `gone` is set, the handler is never called again.
  *
  * **Errors:** `EINVAL` for an offset outside the window, misaligned, or not a whole
- * number, and for a value that does not fit the width.
+ * number, and for a value that does not fit the width; from the constructor, for an empty
+ * name, a bad size, a handler without `mmioRead`/`mmioWrite`, or a step counter or tracer
+ * that is not one (ports come from `soc.newPort` or a model's `addPort`).
  *
  * @example
  * ```ts
@@ -326,7 +328,8 @@ const NO_REGION = new Region("", 0, 0, "mmio", "", null, null);
  *
  * **Errors:** `EBUSY` when a new region overlaps an existing one; `EFAULT` for an access to
  * an address where nothing is mapped (a real SoC would raise an SError); `EINVAL` for a bad
- * address, offset or value.
+ * address, offset, value, name or owner, and for a port or window that is not an
+ * {@link MmioPort} or {@link MmioWindow}.
  *
  * @example
  * ```ts

@@ -128,7 +128,9 @@ export type FaultPreparer<K extends FaultKind> = (
  * is invalid); faults due at the same step fire in scheduling order.
  *
  * **Errors:** `EINVAL` for an unknown kind, an unknown or unsuitable target, a bad field, or
- * a step/time already past; `EEXIST` from `define` for a kind already defined.
+ * a step/time already past (checked before the spec); `EEXIST` from `define` for a kind
+ * already defined. The constructor throws `EINVAL` for a step counter, event queue or
+ * tracer that is not one, or a lookup that is not a function.
  *
  * @example
  * ```ts
@@ -246,7 +248,10 @@ export class FaultInjector {
     checkObject("FaultInjector", "spec", spec);
     const kind = checkString("FaultInjector", "spec.kind", spec.kind, true);
     const defined = this.defined.get(kind);
-    if (defined !== undefined) return defined(spec);
+    if (defined !== undefined) {
+      // Checked here, not when the fault fires in the middle of someone else's step.
+      return checkCallback("FaultInjector", `the action prepared for '${kind}'`, defined(spec));
+    }
     const target = checkString("FaultInjector", `spec.target (${kind})`, spec.target, true);
     const model = this.lookup(target);
     if (model === undefined) {
@@ -266,7 +271,7 @@ export class FaultInjector {
         kind,
       );
     }
-    return action;
+    return checkCallback("FaultInjector", `the action ${model.name}.prepareFault returned`, action);
   }
 
   #fire(e: Entry): void {

@@ -118,7 +118,8 @@ export class IrqSource {
  * runs only from the event queue.
  *
  * **Errors:** `EINVAL` for a line outside `[0, lines)` or a handler that is not a
- * function; `EBUSY` for `connect` on a line that already has a handler.
+ * function, and from the constructor for an event queue or tracer that is not one or a
+ * bad line count or storm limit; `EBUSY` for `connect` on a line that already has a handler.
  *
  * @example
  * ```ts

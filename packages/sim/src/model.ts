@@ -25,7 +25,9 @@ import { registerDevice, Soc } from "./soc.js";
  * **Invariants:** the name is unique on its SoC; `gone` only changes through `unplug` and
  * (for hot-pluggable models) {@link DeviceModel.revive}.
  *
- * **Errors:** `EEXIST` from the constructor when the name is taken; `EINVAL` for a bad name.
+ * **Errors:** `EEXIST` from the constructor when the name is taken; `EINVAL` for a bad name
+ * or kind, or a `soc` that is not a {@link Soc}. The protected helpers check their
+ * arguments as the SoC methods they call do (`newPort`, `dmaMaster`, `irq.source`).
  *
  * @example
  * ```ts
@@ -94,7 +96,8 @@ export abstract class DeviceModel {
    * action to run when the fault fires, or `null` when the model does not support it.
    * Subclasses add their own kinds and fall back to `super.prepareFault(spec)`.
    *
-   * **Errors:** `EINVAL` for a spec the model supports but whose fields are invalid.
+   * **Errors:** `EINVAL` for a spec that is not an object, or one the model supports but
+   * whose fields are invalid.
    */
   prepareFault(spec: FaultSpec): (() => void) | null {
     checkObject(`${this.name}.prepareFault`, "spec", spec);

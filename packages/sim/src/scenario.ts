@@ -204,7 +204,12 @@ export class ScenarioObserver {
   }
 }
 
-/** Whether an outcome is a failure: a non-DevrefError exception, a leak or a use after free. */
+/**
+ * Whether an outcome is a failure: a non-DevrefError exception, a leak or a use after free.
+ *
+ * **Errors:** `EINVAL` for an `o` that is not a {@link ScenarioOutcome} (an object with
+ * `exceptions`, `leaks` and `useAfterFree` arrays).
+ */
 export function outcomeFailed(o: ScenarioOutcome): boolean {
   checkObject("outcomeFailed", "o", o);
   for (const field of ["exceptions", "leaks", "useAfterFree"] as const) {
@@ -215,7 +220,7 @@ export function outcomeFailed(o: ScenarioOutcome): boolean {
   return o.exceptions.some((e) => !e.devref) || o.leaks.length > 0 || o.useAfterFree.length > 0;
 }
 
-/** Describes any thrown value as a {@link ScenarioException}. */
+/** Describes any thrown value as a {@link ScenarioException}; never throws itself. */
 export function describeException(e: unknown): ScenarioException {
   if (e instanceof DevrefError) return { devref: true, code: e.code, message: e.message };
   if (e instanceof Error) return { devref: false, code: null, message: `${e.name}: ${e.message}` };

@@ -50,7 +50,8 @@ export interface AppleSmcParts {
  * 1 page) buffers live in SRAM as the SMC driver requires, and an {@link AppleSmc} on
  * endpoint 0x20 with its shared buffer at the start of SRAM.
  *
- * **Errors:** `EINVAL` for bad options; `EBUSY` when an address range is taken; `EEXIST`
+ * **Errors:** `EINVAL` for a `soc` that is not a {@link Soc} or bad options; `EBUSY` when
+ * an address range is taken; `EEXIST`
  * for a taken name. All are checked first: a refused setup adds nothing.
  *
  * @example

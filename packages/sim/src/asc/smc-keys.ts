@@ -134,6 +134,8 @@ function str(s: string, n: number): number[] {
 /**
  * Battery hot-spot temperature in °C: a deterministic triangle wave between 30 and 40 °C
  * with a 20 s period of virtual time (rises for 10 s, falls for 10 s).
+ *
+ * **Errors:** `EINVAL` for a `nowNs` that is not a whole number in `[0, 2^53)`.
  */
 export function smcTemperature(nowNs: number): number {
   checkInteger("smcTemperature", "nowNs", nowNs, 0, Number.MAX_SAFE_INTEGER);
@@ -141,13 +143,22 @@ export function smcTemperature(nowNs: number): number {
   return 30 + (10 * (t < 10_000_000_000 ? t : 20_000_000_000 - t)) / 10_000_000_000;
 }
 
-/** State of charge in %: 80 at time 0, one point less per virtual minute, never below 5. */
+/**
+ * State of charge in %: 80 at time 0, one point less per virtual minute, never below 5.
+ *
+ * **Errors:** `EINVAL` for a `nowNs` that is not a whole number in `[0, 2^53)`.
+ */
 export function smcChargePercent(nowNs: number): number {
   checkInteger("smcChargePercent", "nowNs", nowNs, 0, Number.MAX_SAFE_INTEGER);
   return Math.max(5, 80 - Math.floor(nowNs / 60_000_000_000));
 }
 
-/** The RTC counter `CLKM` at 32 768 Hz for virtual time `nowNs` plus `offset` ticks. */
+/**
+ * The RTC counter `CLKM` at 32 768 Hz for virtual time `nowNs` plus `offset` ticks.
+ *
+ * **Errors:** `EINVAL` for a `nowNs` that is not a whole number in `[0, 2^53)` or an
+ * `offset` that is not a safe integer.
+ */
 export function smcRtcTicks(nowNs: number, offset: number): number {
   checkInteger("smcRtcTicks", "nowNs", nowNs, 0, Number.MAX_SAFE_INTEGER);
   checkInteger("smcRtcTicks", "offset", offset, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);

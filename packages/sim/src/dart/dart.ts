@@ -159,7 +159,8 @@ export interface DartTlbEntry {
  * it completes; while locked (`CONFIG.LOCK` / `PROTECT` bit 0) TCR and TTBR writes are
  * ignored while table memory and invalidation keep working.
  *
- * **Errors:** `EINVAL` for bad options; `EBUSY` if the window overlaps another region.
+ * **Errors:** `EINVAL` for bad options, an `attach` master that is not a {@link DmaPort}
+ * or a stream outside the DART; `EBUSY` if the window overlaps another region.
  *
  * @example
  * ```ts

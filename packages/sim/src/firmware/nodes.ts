@@ -44,6 +44,9 @@ export function aicLevel(line: number): IrqSpec {
  * The `iommus` entry of a DMA master: the DART model its transfers go through, with the
  * stream, or none when it reaches memory directly (or through a translator that is not a
  * model of this SoC).
+ *
+ * **Errors:** `EINVAL` for a `soc` that is not a {@link Soc} or a `dma` that is not a
+ * {@link DmaPort}.
  */
 export function iommusOf(soc: Soc, dma: DmaPort): IommuRefSpec[] {
   checkInstance("iommusOf", "soc", soc, Soc);
@@ -133,7 +136,11 @@ export function describeAppleSmc(smc: AppleSmc): PlatformDeviceSpec {
   };
 }
 
-/** The SMC running on `asc`'s RTKit firmware, if any (the first application endpoint that is one). */
+/**
+ * The SMC running on `asc`'s RTKit firmware, if any (the first application endpoint that is one).
+ *
+ * **Errors:** `EINVAL` for an `asc` that is not an {@link AscMailbox}.
+ */
 export function smcOf(asc: AscMailbox): AppleSmc | null {
   checkInstance("smcOf", "asc", asc, AscMailbox);
   const cop = asc.coprocessor;

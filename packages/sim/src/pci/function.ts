@@ -143,7 +143,11 @@ const ONES = [0, 0xff, 0xffff, 0, 0xffff_ffff] as const;
  * **Invariants:** read-only bytes never change through config writes; Status error bits
  * are write-one-to-clear; the capability list ends with a 0 pointer.
  *
- * **Errors:** `EINVAL` for bad options (BAR sizes, MSI-X placement outside its BAR).
+ * **Errors:** `EINVAL` for bad options (BAR sizes, MSI-X placement outside its BAR); for a
+ * configuration access that is not 1, 2 or 4 bytes, naturally aligned, inside the 4 KiB
+ * space, or a written value that does not fit the width; for a BAR index outside 0..5;
+ * and for bad arguments to the subclass helpers (`addCapability`, `addConfigHook`,
+ * `signalMsix`, `setIntx`).
  */
 export class PciFunction extends DeviceModel {
   readonly vendor: number;

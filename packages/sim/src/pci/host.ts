@@ -116,7 +116,8 @@ export function hostSurpriseRemove(host: PciHost, fn: PciFunction): void {
  * **Invariants:** a function is in at most one slot; BARs decode only inside the window,
  * with memory space enabled, without overlapping each other.
  *
- * **Errors:** `EINVAL` for bad options or slot numbers; `EBUSY` for inserting into an
+ * **Errors:** `EINVAL` for bad options, slot numbers, or device/function numbers outside
+ * 0..31/0..7; `EBUSY` for inserting into an
  * occupied slot or a function that is already plugged in.
  *
  * @example

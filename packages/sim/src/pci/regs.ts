@@ -49,7 +49,17 @@ export const PCI = {
   CFG_SPACE_EXP_SIZE: 4096,
 } as const;
 
-/** The ECAM offset of a function's configuration space on bus 0. */
+/**
+ * The ECAM offset of a function's configuration space on bus 0.
+ *
+ * **Errors:** `EINVAL` for a device outside 0..31, a function outside 0..7 or a register
+ * outside 0..0xfff.
+ *
+ * @example
+ * ```ts
+ * ecamOffset(1, 0, PCI.COMMAND); // 0x8004
+ * ```
+ */
 export function ecamOffset(device: number, fn: number, reg = 0): number {
   checkInteger("ecamOffset", "device", device, 0, 31);
   checkInteger("ecamOffset", "fn", fn, 0, 7);

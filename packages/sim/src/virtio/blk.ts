@@ -102,7 +102,8 @@ const SECTOR = VIRTIO_BLK_SECTOR_SIZE;
  * **Invariants:** a request's data moves before its used entry is written; the image is
  * only modified by completed `OUT` requests; nothing happens after removal or reset.
  *
- * **Errors:** `EINVAL` for bad options.
+ * **Errors:** `EINVAL` for bad options, and for device-configuration accesses or queues
+ * that are not this device's (the transport's hooks called directly).
  *
  * @example
  * ```ts

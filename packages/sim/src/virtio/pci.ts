@@ -131,7 +131,9 @@ const bit = (n: number): [number, number] =>
  * **Invariants:** no queue is processed before `DRIVER_OK` or after `DEVICE_NEEDS_RESET`;
  * work scheduled before a reset (or removal) never runs after it.
  *
- * **Errors:** `EINVAL` for bad options.
+ * **Errors:** `EINVAL` for bad options, a `needsReset` reason that is not a string, and bad
+ * arguments to the subclass helpers (a queue that is not one of this function's, a
+ * feature bit outside 0..63, a `later` job that is not a function).
  */
 export abstract class VirtioPciFunction extends PciFunction {
   readonly queues: readonly Virtqueue[];
