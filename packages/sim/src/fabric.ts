@@ -149,7 +149,13 @@ export class MmioPort implements MmioBackend {
   }
 
   #read(offset: number, width: MmioWidth): number {
-    if ((offset | 0) !== offset || offset < 0 || offset > this.size - width || offset & (width - 1))
+    if (
+      typeof offset !== "number" ||
+      (offset | 0) !== offset ||
+      offset < 0 ||
+      offset > this.size - width ||
+      offset & (width - 1)
+    )
       this.#badOffset(offset, width);
     const steps = this.steps;
     if (++steps.count >= steps.trigger) steps.onTrigger(steps.count);
@@ -159,12 +165,19 @@ export class MmioPort implements MmioBackend {
   }
 
   #write(offset: number, width: MmioWidth, value: number): void {
-    if ((offset | 0) !== offset || offset < 0 || offset > this.size - width || offset & (width - 1))
+    if (
+      typeof offset !== "number" ||
+      (offset | 0) !== offset ||
+      offset < 0 ||
+      offset > this.size - width ||
+      offset & (width - 1)
+    )
       this.#badOffset(offset, width);
     if (width === 4) {
-      if ((value | 0) !== value && value >>> 0 !== value) this.#badValue(value, width);
+      if (typeof value !== "number" || ((value | 0) !== value && value >>> 0 !== value))
+        this.#badValue(value, width);
       value >>>= 0;
-    } else if ((value & ONES[width]) !== value || typeof value !== "number") {
+    } else if (typeof value !== "number" || (value & ONES[width]) !== value) {
       this.#badValue(value, width);
     }
     const steps = this.steps;

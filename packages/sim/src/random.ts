@@ -1,6 +1,6 @@
 //! The simulator's only source of randomness: a seeded xoshiro128** generator.
 
-import { checkCount, checkInteger } from "@devref/raw-device";
+import { argumentError, checkCount, checkInteger } from "@devref/raw-device";
 
 /** splitmix32: spreads one seed word into well-mixed state words. */
 function splitmix32(state: { s: number }): number {
@@ -92,8 +92,15 @@ export class Prng {
     return min + this.below(max - min + 1);
   }
 
-  /** True with probability `p` (clamped to [0, 1]). */
+  /**
+   * True with probability `p` (clamped to [0, 1]).
+   *
+   * **Errors:** `EINVAL` for a `p` that is not a number or is NaN.
+   */
   chance(p: number): boolean {
+    if (typeof p !== "number" || Number.isNaN(p)) {
+      throw argumentError("Prng.chance", "p", "a probability, a number (clamped to [0, 1])", p);
+    }
     return this.nextFloat() < p;
   }
 }

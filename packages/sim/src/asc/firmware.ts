@@ -166,14 +166,14 @@ export class RtkitFirmware implements AscCoprocessor {
     this.services = new Services(
       {
         asc,
-        emit: (ep, hi, lo) => this.emit(ep, hi, lo),
-        protocolError: (ep, hi, lo, why) => this.protocolError(ep, hi, lo, why),
+        emit: (ep, hi, lo) => this.#emit(ep, hi, lo),
+        protocolError: (ep, hi, lo, why) => this.#protocolError(ep, hi, lo, why),
         fault: (name, a, b) => this.tracer.fault(this.traceId, name, a, b),
       },
       cfg.services,
     );
     this.outbox = new FirmwareOutbox(asc);
-    this.handleNextFn = () => this.handleNext();
+    this.handleNextFn = () => this.#handleNext();
     this.st = asc.cpuRunning ? S_ASLEEP : S_OFF;
     this.iopPowerState = asc.cpuRunning ? PWR_SLEEP : PWR_OFF;
   }
@@ -269,7 +269,7 @@ export class RtkitFirmware implements AscCoprocessor {
     if (!(ep >>> 0 === ep && ep <= 0xff)) checkInteger("RtkitFirmware.send", "ep", ep, 0, 0xff);
     if (!(hi >>> 0 === hi)) checkInteger("RtkitFirmware.send", "hi", hi, 0, 0xffff_ffff);
     if (!(lo >>> 0 === lo)) checkInteger("RtkitFirmware.send", "lo", lo, 0, 0xffff_ffff);
-    this.emit(ep, hi, lo);
+    this.#emit(ep, hi, lo);
   }
 
   /**
@@ -316,15 +316,15 @@ export class RtkitFirmware implements AscCoprocessor {
       throw argumentError("RtkitFirmware.crash", "reason", "a string", reason);
     checkOneOf("RtkitFirmware.crash", "corrupt", corrupt, CRASHLOG_CORRUPTIONS);
     if (this.st === S_CRASHED || this.st === S_HALTED || this.st === S_OFF) return false;
-    this.endSilence();
-    this.endStall();
+    this.#endSilence();
+    this.#endStall();
     this.tracer.fault(this.traceId, "rtkit-crash");
     const addr = this.services.address(SVC_CRASHLOG);
     const running = this.st === S_STARTING || this.st === S_RUNNING;
-    this.cancelHandling();
-    this.cancelBoot();
+    this.#cancelHandling();
+    this.#cancelBoot();
     if (addr < 0 || !running) {
-      this.setState(S_CRASHED);
+      this.#setState(S_CRASHED);
       return false;
     }
     const size = this.services.size(SVC_CRASHLOG);
@@ -342,12 +342,12 @@ export class RtkitFirmware implements AscCoprocessor {
     if (!dma.write(addr, bytes))
       this.tracer.fault(this.traceId, "rtkit-crashlog-dma-error", dma.status);
     const lo = addr % 0x1_0000_0000;
-    this.emit(
+    this.#emit(
       EP_CRASHLOG,
       ((BUFFER_REQUEST << 20) | ((size / 0x1000) << 12) | ((addr - lo) / 0x1_0000_0000)) >>> 0,
       lo,
     );
-    this.setState(S_CRASHED);
+    this.#setState(S_CRASHED);
     return true;
   }
 
@@ -368,10 +368,10 @@ export class RtkitFirmware implements AscCoprocessor {
             1,
             Number.MAX_SAFE_INTEGER - this.asc.soc.nowNs,
           );
-    this.endSilence();
+    this.#endSilence();
     this.silent = true;
     this.tracer.fault(this.traceId, "rtkit-silent", Math.max(d, 0));
-    if (d > 0) this.silenceTimer = this.asc.soc.events.after(d, () => this.endSilence());
+    if (d > 0) this.silenceTimer = this.asc.soc.events.after(d, () => this.#endSilence());
   }
 
   /**
@@ -391,17 +391,17 @@ export class RtkitFirmware implements AscCoprocessor {
             1,
             Number.MAX_SAFE_INTEGER - this.asc.soc.nowNs,
           );
-    this.endStall();
+    this.#endStall();
     this.stalled = true;
-    this.cancelHandling();
+    this.#cancelHandling();
     this.tracer.fault(this.traceId, "rtkit-stall", Math.max(d, 0));
-    if (d > 0) this.stallTimer = this.asc.soc.events.after(d, () => this.endStall());
+    if (d > 0) this.stallTimer = this.asc.soc.events.after(d, () => this.#endStall());
   }
 
   /** Ends silence and stalls now. */
   resume(): void {
-    this.endSilence();
-    this.endStall();
+    this.#endSilence();
+    this.#endStall();
   }
 
   /**
@@ -420,25 +420,25 @@ export class RtkitFirmware implements AscCoprocessor {
 
   /** @internal */
   cpuStart(): void {
-    this.cancelHandling();
-    this.cancelBoot();
-    this.endSilence();
-    this.endStall();
+    this.#cancelHandling();
+    this.#cancelBoot();
+    this.#endSilence();
+    this.#endStall();
     this.corruptLeft = 0;
     this.outbox.clear();
-    this.resetSession();
+    this.#resetSession();
     this.iopPowerState = PWR_OFF;
-    this.setState(S_BOOTING);
+    this.#setState(S_BOOTING);
     this.bootTimer = this.asc.soc.events.after(this.bootDelayNs, () => {
       this.bootTimer = null;
-      this.beginHandshake();
-      this.scheduleHandling();
+      this.#beginHandshake();
+      this.#scheduleHandling();
     });
   }
 
   /** @internal */
   inbox(): void {
-    if (this.handleTimer === null) this.scheduleHandling();
+    if (this.handleTimer === null) this.#scheduleHandling();
   }
 
   /** @internal */
@@ -448,9 +448,9 @@ export class RtkitFirmware implements AscCoprocessor {
 
   /** @internal */
   gone(): void {
-    this.cancelHandling();
-    this.cancelBoot();
-    this.setState(S_HALTED);
+    this.#cancelHandling();
+    this.#cancelBoot();
+    this.#setState(S_HALTED);
   }
 
   /** @internal The fault kinds of the firmware and of its endpoints. */
@@ -466,9 +466,9 @@ export class RtkitFirmware implements AscCoprocessor {
 
   // --- the protocol -----------------------------------------------------------------------
 
-  private handleNext(): void {
+  #handleNext(): void {
     this.handleTimer = null;
-    if (!this.canProcess()) return;
+    if (!this.#canProcess()) return;
     const asc = this.asc;
     if (asc.popInbox()) {
       const f = asc.a2i;
@@ -478,43 +478,43 @@ export class RtkitFirmware implements AscCoprocessor {
       this.received++;
       this.outbox.remember(hi, lo, msg1, 1, asc.soc.nowNs);
       if (this.silent) this.dropped++;
-      else this.handle(hi, lo, msg1 & 0xff);
+      else this.#handle(hi, lo, msg1 & 0xff);
     }
-    this.scheduleHandling();
+    this.#scheduleHandling();
   }
 
-  private handle(hi: number, lo: number, ep: number): void {
+  #handle(hi: number, lo: number, ep: number): void {
     if (ep === EP_MGMT) {
-      this.mgmt(hi, lo);
+      this.#mgmt(hi, lo);
       return;
     }
     const st = this.st;
     if ((st !== S_STARTING && st !== S_RUNNING) || this.started[ep] !== 1) {
-      this.protocolError(ep, hi, lo, "message to an endpoint that is not started");
+      this.#protocolError(ep, hi, lo, "message to an endpoint that is not started");
     } else if (ep >= EP_APP_START) {
       this.handlers[ep]!.receive(hi, lo);
     } else if (ep === EP_CRASHLOG || ep === EP_SYSLOG || ep === EP_IOREPORT || ep === EP_OSLOG) {
       this.services.receive(ep, hi, lo);
     } else {
-      this.protocolError(ep, hi, lo, "message to a system endpoint that takes none");
+      this.#protocolError(ep, hi, lo, "message to a system endpoint that takes none");
     }
   }
 
-  private mgmt(hi: number, lo: number): void {
+  #mgmt(hi: number, lo: number): void {
     const type = (hi >>> 20) & 0xff;
     const st = this.st;
     switch (type) {
       case MGMT_HELLO_REPLY: {
         const min = lo & 0xffff;
         const max = lo >>> 16;
-        if (st !== S_HELLO) this.protocolError(0, hi, lo, "HELLO_REPLY without a HELLO");
+        if (st !== S_HELLO) this.#protocolError(0, hi, lo, "HELLO_REPLY without a HELLO");
         else if (min !== max || min < this.minVersion || min > this.maxVersion) {
-          this.protocolError(0, hi, lo, "HELLO_REPLY with a version the HELLO did not offer");
+          this.#protocolError(0, hi, lo, "HELLO_REPLY with a version the HELLO did not offer");
         } else {
           this.version = min;
           this.pageIdx = 0;
-          this.setState(S_EPMAP);
-          this.sendEpmapPage();
+          this.#setState(S_EPMAP);
+          this.#sendEpmapPage();
         }
         return;
       }
@@ -523,15 +523,16 @@ export class RtkitFirmware implements AscCoprocessor {
         const last = (hi >>> 19) & 1;
         const more = lo & 1;
         const isLast = this.pageIdx === this.pages.length - 1 ? 1 : 0;
-        if (st !== S_EPMAP) this.protocolError(0, hi, lo, "EPMAP reply outside the EPMAP exchange");
+        if (st !== S_EPMAP)
+          this.#protocolError(0, hi, lo, "EPMAP reply outside the EPMAP exchange");
         else if (base !== this.pages[this.pageIdx] || last !== isLast || more === isLast) {
-          this.protocolError(0, hi, lo, "EPMAP reply with the wrong BASE or LAST/MORE");
+          this.#protocolError(0, hi, lo, "EPMAP reply with the wrong BASE or LAST/MORE");
         } else if (isLast === 1) {
-          this.setState(S_STARTING);
-          this.checkStarted();
+          this.#setState(S_STARTING);
+          this.#checkStarted();
         } else {
           this.pageIdx++;
-          this.sendEpmapPage();
+          this.#sendEpmapPage();
         }
         return;
       }
@@ -539,85 +540,85 @@ export class RtkitFirmware implements AscCoprocessor {
         const ep = hi & 0xff;
         const flag = lo & 3;
         if (st !== S_STARTING && st !== S_RUNNING) {
-          this.protocolError(0, hi, lo, "STARTEP before the EPMAP exchange ended");
+          this.#protocolError(0, hi, lo, "STARTEP before the EPMAP exchange ended");
         } else if (ep === EP_MGMT || this.announced[ep] !== 1) {
-          this.protocolError(0, hi, lo, "STARTEP of an endpoint the EPMAP did not announce");
-        } else if (flag === 2) this.start(ep);
-        else if (flag === 1) this.stop(ep);
-        else this.protocolError(0, hi, lo, "STARTEP without the start or stop flag");
+          this.#protocolError(0, hi, lo, "STARTEP of an endpoint the EPMAP did not announce");
+        } else if (flag === 2) this.#start(ep);
+        else if (flag === 1) this.#stop(ep);
+        else this.#protocolError(0, hi, lo, "STARTEP without the start or stop flag");
         return;
       }
       case MGMT_SET_IOP_PWR:
-        this.iopPower(lo & 0xffff, hi, lo);
+        this.#iopPower(lo & 0xffff, hi, lo);
         return;
       case MGMT_SET_AP_PWR:
-        this.apPower(lo & 0xffff, hi, lo);
+        this.#apPower(lo & 0xffff, hi, lo);
         return;
       default:
-        this.protocolError(0, hi, lo, "unknown management message type");
+        this.#protocolError(0, hi, lo, "unknown management message type");
     }
   }
 
-  private beginHandshake(): void {
-    this.resetSession();
+  #beginHandshake(): void {
+    this.#resetSession();
     this.bitmaps.fill(0);
     for (let ep = 0; ep < 256; ep++) {
       if (this.announced[ep] === 1) this.bitmaps[ep >> 5]! |= 1 << (ep & 31);
     }
     this.pages.length = 0;
     for (let b = 0; b < 8; b++) if (this.bitmaps[b] !== 0) this.pages.push(b);
-    this.setState(S_HELLO);
-    this.emit(EP_MGMT, MGMT_HELLO << 20, ((this.maxVersion << 16) | this.minVersion) >>> 0);
+    this.#setState(S_HELLO);
+    this.#emit(EP_MGMT, MGMT_HELLO << 20, ((this.maxVersion << 16) | this.minVersion) >>> 0);
   }
 
-  private sendEpmapPage(): void {
+  #sendEpmapPage(): void {
     const base = this.pages[this.pageIdx]!;
     const last = this.pageIdx === this.pages.length - 1 ? 1 << 19 : 0;
-    this.emit(EP_MGMT, (MGMT_EPMAP << 20) | last | base, this.bitmaps[base]!);
+    this.#emit(EP_MGMT, (MGMT_EPMAP << 20) | last | base, this.bitmaps[base]!);
   }
 
-  private start(ep: number): void {
+  #start(ep: number): void {
     if (this.started[ep] === 1) return;
     this.started[ep] = 1;
     if (ep >= EP_APP_START) this.handlers[ep]!.start();
     else this.services.onStart(ep);
-    this.checkStarted();
+    this.#checkStarted();
   }
 
-  private stop(ep: number): void {
+  #stop(ep: number): void {
     if (this.started[ep] !== 1) return;
     this.started[ep] = 0;
     if (ep >= EP_APP_START) this.handlers[ep]!.stop();
   }
 
-  private checkStarted(): void {
+  #checkStarted(): void {
     if (this.st !== S_STARTING) return;
     for (const ep of this.required) if (this.started[ep] !== 1) return;
     this.iopPowerState = PWR_ON;
-    this.setState(S_RUNNING);
-    this.ackIop(PWR_ON);
+    this.#setState(S_RUNNING);
+    this.#ackIop(PWR_ON);
   }
 
-  private iopPower(s: number, hi: number, lo: number): void {
+  #iopPower(s: number, hi: number, lo: number): void {
     switch (this.st) {
       case S_ASLEEP:
-        if (s === PWR_ON || s === PWR_INIT) this.beginHandshake();
+        if (s === PWR_ON || s === PWR_INIT) this.#beginHandshake();
         else if (s === PWR_SLEEP || s === PWR_QUIESCED || s === PWR_OFF) {
           this.iopPowerState = s;
-          this.ackIop(s);
-          if (s === PWR_OFF) this.setState(S_HALTED);
-        } else this.badPowerState(hi, lo);
+          this.#ackIop(s);
+          if (s === PWR_OFF) this.#setState(S_HALTED);
+        } else this.#badPowerState(hi, lo);
         return;
       case S_RUNNING:
         if (s === PWR_ON || s === PWR_INIT || s === PWR_IDLE) {
           this.iopPowerState = s === PWR_IDLE ? PWR_IDLE : PWR_ON;
-          this.ackIop(this.iopPowerState);
+          this.#ackIop(this.iopPowerState);
         } else if (s === PWR_SLEEP || s === PWR_QUIESCED || s === PWR_OFF) {
           this.iopPowerState = s;
-          this.ackIop(s);
-          this.resetSession();
-          this.setState(s === PWR_OFF ? S_HALTED : S_ASLEEP);
-        } else this.badPowerState(hi, lo);
+          this.#ackIop(s);
+          this.#resetSession();
+          this.#setState(s === PWR_OFF ? S_HALTED : S_ASLEEP);
+        } else this.#badPowerState(hi, lo);
         return;
       default:
         // A handshake is under way (m1n1 asks for INIT while the firmware boots): no answer.
@@ -625,29 +626,29 @@ export class RtkitFirmware implements AscCoprocessor {
     }
   }
 
-  private badPowerState(hi: number, lo: number): void {
-    this.protocolError(0, hi, lo, "SET_IOP_PWR_STATE to an unknown state");
-    this.ackIop(this.iopPowerState);
+  #badPowerState(hi: number, lo: number): void {
+    this.#protocolError(0, hi, lo, "SET_IOP_PWR_STATE to an unknown state");
+    this.#ackIop(this.iopPowerState);
   }
 
-  private apPower(s: number, hi: number, lo: number): void {
+  #apPower(s: number, hi: number, lo: number): void {
     const st = this.st;
     if (st === S_HELLO || st === S_EPMAP) {
-      this.protocolError(0, hi, lo, "SET_AP_PWR_STATE during the handshake");
+      this.#protocolError(0, hi, lo, "SET_AP_PWR_STATE during the handshake");
       return;
     }
     this.apPowerState = s;
-    this.emit(EP_MGMT, MGMT_SET_AP_PWR << 20, s);
+    this.#emit(EP_MGMT, MGMT_SET_AP_PWR << 20, s);
     if ((s & 0xff) === PWR_ON && (st === S_STARTING || st === S_RUNNING)) {
       this.services.onApPowerOn();
     }
   }
 
-  private ackIop(s: number): void {
-    this.emit(EP_MGMT, MGMT_SET_IOP_PWR_ACK << 20, s);
+  #ackIop(s: number): void {
+    this.#emit(EP_MGMT, MGMT_SET_IOP_PWR_ACK << 20, s);
   }
 
-  private resetSession(): void {
+  #resetSession(): void {
     this.started.fill(0);
     this.services.reset();
     this.version = 0;
@@ -657,7 +658,7 @@ export class RtkitFirmware implements AscCoprocessor {
 
   // --- sending, scheduling, faults ----------------------------------------------------------
 
-  private emit(ep: number, hi: number, lo: number): void {
+  #emit(ep: number, hi: number, lo: number): void {
     // Silent, or not running any software that could send (off, booting, crashed, halted).
     if (this.silent || this.st <= S_BOOTING || this.st >= S_CRASHED) {
       this.dropped++;
@@ -687,7 +688,7 @@ export class RtkitFirmware implements AscCoprocessor {
     this.outbox.send(hi, lo, ep, this.stalled);
   }
 
-  private canProcess(): boolean {
+  #canProcess(): boolean {
     const st = this.st;
     return (
       st !== S_OFF &&
@@ -699,42 +700,42 @@ export class RtkitFirmware implements AscCoprocessor {
     );
   }
 
-  private scheduleHandling(): void {
-    if (this.handleTimer !== null || this.asc.a2i.count === 0 || !this.canProcess()) return;
+  #scheduleHandling(): void {
+    if (this.handleTimer !== null || this.asc.a2i.count === 0 || !this.#canProcess()) return;
     this.handleTimer = this.asc.soc.events.after(this.latencyNs, this.handleNextFn);
   }
 
-  private cancelHandling(): void {
+  #cancelHandling(): void {
     if (this.handleTimer !== null) this.asc.soc.events.cancel(this.handleTimer);
     this.handleTimer = null;
   }
 
-  private cancelBoot(): void {
+  #cancelBoot(): void {
     if (this.bootTimer !== null) this.asc.soc.events.cancel(this.bootTimer);
     this.bootTimer = null;
   }
 
-  private endSilence(): void {
+  #endSilence(): void {
     if (this.silenceTimer !== null) this.asc.soc.events.cancel(this.silenceTimer);
     this.silenceTimer = null;
     this.silent = false;
   }
 
-  private endStall(): void {
+  #endStall(): void {
     if (this.stallTimer !== null) this.asc.soc.events.cancel(this.stallTimer);
     this.stallTimer = null;
     if (!this.stalled) return;
     this.stalled = false;
     this.outbox.flush();
-    this.scheduleHandling();
+    this.#scheduleHandling();
   }
 
-  private setState(s: number): void {
+  #setState(s: number): void {
     this.st = s;
     this.tracer.note(this.traceId, "rtkit-state", s);
   }
 
-  private protocolError(ep: number, hi: number, lo: number, why: string): void {
+  #protocolError(ep: number, hi: number, lo: number, why: string): void {
     this.protocolErrors++;
     this.lastProtocolError = `${why} (endpoint 0x${ep.toString(16)}, msg0 0x${hex8(hi)}${hex8(lo)})`;
     this.tracer.fault(this.traceId, "rtkit-protocol-error", ep * 0x1_0000_0000 + hi, lo);

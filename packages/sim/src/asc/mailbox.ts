@@ -185,12 +185,12 @@ export class AscMailbox extends DeviceModel {
     this.a2i = new MboxFifo(depth);
     this.i2a = new MboxFifo(depth);
     this.cpuPort = this.addPort(name, ASC_WINDOW_SIZE, {
-      mmioRead: (offset, width) => this.cpuRead(offset, width),
-      mmioWrite: (offset, width, value) => this.cpuWrite(offset, width, value),
+      mmioRead: (offset, width) => this.#cpuRead(offset, width),
+      mmioWrite: (offset, width, value) => this.#cpuWrite(offset, width, value),
     });
     this.mboxPort = this.addPort(`${name}.mbox`, ASC_WINDOW_SIZE, {
-      mmioRead: (offset, width) => this.mboxRead(offset, width),
-      mmioWrite: (offset, width, value) => this.mboxWrite(offset, width, value),
+      mmioRead: (offset, width) => this.#mboxRead(offset, width),
+      mmioWrite: (offset, width, value) => this.#mboxWrite(offset, width, value),
     });
     soc.fabric.map(base, this.cpuPort, name);
     soc.fabric.map(base + ASC_MBOX_OFFSET, this.mboxPort, name);
@@ -206,7 +206,7 @@ export class AscMailbox extends DeviceModel {
     this.sendNotEmpty = allInterrupts ? this.addIrq(irq + 1) : null;
     this.recvEmpty = allInterrupts ? this.addIrq(irq + 2) : null;
     this.recvNotEmpty = this.addIrq(irq + 3);
-    this.updateLines();
+    this.#updateLines();
   }
 
   /** The coprocessor's software attached with {@link AscMailbox.attach}, or null. */
@@ -238,7 +238,7 @@ export class AscMailbox extends DeviceModel {
   /** Coprocessor side: takes the oldest A2I message into `a2i.hi/lo/msg1`; false when empty. */
   popInbox(): boolean {
     if (!this.a2i.pop()) return false;
-    this.updateLines();
+    this.#updateLines();
     return true;
   }
 
@@ -247,7 +247,7 @@ export class AscMailbox extends DeviceModel {
     if (this.gone || !this.i2a.push(hi >>> 0, lo >>> 0, msg1 >>> 0)) return false;
     const tracer = this.soc.tracer;
     if (tracer.enabled) tracer.mbox(this.traceId, false, hi, lo, msg1);
-    this.updateLines();
+    this.#updateLines();
     return true;
   }
 
@@ -264,7 +264,7 @@ export class AscMailbox extends DeviceModel {
     this.cop?.gone();
   }
 
-  private updateLines(): void {
+  #updateLines(): void {
     const a = this.a2i.count;
     const i = this.i2a.count;
     this.sendEmpty.set(a === 0);
@@ -275,7 +275,7 @@ export class AscMailbox extends DeviceModel {
     this.recvNotEmpty.set(i !== 0);
   }
 
-  private cpuRead(offset: number, width: MmioWidth): number {
+  #cpuRead(offset: number, width: MmioWidth): number {
     let v = 0;
     const word = offset & ~3;
     if (word === ASC_CPU_CONTROL) v = this.cpuControl;
@@ -283,14 +283,14 @@ export class AscMailbox extends DeviceModel {
     return narrow(v, offset, width);
   }
 
-  private cpuWrite(offset: number, width: MmioWidth, value: number): void {
+  #cpuWrite(offset: number, width: MmioWidth, value: number): void {
     if (offset !== ASC_CPU_CONTROL || width !== 4) return;
     const was = this.cpuControl & ASC_CPU_RUN;
     this.cpuControl = value >>> 0;
     if (was === 0 && (value & ASC_CPU_RUN) !== 0) this.cop?.cpuStart();
   }
 
-  private control(fifo: MboxFifo, enable: number): number {
+  #control(fifo: MboxFifo, enable: number): number {
     return (
       (fifo.count === 0 ? MBOX_CONTROL_EMPTY : 0) |
       (fifo.count === fifo.depth ? MBOX_CONTROL_FULL : 0) |
@@ -299,7 +299,7 @@ export class AscMailbox extends DeviceModel {
   }
 
   /** RECV1 high word: the bookkeeping fields (bits 56:40 of the 64-bit register). */
-  private bookkeeping(fifo: MboxFifo, other: MboxFifo): number {
+  #bookkeeping(fifo: MboxFifo, other: MboxFifo): number {
     return (
       (((other.count & 0x1f) << 20) |
         ((fifo.count & 0xf) << 16) |
@@ -309,26 +309,26 @@ export class AscMailbox extends DeviceModel {
     );
   }
 
-  private mboxRead(offset: number, width: MmioWidth): number {
+  #mboxRead(offset: number, width: MmioWidth): number {
     const word = offset & ~3;
     let v: number;
-    if (word === this.a2iControlOffset) v = this.control(this.a2i, this.a2iEnable);
-    else if (word === this.i2aControlOffset) v = this.control(this.i2a, this.i2aEnable);
+    if (word === this.a2iControlOffset) v = this.#control(this.a2i, this.a2iEnable);
+    else if (word === this.i2aControlOffset) v = this.#control(this.i2a, this.i2aEnable);
     else if (word === MBOX_I2A_RECV0) v = this.i2a.peek(0);
     else if (word === MBOX_I2A_RECV0 + 4) v = this.i2a.peek(1);
     else if (word === MBOX_I2A_RECV1) v = this.i2a.peek(2);
     else if (word === MBOX_I2A_RECV1 + 4) {
-      v = this.bookkeeping(this.i2a, this.a2i);
-      if (width === 4) this.popI2a();
+      v = this.#bookkeeping(this.i2a, this.a2i);
+      if (width === 4) this.#popI2a();
     } else if (word === MBOX_A2I_RECV0) v = this.a2i.peek(0);
     else if (word === MBOX_A2I_RECV0 + 4) v = this.a2i.peek(1);
     else if (word === MBOX_A2I_RECV1) v = this.a2i.peek(2);
     else if (word === MBOX_A2I_RECV1 + 4) {
-      v = this.bookkeeping(this.a2i, this.i2a);
+      v = this.#bookkeeping(this.a2i, this.i2a);
       // The AP reading the coprocessor's inbox takes the message away from it.
       if (width === 4 && this.a2i.pop()) {
         this.soc.tracer.fault(this.traceId, "mbox-a2i-read-by-ap");
-        this.updateLines();
+        this.#updateLines();
       }
     } else if (word >= MBOX_A2I_SEND0 && word < MBOX_A2I_SEND0 + 12) {
       v = this.latch[(word - MBOX_A2I_SEND0) >> 2]!;
@@ -338,16 +338,16 @@ export class AscMailbox extends DeviceModel {
     return narrow(v, offset, width);
   }
 
-  private popI2a(): void {
+  #popI2a(): void {
     if (!this.i2a.pop()) {
       this.soc.tracer.fault(this.traceId, "mbox-i2a-underflow");
       return;
     }
-    this.updateLines();
+    this.#updateLines();
     this.cop?.outboxSpace();
   }
 
-  private mboxWrite(offset: number, width: MmioWidth, value: number): void {
+  #mboxWrite(offset: number, width: MmioWidth, value: number): void {
     if (width !== 4) {
       this.soc.tracer.fault(this.traceId, "mbox-narrow-write", offset, width);
       return;
@@ -357,7 +357,7 @@ export class AscMailbox extends DeviceModel {
     else if (offset >= MBOX_A2I_SEND0 && offset < MBOX_A2I_SEND1 + 4) {
       this.latch[(offset - MBOX_A2I_SEND0) >> 2] = value;
     } else if (offset === MBOX_A2I_SEND1 + 4) {
-      this.pushA2i();
+      this.#pushA2i();
     } else if (offset >= MBOX_I2A_SEND0 && offset < MBOX_I2A_SEND1 + 4) {
       this.latch[3 + ((offset - MBOX_I2A_SEND0) >> 2)] = value;
     } else if (offset === MBOX_I2A_SEND1 + 4) {
@@ -368,7 +368,7 @@ export class AscMailbox extends DeviceModel {
     }
   }
 
-  private pushA2i(): void {
+  #pushA2i(): void {
     const l = this.latch;
     const hi = l[1]!;
     const lo = l[0]!;
@@ -379,7 +379,7 @@ export class AscMailbox extends DeviceModel {
     }
     const tracer = this.soc.tracer;
     if (tracer.enabled) tracer.mbox(this.traceId, true, hi, lo, msg1);
-    this.updateLines();
+    this.#updateLines();
     this.cop?.inbox();
   }
 }

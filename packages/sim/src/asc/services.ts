@@ -124,7 +124,7 @@ export class Services {
     const svc = SVC_EP.indexOf(ep);
     if (svc < 0 || this.cfg.sizes[svc] === 0) return;
     if (this.cfg.afterApPowerOn && !this.apOn) this.wanted[svc] = 1;
-    else this.request(svc);
+    else this.#request(svc);
   }
 
   /** The AP power state became ON. */
@@ -133,7 +133,7 @@ export class Services {
     for (let svc = 0; svc < 4; svc++) {
       if (this.wanted[svc] === 1) {
         this.wanted[svc] = 0;
-        this.request(svc);
+        this.#request(svc);
       }
     }
   }
@@ -142,16 +142,16 @@ export class Services {
   receive(ep: number, hi: number, lo: number): void {
     const type = (hi >>> 20) & 0xff;
     if (ep === EP_OSLOG) {
-      if (hi >>> 24 === OSLOG_BUFFER_REQUEST) this.bufferReply(SVC_OSLOG, hi, lo);
+      if (hi >>> 24 === OSLOG_BUFFER_REQUEST) this.#bufferReply(SVC_OSLOG, hi, lo);
       else this.host.protocolError(ep, hi, lo, "unknown OSLog message type");
       return;
     }
     if (type === BUFFER_REQUEST) {
-      this.bufferReply(SVC_EP.indexOf(ep), hi, lo);
+      this.#bufferReply(SVC_EP.indexOf(ep), hi, lo);
     } else if (ep === EP_SYSLOG && type === SYSLOG_LOG) {
-      this.logAck(hi, lo);
+      this.#logAck(hi, lo);
     } else if (ep === EP_IOREPORT && (type === IOREPORT_UNKNOWN1 || type === IOREPORT_UNKNOWN2)) {
-      this.ioreportAck(hi, lo);
+      this.#ioreportAck(hi, lo);
     } else {
       this.host.protocolError(ep, hi, lo, "unexpected message on a system endpoint");
     }
@@ -164,7 +164,7 @@ export class Services {
       else this.backlog.push(context, text);
       return;
     }
-    this.writeEntry(context, text);
+    this.#writeEntry(context, text);
   }
 
   /** Sends an IOReport message the AP must echo; false when EP 4 has no buffer yet. */
@@ -177,7 +177,7 @@ export class Services {
     return true;
   }
 
-  private request(svc: number): void {
+  #request(svc: number): void {
     if (this.pending[svc] === 1 || this.addr[svc] !== NO_ADDR) return;
     const size = this.cfg.sizes[svc]!;
     const owned = this.cfg.addresses[svc]!;
@@ -193,10 +193,10 @@ export class Services {
     }
     if (owned === 0) this.pending[svc] = 1;
     this.host.emit(SVC_EP[svc]!, hi >>> 0, lo >>> 0);
-    if (owned !== 0) this.ready(svc, owned);
+    if (owned !== 0) this.#ready(svc, owned);
   }
 
-  private bufferReply(svc: number, hi: number, lo: number): void {
+  #bufferReply(svc: number, hi: number, lo: number): void {
     const ep = SVC_EP[svc]!;
     if (this.pending[svc] !== 1) {
       this.host.protocolError(ep, hi, lo, "buffer reply without an outstanding request");
@@ -216,10 +216,10 @@ export class Services {
       return;
     }
     this.pending[svc] = 0;
-    this.ready(svc, addr);
+    this.#ready(svc, addr);
   }
 
-  private ready(svc: number, addr: number): void {
+  #ready(svc: number, addr: number): void {
     this.addr[svc] = addr;
     if (svc !== SVC_SYSLOG) return;
     // INIT: count in 15:0 and entry size in 39:24 (m1n1's widths), both below 256.
@@ -230,20 +230,20 @@ export class Services {
       ((size & 0xff) << 24) | this.cfg.syslogEntries,
     );
     this.syslogReady = true;
-    this.drain();
+    this.#drain();
   }
 
-  private drain(): void {
+  #drain(): void {
     let i = 0;
     const b = this.backlog;
     while (i < b.length && this.inFlight[this.next] === 0) {
-      this.writeEntry(b[i]!, b[i + 1]!);
+      this.#writeEntry(b[i]!, b[i + 1]!);
       i += 2;
     }
     if (i > 0) b.splice(0, i);
   }
 
-  private writeEntry(context: string, text: string): void {
+  #writeEntry(context: string, text: string): void {
     const idx = this.next;
     const s = this.scratch;
     s.fill(0);
@@ -263,17 +263,17 @@ export class Services {
     this.host.emit(EP_SYSLOG, SYSLOG_LOG << 20, idx);
   }
 
-  private logAck(hi: number, lo: number): void {
+  #logAck(hi: number, lo: number): void {
     const idx = lo & 0xff;
     if (hi !== SYSLOG_LOG << 20 || lo !== idx || this.inFlight[idx] !== 1) {
       this.host.protocolError(EP_SYSLOG, hi, lo, "syslog acknowledgement that echoes no entry");
       return;
     }
     this.inFlight[idx] = 0;
-    if (this.backlog.length > 0) this.drain();
+    if (this.backlog.length > 0) this.#drain();
   }
 
-  private ioreportAck(hi: number, lo: number): void {
+  #ioreportAck(hi: number, lo: number): void {
     const p = this.ioPending;
     for (let i = 0; i < p.length; i += 2) {
       if (p[i] === hi && p[i + 1] === lo) {

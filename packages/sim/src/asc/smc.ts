@@ -236,8 +236,8 @@ export class AppleSmc implements RtkitEndpoint {
    * **Errors:** `ENOENT` for a key the table lacks; `EINVAL` for a bad name.
    */
   keyValue(key: string): Uint8Array {
-    const k = this.mustFind("AppleSmc.keyValue", key);
-    return this.current(k).slice(0, k.size);
+    const k = this.#mustFind("AppleSmc.keyValue", key);
+    return this.#current(k).slice(0, k.size);
   }
 
   /**
@@ -246,7 +246,7 @@ export class AppleSmc implements RtkitEndpoint {
    * **Errors:** `ENOENT` for an unknown key; `EINVAL` when `value` is not `size` bytes.
    */
   setKey(key: string, value: Uint8Array | readonly number[]): void {
-    const k = this.mustFind("AppleSmc.setKey", key);
+    const k = this.#mustFind("AppleSmc.setKey", key);
     if (k.key === KEY_COUNT)
       throw argumentError("AppleSmc.setKey", "key", "a key other than #KEY", key);
     if ((!(value instanceof Uint8Array) && !Array.isArray(value)) || value.length !== k.size) {
@@ -348,19 +348,19 @@ export class AppleSmc implements RtkitEndpoint {
     let result: number;
     switch (msg) {
       case SMC_READ_KEY:
-        result = this.read(hi, size);
+        result = this.#read(hi, size);
         break;
       case SMC_WRITE_KEY:
-        result = this.write(hi, size);
+        result = this.#write(hi, size);
         break;
       case SMC_RW_KEY:
-        result = this.rw(hi, wsize, size);
+        result = this.#rw(hi, wsize, size);
         break;
       case SMC_GET_KEY_BY_INDEX:
-        result = this.byIndex(hi);
+        result = this.#byIndex(hi);
         break;
       case SMC_GET_KEY_INFO:
-        result = this.info(hi);
+        result = this.#info(hi);
         break;
       default:
         result = SMC_RESULT.BAD_COMMAND;
@@ -371,16 +371,16 @@ export class AppleSmc implements RtkitEndpoint {
     this.firmware.send(this.endpoint, result === 0 ? this.replyData : 0, rlo >>> 0);
   }
 
-  private read(key: number, size: number): number {
-    const k = this.find(key);
+  #read(key: number, size: number): number {
+    const k = this.#find(key);
     if (k === null) return SMC_RESULT.KEY_NOT_FOUND;
     if ((k.flags & SMC_FLAG_READABLE) === 0) return SMC_RESULT.KEY_NOT_READABLE;
     if (size < k.size) return SMC_RESULT.KEY_SIZE_MISMATCH;
-    return this.reply(k, this.current(k));
+    return this.#reply(k, this.#current(k));
   }
 
-  private write(key: number, size: number): number {
-    const k = this.find(key);
+  #write(key: number, size: number): number {
+    const k = this.#find(key);
     if (k === null) return SMC_RESULT.KEY_NOT_FOUND;
     if ((k.flags & SMC_FLAG_WRITABLE) === 0) return SMC_RESULT.KEY_NOT_WRITABLE;
     if (size !== k.size) return SMC_RESULT.KEY_SIZE_MISMATCH;
@@ -391,26 +391,26 @@ export class AppleSmc implements RtkitEndpoint {
     if (r !== 0) return r;
     k.value.set(v);
     if (key === KEY_NTAP) this.ntap = v[0] !== 0;
-    else if (key === KEY_MBSE) this.systemEvent(v);
+    else if (key === KEY_MBSE) this.#systemEvent(v);
     return 0;
   }
 
-  private rw(key: number, wsize: number, size: number): number {
-    const k = this.find(key);
+  #rw(key: number, wsize: number, size: number): number {
+    const k = this.#find(key);
     if (k === null) return SMC_RESULT.KEY_NOT_FOUND;
     if (k.call === null || (k.flags & SMC_FLAG_FUNCTION) === 0)
       return SMC_RESULT.BAD_FUNC_PARAMETER;
     if (size < k.size) return SMC_RESULT.KEY_SIZE_MISMATCH;
-    const a = this.argView(wsize);
+    const a = this.#argView(wsize);
     if (wsize > 0 && !this.firmware.asc.localDma.read(this.shmemAddress, a))
       return SMC_RESULT.ERROR;
     const out = k.scratch;
     out.fill(0);
     const r = k.call(a, out, this.firmware.asc.soc.nowNs);
-    return r !== 0 ? r : this.reply(k, out);
+    return r !== 0 ? r : this.#reply(k, out);
   }
 
-  private byIndex(index: number): number {
+  #byIndex(index: number): number {
     if (index >= this.keys.length) return SMC_RESULT.KEY_INDEX_RANGE;
     const key = this.keys[index]!.key;
     // String order from bits 39:32 upwards: the packed key byte-reversed.
@@ -419,8 +419,8 @@ export class AppleSmc implements RtkitEndpoint {
     return 0;
   }
 
-  private info(key: number): number {
-    const k = this.find(key);
+  #info(key: number): number {
+    const k = this.#find(key);
     if (k === null) return SMC_RESULT.KEY_NOT_FOUND;
     const s = this.keyInfo;
     s[0] = k.size;
@@ -433,7 +433,7 @@ export class AppleSmc implements RtkitEndpoint {
   }
 
   /** Puts a value in the reply (≤ 4 bytes) or the shared buffer. */
-  private reply(k: SmcKey, v: Uint8Array): number {
+  #reply(k: SmcKey, v: Uint8Array): number {
     this.replySize = k.size;
     if (k.size <= 4) {
       let d = 0;
@@ -445,7 +445,7 @@ export class AppleSmc implements RtkitEndpoint {
   }
 
   /** The key's value now: its stored bytes, or what its read handler computes. */
-  private current(k: SmcKey): Uint8Array {
+  #current(k: SmcKey): Uint8Array {
     if (k.read === null) return k.value;
     const out = k.scratch;
     out.fill(0);
@@ -453,7 +453,7 @@ export class AppleSmc implements RtkitEndpoint {
     return out;
   }
 
-  private argView(n: number): Uint8Array {
+  #argView(n: number): Uint8Array {
     let v = this.argViews[n];
     if (v === undefined) {
       v = this.arg.subarray(0, n);
@@ -462,7 +462,7 @@ export class AppleSmc implements RtkitEndpoint {
     return v;
   }
 
-  private systemEvent(v: Uint8Array): void {
+  #systemEvent(v: Uint8Array): void {
     // MBSE holds a little-endian u32 whose value is the event's FourCC.
     const code = (v[0]! | (v[1]! << 8) | (v[2]! << 16) | (v[3]! << 24)) >>> 0;
     this.lastSystemEvent = fourccName(code);
@@ -470,7 +470,7 @@ export class AppleSmc implements RtkitEndpoint {
     this.onSystemEvent?.(this.lastSystemEvent);
   }
 
-  private find(key: number): SmcKey | null {
+  #find(key: number): SmcKey | null {
     const keys = this.keys;
     let lo = 0;
     let hi = keys.length - 1;
@@ -484,9 +484,9 @@ export class AppleSmc implements RtkitEndpoint {
     return null;
   }
 
-  private mustFind(where: string, name: string): SmcKey {
+  #mustFind(where: string, name: string): SmcKey {
     checkString(where, "key", name);
-    const k = name.length === 4 ? this.find(fourcc(name)) : null;
+    const k = name.length === 4 ? this.#find(fourcc(name)) : null;
     if (k === null)
       throw new DevrefError("ENOENT", `${where}: the SMC has no key '${name}' (see keyNames())`);
     return k;
