@@ -3,7 +3,7 @@
 //! Structured trace of a simulated run, with a running FNV-1a 64 digest over a canonical
 //! encoding of every record, so two runs can be compared by one string.
 
-import { checkCount, checkOneOf, checkString } from "@devref/raw-device";
+import { argumentError, checkCount, checkOneOf, checkString } from "@devref/raw-device";
 import { Fnv64 } from "./internal/fnv.js";
 
 /** What the tracer does: nothing, fold records into the digest only, or also keep them. */
@@ -142,7 +142,8 @@ export interface TraceClock {
  * **Invariants:** the digest depends only on the records emitted (and sources registered)
  * while the mode was not `off`, in order; `full` keeps the last `limit` records.
  *
- * **Errors:** `EINVAL` for an unknown mode or a bad source name.
+ * **Errors:** `EINVAL` for an unknown mode or a bad source name, and (while tracing) for a
+ * record whose fields are not numbers, or whose fault or note text is not a string.
  */
 export class Tracer {
   /** True unless the mode is `off`: hot paths test this before building a record. */
@@ -177,7 +178,7 @@ export class Tracer {
     this.modeName = mode;
     this.enabled = mode !== "off";
     this.keep = mode === "full";
-    this.header(K_MODE, 0);
+    this.#header(K_MODE, 0);
     this.hash.u32(mode === "off" ? 0 : mode === "digest" ? 1 : 2);
   }
 
@@ -204,6 +205,7 @@ export class Tracer {
 
   /** The name registered under `id`. */
   sourceName(id: number): string {
+    if (typeof id !== "number") throw argumentError("Tracer.sourceName", "id", "a source id", id);
     return this.names[id] ?? `#${id}`;
   }
 
@@ -221,7 +223,15 @@ export class Tracer {
 
   mmio(src: number, write: boolean, offset: number, width: 1 | 2 | 4, value: number): void {
     if (!this.enabled) return;
-    const step = this.header(K_MMIO, src);
+    if (
+      typeof src !== "number" ||
+      typeof offset !== "number" ||
+      typeof width !== "number" ||
+      typeof value !== "number"
+    ) {
+      badNumbers("Tracer.mmio", ["src", "offset", "width", "value"], [src, offset, width, value]);
+    }
+    const step = this.#header(K_MMIO, src);
     this.total++;
     const h = this.hash;
     h.u32(write ? 1 : 0);
@@ -229,7 +239,7 @@ export class Tracer {
     h.u32(width);
     h.u32(value);
     if (this.keep) {
-      this.store({
+      this.#store({
         kind: "mmio",
         step,
         timeNs: this.clock.nowNs,
@@ -244,12 +254,15 @@ export class Tracer {
 
   irq(src: number, line: number, action: IrqAction): void {
     if (!this.enabled) return;
-    const step = this.header(K_IRQ, src);
+    if (typeof src !== "number" || typeof line !== "number") {
+      badNumbers("Tracer.irq", ["src", "line"], [src, line]);
+    }
+    const step = this.#header(K_IRQ, src);
     this.total++;
     this.hash.u32(line);
     this.hash.u32(IRQ_ACTIONS.indexOf(action));
     if (this.keep) {
-      this.store({
+      this.#store({
         kind: "irq",
         step,
         timeNs: this.clock.nowNs,
@@ -262,7 +275,15 @@ export class Tracer {
 
   dma(src: number, write: boolean, addr: number, length: number, status: number): void {
     if (!this.enabled) return;
-    const step = this.header(K_DMA, src);
+    if (
+      typeof src !== "number" ||
+      typeof addr !== "number" ||
+      typeof length !== "number" ||
+      typeof status !== "number"
+    ) {
+      badNumbers("Tracer.dma", ["src", "addr", "length", "status"], [src, addr, length, status]);
+    }
+    const step = this.#header(K_DMA, src);
     this.total++;
     const h = this.hash;
     h.u32(write ? 1 : 0);
@@ -270,7 +291,7 @@ export class Tracer {
     h.u32(length);
     h.u32(status);
     if (this.keep) {
-      this.store({
+      this.#store({
         kind: "dma",
         step,
         timeNs: this.clock.nowNs,
@@ -292,7 +313,16 @@ export class Tracer {
     count: number,
   ): void {
     if (!this.enabled) return;
-    const step = this.header(K_IOTLB, src);
+    if (
+      typeof src !== "number" ||
+      typeof sid !== "number" ||
+      typeof dva !== "number" ||
+      typeof pa !== "number" ||
+      typeof count !== "number"
+    ) {
+      badNumbers("Tracer.iotlb", ["src", "sid", "dva", "pa", "count"], [src, sid, dva, pa, count]);
+    }
+    const step = this.#header(K_IOTLB, src);
     this.total++;
     const h = this.hash;
     h.u32(action === "fill" ? 0 : 1);
@@ -301,7 +331,7 @@ export class Tracer {
     h.num(pa);
     h.u32(count);
     if (this.keep) {
-      this.store({
+      this.#store({
         kind: "iotlb",
         step,
         timeNs: this.clock.nowNs,
@@ -317,14 +347,24 @@ export class Tracer {
 
   fault(src: number, fault: string, a = 0, b = 0): void {
     if (!this.enabled) return;
-    const step = this.header(K_FAULT, src);
+    if (
+      typeof src !== "number" ||
+      typeof fault !== "string" ||
+      typeof a !== "number" ||
+      typeof b !== "number"
+    ) {
+      if (typeof fault !== "string")
+        throw argumentError("Tracer.fault", "fault", "a string", fault);
+      badNumbers("Tracer.fault", ["src", "a", "b"], [src, a, b]);
+    }
+    const step = this.#header(K_FAULT, src);
     this.total++;
     const h = this.hash;
     h.str(fault);
     h.num(a);
     h.num(b);
     if (this.keep) {
-      this.store({
+      this.#store({
         kind: "fault",
         step,
         timeNs: this.clock.nowNs,
@@ -338,14 +378,23 @@ export class Tracer {
 
   note(src: number, text: string, a = 0, b = 0): void {
     if (!this.enabled) return;
-    const step = this.header(K_NOTE, src);
+    if (
+      typeof src !== "number" ||
+      typeof text !== "string" ||
+      typeof a !== "number" ||
+      typeof b !== "number"
+    ) {
+      if (typeof text !== "string") throw argumentError("Tracer.note", "text", "a string", text);
+      badNumbers("Tracer.note", ["src", "a", "b"], [src, a, b]);
+    }
+    const step = this.#header(K_NOTE, src);
     this.total++;
     const h = this.hash;
     h.str(text);
     h.num(a);
     h.num(b);
     if (this.keep) {
-      this.store({
+      this.#store({
         kind: "note",
         step,
         timeNs: this.clock.nowNs,
@@ -360,7 +409,15 @@ export class Tracer {
   /** A mailbox message pushed into the A2I (`toIop`) or I2A FIFO. */
   mbox(src: number, toIop: boolean, msg0Hi: number, msg0Lo: number, msg1: number): void {
     if (!this.enabled) return;
-    const step = this.header(K_MBOX, src);
+    if (
+      typeof src !== "number" ||
+      typeof msg0Hi !== "number" ||
+      typeof msg0Lo !== "number" ||
+      typeof msg1 !== "number"
+    ) {
+      badNumbers("Tracer.mbox", ["src", "msg0Hi", "msg0Lo", "msg1"], [src, msg0Hi, msg0Lo, msg1]);
+    }
+    const step = this.#header(K_MBOX, src);
     this.total++;
     const h = this.hash;
     h.u32(toIop ? 1 : 0);
@@ -368,7 +425,7 @@ export class Tracer {
     h.u32(msg0Lo);
     h.u32(msg1);
     if (this.keep) {
-      this.store({
+      this.#store({
         kind: "mbox",
         step,
         timeNs: this.clock.nowNs,
@@ -381,7 +438,7 @@ export class Tracer {
     }
   }
 
-  private header(kind: number, src: number): number {
+  #header(kind: number, src: number): number {
     const step = this.clock.stepCount;
     const h = this.hash;
     h.u32(kind);
@@ -391,7 +448,7 @@ export class Tracer {
     return step;
   }
 
-  private store(r: TraceRecord): void {
+  #store(r: TraceRecord): void {
     if (this.ring.length < this.limit) {
       this.ring.push(r);
       return;
@@ -399,5 +456,12 @@ export class Tracer {
     this.ring[this.head] = r;
     this.head = (this.head + 1) % this.limit;
     this.overwritten++;
+  }
+}
+
+/** Throws `EINVAL` for the first of `values` that is not a number (a record's fields). */
+function badNumbers(where: string, names: readonly string[], values: readonly unknown[]): void {
+  for (let i = 0; i < names.length; i++) {
+    if (typeof values[i] !== "number") throw argumentError(where, names[i]!, "a number", values[i]);
   }
 }

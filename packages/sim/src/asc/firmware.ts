@@ -209,7 +209,7 @@ export class RtkitFirmware implements AscCoprocessor {
    * endpoint numbers).
    */
   bufferAddress(ep: 1 | 2 | 4 | 8): number {
-    const svc = [-1, 0, 1, -1, 2, -1, -1, -1, 3][ep];
+    const svc = typeof ep === "number" ? [-1, 0, 1, -1, 2, -1, -1, -1, 3][ep] : undefined;
     if (svc === undefined || svc < 0) {
       throw argumentError("RtkitFirmware.bufferAddress", "ep", "1, 2, 4 or 8", ep);
     }
@@ -266,9 +266,12 @@ export class RtkitFirmware implements AscCoprocessor {
    * **Errors:** `EINVAL` for an endpoint outside [0, 0xff] or halves that are not 32-bit.
    */
   send(ep: number, hi: number, lo: number): void {
-    if (!(ep >>> 0 === ep && ep <= 0xff)) checkInteger("RtkitFirmware.send", "ep", ep, 0, 0xff);
-    if (!(hi >>> 0 === hi)) checkInteger("RtkitFirmware.send", "hi", hi, 0, 0xffff_ffff);
-    if (!(lo >>> 0 === lo)) checkInteger("RtkitFirmware.send", "lo", lo, 0, 0xffff_ffff);
+    if (typeof ep !== "number" || !(ep >>> 0 === ep && ep <= 0xff))
+      checkInteger("RtkitFirmware.send", "ep", ep, 0, 0xff);
+    if (typeof hi !== "number" || !(hi >>> 0 === hi))
+      checkInteger("RtkitFirmware.send", "hi", hi, 0, 0xffff_ffff);
+    if (typeof lo !== "number" || !(lo >>> 0 === lo))
+      checkInteger("RtkitFirmware.send", "lo", lo, 0, 0xffff_ffff);
     this.#emit(ep, hi, lo);
   }
 
@@ -455,6 +458,7 @@ export class RtkitFirmware implements AscCoprocessor {
 
   /** @internal The fault kinds of the firmware and of its endpoints. */
   prepareFault(spec: FaultSpec): (() => void) | null {
+    checkObject("RtkitFirmware.prepareFault", "spec", spec);
     const own = firmwareFault(this, spec);
     if (own !== null) return own;
     for (const h of this.handlers) {

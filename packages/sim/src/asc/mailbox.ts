@@ -242,8 +242,22 @@ export class AscMailbox extends DeviceModel {
     return true;
   }
 
-  /** Coprocessor side: pushes a message to the AP; false (nothing sent) when I2A is full. */
+  /**
+   * Coprocessor side: pushes a message to the AP; false (nothing sent) when I2A is full.
+   *
+   * **Errors:** `EINVAL` for a message word that is not a number.
+   */
   pushOutbox(hi: number, lo: number, msg1: number): boolean {
+    if (typeof hi !== "number" || typeof lo !== "number" || typeof msg1 !== "number") {
+      const [param, bad] =
+        typeof hi !== "number" ? ["hi", hi] : typeof lo !== "number" ? ["lo", lo] : ["msg1", msg1];
+      throw argumentError(
+        `${this.name}.pushOutbox`,
+        param,
+        "a 32-bit message word (a number)",
+        bad,
+      );
+    }
     if (this.gone || !this.i2a.push(hi >>> 0, lo >>> 0, msg1 >>> 0)) return false;
     const tracer = this.soc.tracer;
     if (tracer.enabled) tracer.mbox(this.traceId, false, hi, lo, msg1);
@@ -257,6 +271,7 @@ export class AscMailbox extends DeviceModel {
   }
 
   override prepareFault(spec: FaultSpec): (() => void) | null {
+    checkObject(`${this.name}.prepareFault`, "spec", spec);
     return this.cop?.prepareFault(spec) ?? super.prepareFault(spec);
   }
 

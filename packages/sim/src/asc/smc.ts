@@ -311,6 +311,7 @@ export class AppleSmc implements RtkitEndpoint {
 
   /** @internal */
   prepareFault(spec: FaultSpec): (() => void) | null {
+    checkObject("AppleSmc.prepareFault", "spec", spec);
     if (spec.kind !== "smc-fault") return null;
     const mode = checkOneOf("smc-fault", "mode", spec.mode, SMC_FAULT_MODES);
     const count = checkInteger("smc-fault", "count", spec.count ?? 1, 1, 0x7fff_ffff);
@@ -320,8 +321,14 @@ export class AppleSmc implements RtkitEndpoint {
     return () => this.fault(mode, count, result);
   }
 
-  /** @internal A command from the AP. */
+  /**
+   * A command from the AP (the firmware hands the endpoint's messages here).
+   *
+   * **Errors:** `EINVAL` for message halves that are not numbers.
+   */
   receive(hi: number, lo: number): void {
+    if (typeof hi !== "number") checkInteger("AppleSmc.receive", "hi", hi, 0, 0xffff_ffff);
+    if (typeof lo !== "number") checkInteger("AppleSmc.receive", "lo", lo, 0, 0xffff_ffff);
     const msg = lo & 0xff;
     const id = (lo >>> 12) & 0xf;
     let mode = 0;

@@ -4,7 +4,8 @@
 //! The device side of a split virtqueue (VIRTIO 1.2 §2.7): every access goes through the
 //! device's DMA master, so rings behind an IOMMU are read through their IOVAs.
 
-import { DMA_STATUS, type DmaPort } from "../dma.js";
+import { argumentError, checkCount, checkInteger } from "@devref/raw-device";
+import { DMA_STATUS, DmaPort } from "../dma.js";
 import { VIRTIO_MSI_NO_VECTOR, VIRTQ } from "./regs.js";
 
 /** One buffer of a descriptor chain. */
@@ -40,6 +41,9 @@ const VQ_INDIRECT = VIRTQ.DESC_F_INDIRECT;
  *
  * **Invariants:** `lastAvail` and `usedIdx` count modulo 2^16; the device never writes the
  * descriptor table or the available ring; a used entry is written before the used index.
+ *
+ * **Errors:** `EINVAL` for a bad index or size, and for a `dma` that is not a
+ * {@link DmaPort} or ring values that are not numbers (ring faults are results, not errors).
  */
 export class Virtqueue {
   readonly index: number;
@@ -65,6 +69,8 @@ export class Virtqueue {
   private readonly buf = new Uint8Array(VQ_DESC);
 
   constructor(index: number, maxSize: number) {
+    checkInteger("new Virtqueue", "index", index, 0, 0xffff);
+    checkCount("new Virtqueue", "maxSize", maxSize, 1, 32768);
     this.index = index;
     this.maxSize = maxSize;
     this.size = maxSize;
@@ -106,6 +112,7 @@ export class Virtqueue {
 
   /** Whether the driver has made a chain available that the device has not taken. */
   hasAvailable(dma: DmaPort): VqResult | true {
+    if (!(dma instanceof DmaPort)) badDma("hasAvailable", dma);
     const idx = dma.read16(this.avail + 2);
     if (dma.status !== DMA_STATUS.OK) return VQ.DMA_ERROR;
     return idx !== this.lastAvail ? true : VQ.EMPTY;
@@ -113,11 +120,12 @@ export class Virtqueue {
 
   /** Takes the next available chain into `head` and `chain`. */
   pop(dma: DmaPort, indirect: boolean): VqResult {
+    if (!(dma instanceof DmaPort)) badDma("pop", dma);
     const idx = dma.read16(this.avail + 2);
     if (dma.status !== DMA_STATUS.OK) return VQ.DMA_ERROR;
     if (idx === this.lastAvail) return VQ.EMPTY;
     if (((idx - this.lastAvail) & 0xffff) > this.size) {
-      return this.malformed(
+      return this.#malformed(
         `available index ${idx} ran more than ${this.size} ahead of ${this.lastAvail}`,
       );
     }
@@ -125,12 +133,12 @@ export class Virtqueue {
     if (dma.status !== DMA_STATUS.OK) return VQ.DMA_ERROR;
     this.lastAvail = (this.lastAvail + 1) & 0xffff;
     if (head >= this.size)
-      return this.malformed(`head index ${head} is outside the ring of ${this.size}`);
+      return this.#malformed(`head index ${head} is outside the ring of ${this.size}`);
     this.head = head;
-    return this.readChain(dma, head, indirect);
+    return this.#readChain(dma, head, indirect);
   }
 
-  private readChain(dma: DmaPort, head: number, indirect: boolean): VqResult {
+  #readChain(dma: DmaPort, head: number, indirect: boolean): VqResult {
     const chain = this.chain;
     chain.length = 0;
     let total = 0;
@@ -141,7 +149,7 @@ export class Virtqueue {
     let i = head;
     for (let count = 0; ; count++) {
       if (count >= limit)
-        return this.malformed("descriptor chain loops or is longer than the ring");
+        return this.#malformed("descriptor chain loops or is longer than the ring");
       if (!dma.read(table + i * VQ_DESC, this.buf)) return VQ.DMA_ERROR;
       const b = this.buf;
       const lo = (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
@@ -151,11 +159,12 @@ export class Virtqueue {
       const next = b[14]! | (b[15]! << 8);
       const addr = hi * TWO32 + lo;
       if ((flags & VQ_INDIRECT) !== 0) {
-        if (!indirect) return this.malformed("INDIRECT descriptor without VIRTIO_F_INDIRECT_DESC");
-        if (inIndirect) return this.malformed("INDIRECT descriptor inside an indirect table");
-        if ((flags & VQ_NEXT) !== 0) return this.malformed("descriptor has both INDIRECT and NEXT");
+        if (!indirect) return this.#malformed("INDIRECT descriptor without VIRTIO_F_INDIRECT_DESC");
+        if (inIndirect) return this.#malformed("INDIRECT descriptor inside an indirect table");
+        if ((flags & VQ_NEXT) !== 0)
+          return this.#malformed("descriptor has both INDIRECT and NEXT");
         if (len === 0 || len % VQ_DESC !== 0)
-          return this.malformed(`indirect table length ${len} is not a multiple of 16`);
+          return this.#malformed(`indirect table length ${len} is not a multiple of 16`);
         table = addr;
         limit = len / VQ_DESC;
         inIndirect = true;
@@ -165,19 +174,24 @@ export class Virtqueue {
       }
       if ((flags & VQ_WRITE) !== 0) seenWrite = true;
       else if (seenWrite)
-        return this.malformed("device-readable descriptor after a device-writable one");
+        return this.#malformed("device-readable descriptor after a device-writable one");
       total += len;
-      if (total > TWO32) return this.malformed("chain is longer than 2^32 bytes");
+      if (total > TWO32) return this.#malformed("chain is longer than 2^32 bytes");
       chain.push({ addr, len, write: (flags & VQ_WRITE) !== 0 });
       if ((flags & VQ_NEXT) === 0) return VQ.OK;
       if (next >= limit)
-        return this.malformed(`next index ${next} is outside the table of ${limit}`);
+        return this.#malformed(`next index ${next} is outside the table of ${limit}`);
       i = next;
     }
   }
 
   /** Writes the used entry, then the used index. False when a write failed. */
   pushUsed(dma: DmaPort, id: number, len: number): boolean {
+    if (!(dma instanceof DmaPort)) badDma("pushUsed", dma);
+    if (typeof id !== "number" || typeof len !== "number") {
+      checkInteger("Virtqueue.pushUsed", "id", id, 0, 0xffff_ffff);
+      checkInteger("Virtqueue.pushUsed", "len", len, 0, 0xffff_ffff);
+    }
     const used = this.used;
     const slot = used + 4 + 8 * (this.usedIdx % this.size);
     if (!dma.write32(slot, id) || !dma.write32(slot + 4, len)) return false;
@@ -193,6 +207,8 @@ export class Virtqueue {
    * read counts as "yes" (an extra interrupt is harmless).
    */
   wantsInterrupt(dma: DmaPort, eventIdx: boolean, old: number): boolean {
+    if (!(dma instanceof DmaPort)) badDma("wantsInterrupt", dma);
+    if (typeof old !== "number") checkInteger("Virtqueue.wantsInterrupt", "old", old, 0, 0xffff);
     if (eventIdx) {
       const event = dma.read16(this.avail + 4 + 2 * this.size);
       if (dma.status !== DMA_STATUS.OK) return true;
@@ -205,11 +221,16 @@ export class Virtqueue {
 
   /** With EVENT_IDX: asks to be kicked for the next entry after `lastAvail`. */
   publishAvailEvent(dma: DmaPort): boolean {
+    if (!(dma instanceof DmaPort)) badDma("publishAvailEvent", dma);
     return dma.write16(this.used + 4 + 8 * this.size, this.lastAvail);
   }
 
-  private malformed(why: string): VqResult {
+  #malformed(why: string): VqResult {
     this.problem = why;
     return VQ.MALFORMED;
   }
+}
+
+function badDma(method: string, dma: unknown): never {
+  throw argumentError(`Virtqueue.${method}`, "dma", "the device's DmaPort", dma);
 }
