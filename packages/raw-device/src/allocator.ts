@@ -136,6 +136,28 @@ export class BuddyAllocator implements PhysAllocator {
     return true;
   }
 
+  /**
+   * The allocated block holding `pa`, as `{ start, size }`, or null when `pa` is free or
+   * outside the region: lets a caller that checks many accesses to one buffer (a device
+   * model's use-after-free watch) remember the whole block, not just the bytes it checked.
+   *
+   * **Errors:** `EINVAL` for a non-number address.
+   *
+   * @example
+   * ```ts
+   * const pa = ram.alloc(0x3000);
+   * ram.blockAt(pa + 0x1800); // { start: pa, size: 0x4000 } (rounded up to a power of two)
+   * ```
+   */
+  blockAt(pa: number): { readonly start: number; readonly size: number } | null {
+    if (typeof pa !== "number") {
+      throw new DevrefError("EINVAL", `blockAt(${describeValue(pa)}): give an address (a number)`);
+    }
+    const start = this.#blockAt(pa);
+    if (start < 0) return null;
+    return { start, size: this.minBlock * 2 ** this.#allocated.get(start)! };
+  }
+
   /** The start of the allocated block holding `pa`, or −1. */
   #blockAt(pa: number): number {
     if (!(pa >= this.base && pa < this.base + this.length)) return -1;

@@ -235,3 +235,20 @@ describe("BuddyAllocator.isAllocated", () => {
     expect(() => a.isAllocated(Number.NaN as never, -1)).toThrowError(/EINVAL/);
   });
 });
+
+describe("BuddyAllocator.blockAt", () => {
+  it("names the whole allocated block holding an address, and nothing once it is freed", () => {
+    const mem = new SparseMemory(1 << 24);
+    const a = new BuddyAllocator(mem, 0x10_0000, 0x10_0000, 4096);
+    const x = a.alloc(0x3000);
+    expect(a.blockAt(x)).toEqual({ start: x, size: 0x4000 });
+    expect(a.blockAt(x + 0x3fff)).toEqual({ start: x, size: 0x4000 });
+    expect(a.blockAt(x + 0x4000)).toBeNull();
+    expect(a.blockAt(0)).toBeNull();
+    expect(a.blockAt(Number.NaN)).toBeNull();
+    a.free(x, 0x3000);
+    expect(a.blockAt(x)).toBeNull();
+    // SAFETY: deliberately wrong-typed.
+    expect(() => a.blockAt("0x100000" as never)).toThrowError(/EINVAL/);
+  });
+});

@@ -203,7 +203,7 @@ export class Soc {
     this.dmaRanges.list.push(ramBase, ramBase + ramSize);
     const ram = this.ram;
     const uaf = this.freedAccesses;
-    // The last range found allocated, trusted while the allocator's generation is unchanged:
+    // The last block found allocated, trusted while the allocator's generation is unchanged:
     // a device streaming through one buffer is checked once, not on every transfer.
     let seenGen = -1;
     let seenStart = 0;
@@ -216,8 +216,15 @@ export class Soc {
         if (gen === seenGen && pa >= seenStart && pa + length <= seenEnd) return true;
         if (!ram.isAllocated(pa, length)) return false;
         seenGen = gen;
-        seenStart = pa;
-        seenEnd = pa + length;
+        // Remember the whole block, so the next word of the same buffer is a hit.
+        const block = ram.blockAt(pa);
+        if (block !== null && pa + length <= block.start + block.size) {
+          seenStart = block.start;
+          seenEnd = block.start + block.size;
+        } else {
+          seenStart = pa;
+          seenEnd = pa + length;
+        }
         return true;
       },
       report: (master, pa, length, write) => {
