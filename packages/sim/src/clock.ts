@@ -3,7 +3,10 @@
 //! Virtual time and the event queue. Time is an integer count of virtual nanoseconds; the
 //! `Scheduler`-shaped methods (`now`, `setTimeout`) speak milliseconds like the DOM does.
 
-import { checkCallback, checkInteger, checkObject } from "@devref/raw-device";
+import { checkCallback, checkInteger, checkObject, DevrefError } from "@devref/raw-device";
+
+/** Proof that a timer handle is made by an event queue (the key is not exported). */
+const QUEUE_KEY: unique symbol = Symbol("devref.sim.timer");
 
 // module-state: a privileged-access slot, assigned once by EventQueue's static block.
 let atInternalOf: (queue: EventQueue, timeNs: number, fn: () => void) => TimerHandle;
@@ -55,8 +58,29 @@ export class TimerHandle {
   readonly countsAsStep: boolean;
   /** @internal The job, or null once run or cancelled. */
   fn: (() => void) | null;
+  /** @internal The queue that made the handle: only it may cancel or run the event. */
+  readonly owner: object;
 
-  constructor(timeNs: number, seq: number, fn: () => void, countsAsStep: boolean) {
+  /**
+   * Timer handles come from an {@link EventQueue} (`at`, `after`, `setTimeout`).
+   *
+   * **Errors:** `EPERM` when called by anything but an event queue.
+   */
+  constructor(
+    key: typeof QUEUE_KEY,
+    owner: object,
+    timeNs: number,
+    seq: number,
+    fn: () => void,
+    countsAsStep: boolean,
+  ) {
+    if (key !== QUEUE_KEY) {
+      throw new DevrefError(
+        "EPERM",
+        "timer handles are made by an event queue: schedule with queue.at(), after() or setTimeout()",
+      );
+    }
+    this.owner = owner;
     this.timeNs = timeNs;
     this.seq = seq;
     this.fn = fn;
@@ -157,9 +181,12 @@ export class EventQueue implements Scheduler {
     if (handle instanceof TimerHandle) this.cancel(handle);
   }
 
-  /** Cancels `handle`; returns whether it was still pending. */
+  /** Cancels `handle`; returns whether it was still pending (false for another queue's handle). */
   cancel(handle: TimerHandle): boolean {
-    if (!(handle instanceof TimerHandle) || handle.fn === null) return false;
+    // A handle of another queue is stale here, as the Scheduler contract says.
+    if (!(handle instanceof TimerHandle) || handle.owner !== this || handle.fn === null) {
+      return false;
+    }
     handle.fn = null;
     this.live--;
     return true;
@@ -207,7 +234,7 @@ export class EventQueue implements Scheduler {
   }
 
   #push(timeNs: number, fn: () => void, countsAsStep: boolean): TimerHandle {
-    const ev = new TimerHandle(timeNs, this.nextSeq++, fn, countsAsStep);
+    const ev = new TimerHandle(QUEUE_KEY, this, timeNs, this.nextSeq++, fn, countsAsStep);
     const heap = this.heap;
     let i = heap.length;
     heap.push(ev);

@@ -45,6 +45,20 @@ describe("EventQueue", () => {
     expect(h.pending).toBe(false);
   });
 
+  it("cancels only its own handles, and handles are made by queues only", () => {
+    const q = new EventQueue();
+    const other = new EventQueue();
+    const h = other.after(5, () => {});
+    q.after(5, () => {});
+    expect(q.cancel(h)).toBe(false);
+    expect(q.pending).toBe(1);
+    expect(other.pending).toBe(1);
+    expect(other.cancel(h)).toBe(true);
+    // SAFETY: deliberately calling the constructor the way a forger would.
+    const Ctor = h.constructor as new (...args: unknown[]) => unknown;
+    expectCode(() => new Ctor(Symbol("x"), q, 0, 0, () => {}, true), "EPERM");
+  });
+
   it("refuses times in the past and non-functions", () => {
     const q = new EventQueue();
     q.after(100, () => {});
