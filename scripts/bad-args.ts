@@ -155,6 +155,18 @@ export interface SweepOptions {
 }
 
 /**
+ * The seed a sweep uses: the test's own, else 42; `DEVREF_SWEEP_SEED` overrides both, to
+ * explore new seeds by hand (CI never sets it, so its runs stay fixed). A failure a new seed
+ * finds becomes a regression test.
+ */
+function sweepSeed(options: SweepOptions): number {
+  const fromEnv = Number(process.env.DEVREF_SWEEP_SEED);
+  return Number.isSafeInteger(fromEnv) && process.env.DEVREF_SWEEP_SEED !== ""
+    ? fromEnv
+    : (options.seed ?? 42);
+}
+
+/**
  * Sweeps every export and sample instance with bad arguments. Returns the calls that threw
  * something other than a DevrefError (an empty list is a pass); invariant failures throw.
  */
@@ -175,7 +187,7 @@ export async function sweepExports(options: SweepOptions): Promise<BadOutcome[]>
       if (outcome !== null) bad.push(outcome);
       await options.check?.();
     }),
-    { seed: options.seed ?? 42, numRuns: options.runs ?? 2000 },
+    { seed: sweepSeed(options), numRuns: options.runs ?? 2000 },
   );
   if (options.instances !== undefined) {
     const makeInstances = options.instances;
@@ -197,7 +209,7 @@ export async function sweepExports(options: SweepOptions): Promise<BadOutcome[]>
         if (outcome !== null) bad.push(outcome);
         await options.check?.();
       }),
-      { seed: (options.seed ?? 42) + 1, numRuns: options.runs ?? 2000 },
+      { seed: sweepSeed(options) + 1, numRuns: options.runs ?? 2000 },
     );
   }
   // One line per distinct failing target, with a sample call.
