@@ -65,6 +65,9 @@ class PlainMemory implements PhysicalMemory {
   }
 }
 
+/** A full collection before each run (untimed), so no run pays for an earlier run's garbage. */
+const collect = (): void => globalThis.gc?.();
+
 /** Random page offsets in 1 GiB from a fixed-seed xorshift: the same every run. */
 const RANDOM = new Float64Array(PAGES);
 {
@@ -115,12 +118,14 @@ function measureAll(label: string, memory: (mem: SparseMemory) => PhysicalMemory
     before: (): void => {
       if (!mapped) mapBatch(PAGES);
       mapped = true;
+      collect();
     },
   };
   const unmappedBefore = {
     before: (): void => {
       if (mapped) unmapBatch(PAGES);
       mapped = false;
+      collect();
     },
   };
   // Populate the tables once; page unmaps leave them installed.
@@ -196,6 +201,7 @@ function measureAll(label: string, memory: (mem: SparseMemory) => PhysicalMemory
     {
       before: (): void => {
         for (let i = 0; i < BLOCKS; i += 512) t2.unmapPages(I(i * SZ_2M), SZ_2M, 512);
+        collect();
       },
     },
   );
