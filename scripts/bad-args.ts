@@ -160,10 +160,9 @@ export interface SweepOptions {
  * finds becomes a regression test.
  */
 function sweepSeed(options: SweepOptions): number {
-  const fromEnv = Number(process.env.DEVREF_SWEEP_SEED);
-  return Number.isSafeInteger(fromEnv) && process.env.DEVREF_SWEEP_SEED !== ""
-    ? fromEnv
-    : (options.seed ?? 42);
+  const fromEnv = process.env.DEVREF_SWEEP_SEED;
+  const seed = fromEnv === undefined || fromEnv === "" ? Number.NaN : Number(fromEnv);
+  return Number.isSafeInteger(seed) ? seed : (options.seed ?? 42);
 }
 
 /**

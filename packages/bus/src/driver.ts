@@ -5,7 +5,7 @@ import type { Device } from "@devref/device-core";
 import { type DeviceState, deviceStateOf } from "@devref/device-core/unsafe";
 import type { Bound } from "@devref/raw-device";
 import {
-  argumentError,
+  checkArray,
   checkBoolean,
   checkCallback,
   checkObject,
@@ -52,7 +52,7 @@ export function checkTable<E>(
   entry: (e: E, at: string) => void,
 ): readonly E[] {
   if (table === undefined) return [];
-  if (!Array.isArray(table)) throw argumentError(where, param, "an array", table);
+  checkArray(where, param, table);
   table.forEach((e, i) => {
     // SAFETY: checkObject tests the value at run time; the cast only widens E to object.
     checkObject(where, `${param}[${i}]`, e as object);

@@ -44,6 +44,7 @@ import type {
 } from "@devref/raw-device";
 import {
   argumentError,
+  checkArray,
   checkInstance,
   checkInteger,
   checkObject,
@@ -757,7 +758,7 @@ export class PciBus extends BusType<PciDevice> {
     const name = `${hex(this.domain, 4)}:${hex(this.busNumber, 2)}:${hex(spec.slot, 2)}.${func}`;
     if (spec.release !== undefined) checkRelease(name, spec.release);
     const barSpecs = spec.bars === undefined ? [] : spec.bars;
-    if (!Array.isArray(barSpecs)) throw argumentError(where, "spec.bars", "an array", barSpecs);
+    checkArray(where, "spec.bars", barSpecs);
     if (barSpecs.length > 6)
       throw new DevrefError("EINVAL", `${where}: at most 6 BARs, got ${barSpecs.length}`);
     let next = this.#nextBar;
@@ -771,7 +772,7 @@ export class PciBus extends BusType<PciDevice> {
       bars.push({ name: `BAR${i}`, start, size, backend: b.backend ?? new RegisterFile(size) });
     });
     const iommus = spec.iommus === undefined ? [] : spec.iommus;
-    if (!Array.isArray(iommus)) throw argumentError(where, "spec.iommus", "an array", iommus);
+    checkArray(where, "spec.iommus", iommus);
     const fwnode = checkFirmwareNode(`PCI device ${name}`, {
       compatible: [
         `pci${hex(spec.vendor, 4)},${hex(spec.device, 4)}`,

@@ -41,7 +41,7 @@ import type {
   Static,
 } from "@devref/raw-device";
 import {
-  argumentError,
+  checkArray,
   checkInstance,
   checkInteger,
   checkObject,
@@ -460,20 +460,19 @@ export class PlatformBus extends BusType<PlatformDevice> {
         : deviceStateOf(checkInstance(where, "spec.parent", spec.parent, Device));
     machineFor(where, this.machine, parent);
     const memSpecs = spec.mem === undefined ? [] : spec.mem;
-    if (!Array.isArray(memSpecs)) throw argumentError(where, "spec.mem", "an array", memSpecs);
+    checkArray(where, "spec.mem", memSpecs);
     if (memSpecs.length > 32) {
       throw new DevrefError("EINVAL", `platform device '${name}': at most 32 memory resources`);
     }
     const irqs = spec.irqs === undefined ? [] : spec.irqs;
-    if (!Array.isArray(irqs)) throw argumentError(where, "spec.irqs", "an array", irqs);
+    checkArray(where, "spec.irqs", irqs);
     irqs.forEach((n, i) => {
       checkInteger(where, `spec.irqs[${i}]`, n, 0, DEFAULT_IRQ_LINES - 1);
     });
     const interrupts = spec.interrupts === undefined ? [] : spec.interrupts;
-    if (!Array.isArray(interrupts))
-      throw argumentError(where, "spec.interrupts", "an array", interrupts);
+    checkArray(where, "spec.interrupts", interrupts);
     const iommus = spec.iommus === undefined ? [] : spec.iommus;
-    if (!Array.isArray(iommus)) throw argumentError(where, "spec.iommus", "an array", iommus);
+    checkArray(where, "spec.iommus", iommus);
     // Lists are built only when there is something in them (most devices have few fields).
     const fwnode = checkFirmwareNode(`platform device '${name}'`, {
       compatible: spec.compatible === undefined ? NONE : spec.compatible,

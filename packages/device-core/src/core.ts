@@ -4,6 +4,7 @@
 import {
   type ARef,
   argumentError,
+  checkArray,
   checkInstance,
   checkInteger,
   checkObject,
@@ -155,15 +156,6 @@ export function checkFirmwareNode(where: string, fw: Partial<FirmwareNode>): Fir
             iommus.map((r) => Object.freeze({ iommu: r.iommu, ids: Object.freeze([...r.ids]) })),
           ),
   });
-}
-
-function checkArray<T>(
-  where: string,
-  param: string,
-  value: readonly T[] | undefined,
-): readonly T[] {
-  if (!Array.isArray(value)) throw argumentError(where, param, "an array", value);
-  return value;
 }
 
 function checkStringList(where: string, param: string, value: unknown): readonly string[] {

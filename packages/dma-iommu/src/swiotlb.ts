@@ -49,15 +49,7 @@ const PAGE = 1 << PAGE_SHIFT;
 const PHYS_LAST: number = PHYS_ADDR_LIMIT - 1;
 
 // module-state: a privileged-access slot, assigned once by SwiotlbPool's static block.
-let mapForDevice: (
-  pool: SwiotlbPool,
-  orig: number,
-  size: number,
-  dir: number,
-  attrs: number,
-  device: string,
-  dmaMask: number,
-) => PhysAddr;
+let mapForDevice: typeof swiotlbMapForDevice;
 
 /**
  * @internal {@link SwiotlbPool.map} for dma-direct, whose caller checked the buffer (inside

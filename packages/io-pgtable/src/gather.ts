@@ -1,22 +1,14 @@
 //! C header: include/linux/iommu.h (struct iommu_iotlb_gather and its helpers)
 
 import { checkAddress, checkBoolean, checkSize } from "@devref/raw-device";
+import { isWhole } from "./internal/bits.js";
 import type { IommuIotlbGather } from "./types.js";
 
 const LIMIT = Number.MAX_SAFE_INTEGER;
 
 /** Whether `iova` is a whole number in `[0, LIMIT)` and `size` one in `[1, LIMIT]`. */
 function isRange(iova: unknown, size: unknown): boolean {
-  return (
-    typeof iova === "number" &&
-    typeof size === "number" &&
-    iova >= 0 &&
-    iova < LIMIT &&
-    size >= 1 &&
-    size <= LIMIT &&
-    Math.floor(iova) === iova &&
-    Math.floor(size) === size
-  );
+  return isWhole(iova) && iova < LIMIT && isWhole(size) && size >= 1;
 }
 
 /**

@@ -232,6 +232,21 @@ export function checkObject<T extends object>(where: string, param: string, valu
 }
 
 /**
+ * An array (its elements are the caller's to check).
+ *
+ * **Errors:** `EINVAL` otherwise.
+ *
+ * @example
+ * ```ts
+ * const ids = checkArray("register", "spec.ids", spec.ids);
+ * ```
+ */
+export function checkArray<T>(where: string, param: string, value: readonly T[]): readonly T[] {
+  if (!Array.isArray(value)) throw argumentError(where, param, "an array", value);
+  return value;
+}
+
+/**
  * An instance of `Class` (a device handle, a table, a domain).
  *
  * **Errors:** `EINVAL` otherwise, naming the class.

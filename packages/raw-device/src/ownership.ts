@@ -423,10 +423,7 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
         );
       }
       if (l.gen !== h.gen) return; // put twice: a no-op
-      const object = h.object;
-      if (l.tracked) object.settings.leakRegistry?.unregister(l);
-      object.removeHolder(l);
-      object.put();
+      endOwned(h.object, l);
     };
     // What only owned references can do is on the prototype but not in the class's type:
     // the type carries it through OwnedMark, so a borrow cannot be put or used with `using`.
@@ -435,10 +432,7 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
     const put = function (this: RawDevice): void {
       const l = typeof this === "object" && this !== null ? this.lifetime : undefined;
       if (l !== undefined && l.gen === this.gen && this.owned === true) {
-        const object = this.object;
-        if (l.tracked) object.settings.leakRegistry?.unregister(l);
-        object.removeHolder(l);
-        object.put();
+        endOwned(this.object, l);
         return;
       }
       dropOwned(this);
@@ -511,6 +505,13 @@ export function requireContext(handle: RawDevice, level: number, what: string): 
     );
   }
   return object;
+}
+
+/** Ends a live owned reference: its leak-registry entry, its holder record, its count. */
+function endOwned(object: Kobject, l: Lifetime): void {
+  if (l.tracked) object.settings.leakRegistry?.unregister(l);
+  object.removeHolder(l);
+  object.put();
 }
 
 function refuseHandle(): never {

@@ -5,7 +5,7 @@
 //! against its section and the buffer before anything is read.
 
 import {
-  argumentError,
+  checkArray,
   checkBigintOrNumber,
   checkBoolean,
   checkInstance,
@@ -346,11 +346,6 @@ const SECTION_KINDS = [
   "unknown",
 ] as const;
 
-/** EINVAL for a field that should be an array (there is no shared check for arrays). */
-function notArray(where: string, param: string, value: unknown): DevrefError {
-  return argumentError(where, param, "an array", value);
-}
-
 /**
  * Checks every field of `log` that {@link formatCrashlog} reads: a crashlog built by hand (or
  * edited) is refused with the path of the first wrong field, never half-formatted. The 64-bit
@@ -359,7 +354,7 @@ function notArray(where: string, param: string, value: unknown): DevrefError {
 function checkCrashlog(where: string, log: Crashlog): void {
   checkObject(where, "log", log);
   const sections = log.sections;
-  if (!Array.isArray(sections)) throw notArray(where, "log.sections", sections);
+  checkArray(where, "log.sections", sections);
   checkBoolean(where, "log.footer", log.footer);
   if (log.error !== null) checkString(where, "log.error", log.error);
   for (let i = 0; i < sections.length; i++) {
@@ -369,7 +364,7 @@ function checkCrashlog(where: string, log: Crashlog): void {
     switch (s.kind) {
       case "str":
         checkInteger(where, `${at}.id`, s.id, 0, 0xffff_ffff);
-        if (!Array.isArray(s.lines)) throw notArray(where, `${at}.lines`, s.lines);
+        checkArray(where, `${at}.lines`, s.lines);
         for (let j = 0; j < s.lines.length; j++) {
           checkString(where, `${at}.lines[${j}]`, s.lines[j]);
         }
@@ -383,7 +378,7 @@ function checkCrashlog(where: string, log: Crashlog): void {
       case "mailbox":
         checkInteger(where, `${at}.type`, s.type, 0, 0xffff_ffff);
         checkInteger(where, `${at}.index`, s.index, 0, 0xffff_ffff);
-        if (!Array.isArray(s.entries)) throw notArray(where, `${at}.entries`, s.entries);
+        checkArray(where, `${at}.entries`, s.entries);
         for (let j = 0; j < s.entries.length; j++) {
           const e = checkObject(where, `${at}.entries[${j}]`, s.entries[j]!);
           checkBigintOrNumber(where, `${at}.entries[${j}].timestamp`, e.timestamp, 64);
@@ -397,7 +392,7 @@ function checkCrashlog(where: string, log: Crashlog): void {
         for (const name of ["psr", "pc", "esr", "far", "sp"] as const) {
           checkBigintOrNumber(where, `${at}.registers.${name}`, r[name], 64);
         }
-        if (!Array.isArray(r.x)) throw notArray(where, `${at}.registers.x`, r.x);
+        checkArray(where, `${at}.registers.x`, r.x);
         for (let j = 0; j < Math.min(r.x.length, 31); j++) {
           checkBigintOrNumber(where, `${at}.registers.x[${j}]`, r.x[j], 64);
         }
