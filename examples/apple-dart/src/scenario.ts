@@ -20,6 +20,7 @@ import {
   type DmaPort,
   describeException,
   describeSoc,
+  describeUseAfterFree,
   type FaultSpec,
   type Scenario,
   type ScenarioException,
@@ -219,12 +220,7 @@ async function runAppleDart(options: ScenarioOptions = {}): Promise<ScenarioOutc
   if (soc.ram.bytesInUse > dmaAudit.ramInUse) {
     leaks.push(`ram: ${soc.ram.bytesInUse - dmaAudit.ramInUse} bytes not accounted for`);
   }
-  const useAfterFree = soc
-    .dmaUseAfterFree()
-    .map(
-      (u) =>
-        `${u.master} ${u.write ? "wrote" : "read"} ${u.length} bytes at 0x${u.pa.toString(16)} (step ${u.step})`,
-    );
+  const useAfterFree = describeUseAfterFree(soc.dmaUseAfterFree());
   say(
     leaks.length === 0 && useAfterFree.length === 0
       ? "audit: nothing left behind"

@@ -11,6 +11,7 @@ import {
   createReferenceSoc,
   describeException,
   describeSoc,
+  describeUseAfterFree,
   REFERENCE_MAP,
   type Scenario,
   type ScenarioException,
@@ -185,12 +186,7 @@ async function runScenario(
     result,
     exceptions: steps.exceptions,
     leaks,
-    useAfterFree: soc
-      .dmaUseAfterFree()
-      .map(
-        (u) =>
-          `${u.master} ${u.write ? "wrote" : "read"} ${u.length} bytes at 0x${u.pa.toString(16)} (step ${u.step})`,
-      ),
+    useAfterFree: describeUseAfterFree(soc.dmaUseAfterFree()),
   };
 }
 

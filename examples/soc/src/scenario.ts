@@ -10,6 +10,7 @@ import {
   createReferenceSoc,
   describeException,
   describeSoc,
+  describeUseAfterFree,
   type FaultSpec,
   type Scenario,
   type ScenarioException,
@@ -203,12 +204,7 @@ async function runSoc(options: ScenarioOptions = {}): Promise<ScenarioOutcome> {
 
   ledger.checkImage(disk0.image);
   const leaks = auditSoc(soc, system, ramBefore);
-  const useAfterFree = soc
-    .dmaUseAfterFree()
-    .map(
-      (u) =>
-        `${u.master} ${u.write ? "wrote" : "read"} ${u.length} bytes at 0x${u.pa.toString(16)} (step ${u.step})`,
-    );
+  const useAfterFree = describeUseAfterFree(soc.dmaUseAfterFree());
   say(
     leaks.length === 0 && useAfterFree.length === 0
       ? "audit: nothing left behind"

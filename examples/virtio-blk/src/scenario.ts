@@ -10,6 +10,7 @@ import {
   createReferenceSoc,
   describeException,
   describeSoc,
+  describeUseAfterFree,
   type Scenario,
   type ScenarioException,
   ScenarioObserver,
@@ -305,12 +306,7 @@ async function runScenario(
     result,
     exceptions,
     leaks,
-    useAfterFree: soc
-      .dmaUseAfterFree()
-      .map(
-        (u) =>
-          `${u.master} ${u.write ? "wrote" : "read"} ${u.length} bytes at 0x${u.pa.toString(16)} (step ${u.step})`,
-      ),
+    useAfterFree: describeUseAfterFree(soc.dmaUseAfterFree()),
   };
 }
 

@@ -81,6 +81,7 @@ export {
 } from "./reference.js";
 export {
   describeException,
+  describeUseAfterFree,
   type ExploreFailure,
   type ExploreOptions,
   type ExploreReport,

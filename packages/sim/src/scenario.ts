@@ -5,6 +5,8 @@
 import { auditDevices, type DeviceAudit, deviceTree } from "@devref/device-core";
 import {
   argumentError,
+  checkArray,
+  checkBoolean,
   checkCallback,
   checkInteger,
   checkObject,
@@ -13,7 +15,7 @@ import {
   describeValue,
 } from "@devref/raw-device";
 import type { FaultSpec, FaultWhen } from "./faults.js";
-import type { Soc } from "./soc.js";
+import type { DmaUseAfterFree, Soc } from "./soc.js";
 import type { TraceMode, TraceRecord } from "./trace.js";
 
 declare module "./faults.js" {
@@ -218,6 +220,33 @@ export function outcomeFailed(o: ScenarioOutcome): boolean {
     }
   }
   return o.exceptions.some((e) => !e.devref) || o.leaks.length > 0 || o.useAfterFree.length > 0;
+}
+
+/**
+ * The SoC's DMA uses after free as a scenario reports them in
+ * {@link ScenarioOutcome.useAfterFree}: one line each, naming the master, the access and the
+ * step.
+ *
+ * **Errors:** `EINVAL` for anything but a list of {@link DmaUseAfterFree} records.
+ *
+ * @example
+ * ```ts
+ * const useAfterFree = describeUseAfterFree(soc.dmaUseAfterFree()); // [] in a correct run
+ * ```
+ */
+export function describeUseAfterFree(records: readonly DmaUseAfterFree[]): string[] {
+  const where = "describeUseAfterFree";
+  checkArray(where, "records", records);
+  return records.map((u, i) => {
+    const at = `records[${i}]`;
+    checkObject(where, at, u);
+    checkString(where, `${at}.master`, u.master);
+    checkInteger(where, `${at}.pa`, u.pa, 0, Number.MAX_SAFE_INTEGER);
+    checkInteger(where, `${at}.length`, u.length, 0, Number.MAX_SAFE_INTEGER);
+    checkBoolean(where, `${at}.write`, u.write);
+    checkInteger(where, `${at}.step`, u.step, 0, Number.MAX_SAFE_INTEGER);
+    return `${u.master} ${u.write ? "wrote" : "read"} ${u.length} bytes at 0x${u.pa.toString(16)} (step ${u.step})`;
+  });
 }
 
 /** Describes any thrown value as a {@link ScenarioException}; never throws itself. */

@@ -2,6 +2,7 @@
 import { DevrefError } from "@devref/raw-device";
 import {
   describeException,
+  describeUseAfterFree,
   explore,
   type Scenario,
   type ScenarioOptions,
@@ -22,6 +23,11 @@ describe("DMA use after free", () => {
     expect(soc.dmaUseAfterFree()).toEqual([
       { master: "engine0", pa: buf + 8, length: 4, write: true, step: 0, timeNs: 0 },
     ]);
+    expect(describeUseAfterFree(soc.dmaUseAfterFree())).toEqual([
+      `engine0 wrote 4 bytes at 0x${(buf + 8).toString(16)} (step 0)`,
+    ]);
+    // SAFETY: deliberately wrong-typed records.
+    expect(() => describeUseAfterFree([{ master: Symbol("x") }] as never)).toThrowError(/EINVAL/);
   });
 });
 
