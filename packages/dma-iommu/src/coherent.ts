@@ -17,8 +17,7 @@ import {
 import { DMA_BIDIRECTIONAL } from "./constants.js";
 import { CoherentRegion } from "./debug.js";
 import { iommuDmaMapRange, protOf } from "./dma-iommu.js";
-import { coherentRelease, type DmaState, dmaOf } from "./dma-state.js";
-import { checkDevice } from "./internal/checks.js";
+import { coherentRelease, type DmaState, dmaOfArgument } from "./dma-state.js";
 import { maskOf } from "./internal/mask.js";
 import { IOMMU_DOMAIN_IDENTITY } from "./iommu.js";
 import { iovaAllocForDevice } from "./iova.js";
@@ -187,7 +186,7 @@ export class CoherentAllocation {
  */
 export function dmaAllocCoherent(dev: Device<Bound>, size: number): CoherentAllocation {
   const where = "dma_alloc_coherent";
-  const d = dmaOf(checkDevice(where, dev));
+  const d = dmaOfArgument(where, dev);
   checkSize(where, "size", size, 1, MAX_COHERENT);
   const st = d.st;
   const limit = maskOf(st.coherentDmaMaskBits ?? 32);

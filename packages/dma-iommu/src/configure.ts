@@ -23,7 +23,7 @@ import {
   coherentRelease,
   DeviceDma,
   DmaState,
-  dmaOf,
+  dmaOfArgument,
   liveDmaState,
   stateOfFacade,
 } from "./dma-state.js";
@@ -238,7 +238,7 @@ export function dmaStateOf(dev: Device): DeviceDma | null {
 // Masks.
 
 function checkMaskChange(dev: Device<Core>, bits: number, what: string): void {
-  dmaOf(checkDevice(what, dev));
+  dmaOfArgument(what, dev);
   checkMaskBits(what, bits);
 }
 

@@ -167,10 +167,21 @@ export class DmaDebugEntries {
    */
   lookup(addr: number, size: number, dir: number, kind: number, what: string): MapEntry {
     const h = this.hot;
-    if (h !== null && h.addr === addr) {
-      if (h.size === size && h.dir === dir && h.kind === kind) return h;
-      this.spill();
+    if (h !== null && h.addr === addr && h.size === size && h.dir === dir && h.kind === kind) {
+      return h;
     }
+    return this.lookupTable(addr, size, dir, kind, what);
+  }
+
+  /** {@link lookup} past the newest mapping: kept apart so lookup inlines at its callers. */
+  private lookupTable(
+    addr: number,
+    size: number,
+    dir: number,
+    kind: number,
+    what: string,
+  ): MapEntry {
+    if (this.hot?.addr === addr) this.spill();
     const head = this.entries.get(addr);
     for (let e = head ?? null; e !== null; e = e.next) {
       if (e.size === size && e.dir === dir && e.kind === kind) return e;

@@ -22,11 +22,26 @@ export function directMap(
   attrs: number,
   kind: number,
 ): number {
-  const limit = d.streamingLimit();
-  if (!d.forceBounce && pa + size - 1 <= limit) {
+  if (!d.forceBounce && pa + size - 1 <= d.streamingLimit()) {
     d.track(pa, size, dir, VIA_DIRECT, kind, pa);
     return pa;
   }
+  return bounceMap(d, pa, size, dir, attrs, kind);
+}
+
+/**
+ * The rest of {@link directMap}: a buffer out of the device's reach, bounced through swiotlb
+ * (or refused). Kept apart so the in-reach path stays small enough to inline at its caller.
+ */
+function bounceMap(
+  d: DmaState,
+  pa: number,
+  size: number,
+  dir: number,
+  attrs: number,
+  kind: number,
+): number {
+  const limit = d.streamingLimit();
   if ((attrs & DMA_ATTR_MMIO) !== 0) {
     return d.mapFailed(
       new DevrefError(

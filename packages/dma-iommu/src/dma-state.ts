@@ -14,7 +14,7 @@ import {
   type Iova,
   type PhysAddr,
 } from "@devref/raw-device";
-import { type Lifetime, liveObject } from "@devref/raw-device/unsafe";
+import { type Lifetime, liveObject, objectIfLive } from "@devref/raw-device/unsafe";
 import type { DmaAuditEntry, DmaDeviceAudit } from "./audit.js";
 import {
   DMA_ATTR_NO_WARN,
@@ -35,6 +35,7 @@ import {
   VIA_IOMMU,
 } from "./debug.js";
 import { iommuDmaUnmapRange } from "./dma-iommu.js";
+import { checkDevice } from "./internal/checks.js";
 import { maskOf } from "./internal/mask.js";
 import { IommuClient, type IommuDomain } from "./iommu.js";
 import type { IovaDevicePolicy } from "./iova.js";
@@ -310,10 +311,27 @@ export function liveDmaState(st: DeviceState): DmaState | null {
 }
 
 /**
- * @internal The device's DMA state; throws when it was not configured in this binding.
- * `dev` must have been checked to be a device.
+ * @internal The DMA state of `dev` for the DMA call `where`, with `dev` checked: what every
+ * map, unmap and sync starts with. A live handle whose object holds a live DMA state is a
+ * device (only device-core's objects have the slot, and only dma-iommu fills it), so the
+ * common case makes no class test of the handle; anything else takes {@link checkDevice}
+ * and {@link dmaOf} for the error.
  */
-export function dmaOf(dev: Device): DmaState {
+export function dmaOfArgument(where: string, dev: unknown): DmaState {
+  // SAFETY: read as a device object; another package's object has no dmaOps (undefined).
+  const st = objectIfLive(dev) as DeviceState | null;
+  if (st !== null) {
+    const f = st.dmaOps;
+    if (f instanceof DeviceDma) {
+      const s = facadeState(f);
+      if (!s.dead) return s;
+    }
+  }
+  return dmaOf(checkDevice(where, dev));
+}
+
+/** The device's DMA state; throws when it was not configured in this binding. */
+function dmaOf(dev: Device): DmaState {
   // A Device handle is made over its DeviceState only (device-core's own accessors read it
   // so), which spares the map and unmap paths a second class test.
   const st = liveObject<DeviceState>(dev);

@@ -17,7 +17,7 @@ import { DMA_MAPPING_ERROR, type DmaDirection } from "./constants.js";
 import { KIND_SINGLE } from "./debug.js";
 import { directMap, directSync } from "./direct.js";
 import { iommuDmaMapPage } from "./dma-iommu.js";
-import { type DmaState, dmaOf, unmapEntry } from "./dma-state.js";
+import { type DmaState, dmaOfArgument, unmapEntry } from "./dma-state.js";
 import {
   checkAttrs,
   checkDevice,
@@ -112,7 +112,7 @@ export function dmaMapSingle(
   attrs = 0,
 ): DmaAddr {
   const where = "dma_map_single";
-  const d = dmaOf(checkDevice(where, dev));
+  const d = dmaOfArgument(where, dev);
   if (!isWhole(pa, 0, PHYS_LAST)) checkAddress(where, "pa", pa);
   if (!isWhole(size, 1, PHYS_ADDR_LIMIT)) checkSize(where, "size", size);
   checkMapDirection(where, dir);
@@ -142,7 +142,7 @@ export function dmaMappingError(dev: Device, addr: DmaAddr): boolean {
  * **Errors:** `EINVAL` for a non-device or an unconfigured one; `ENODEV` for a revoked handle.
  */
 export function dmaLastError(dev: Device): DevrefError | null {
-  return dmaOf(checkDevice("dmaLastError", dev)).lastError;
+  return dmaOfArgument("dmaLastError", dev).lastError;
 }
 
 /**
@@ -164,7 +164,7 @@ export function dmaUnmapSingle(
   attrs = 0,
 ): void {
   const where = "dma_unmap_single";
-  const d = dmaOf(checkDevice(where, dev));
+  const d = dmaOfArgument(where, dev);
   if (!isWhole(addr, 0, Number.MAX_SAFE_INTEGER)) checkDmaHandle(where, d.device, "free", addr);
   if (!isWhole(size, 1, Number.MAX_SAFE_INTEGER))
     checkSize(where, "size", size, 1, Number.MAX_SAFE_INTEGER);
@@ -184,7 +184,7 @@ function syncSingle(
   forCpu: boolean,
 ): void {
   const where = forCpu ? "dma_sync_single_for_cpu" : "dma_sync_single_for_device";
-  const d = dmaOf(checkDevice(where, dev));
+  const d = dmaOfArgument(where, dev);
   checkDmaHandle(where, d.device, "sync", addr);
   checkSize(where, "size", size, 1, Number.MAX_SAFE_INTEGER);
   checkMapDirection(where, dir);

@@ -22,8 +22,8 @@ import {
 import { KIND_SG, type MapEntry, VIA_DIRECT, VIA_IOMMU } from "./debug.js";
 import { directSync } from "./direct.js";
 import { iommuDmaMapSg } from "./dma-iommu.js";
-import { type DmaState, dmaOf, unmapEntry } from "./dma-state.js";
-import { checkAttrs, checkDevice, checkMapDirection } from "./internal/checks.js";
+import { type DmaState, dmaOfArgument, unmapEntry } from "./dma-state.js";
+import { checkAttrs, checkMapDirection } from "./internal/checks.js";
 import { checkBuffer, mapOne } from "./mapping.js";
 
 /** One CPU-side segment of a {@link ScatterList}. */
@@ -107,7 +107,7 @@ export function dmaMapSg(
   attrs = 0,
 ): number {
   const where = "dma_map_sg";
-  const d = dmaOf(checkDevice(where, dev));
+  const d = dmaOfArgument(where, dev);
   checkInstance(where, "sg", sg, ScatterList);
   checkMapDirection(where, dir);
   checkAttrs(where, attrs);
@@ -197,7 +197,7 @@ export function dmaUnmapSg(
   attrs = 0,
 ): void {
   const where = "dma_unmap_sg";
-  const d = dmaOf(checkDevice(where, dev));
+  const d = dmaOfArgument(where, dev);
   checkSgCall(d, where, sg, nents, dir);
   checkAttrs(where, attrs);
   if (sg.mappedVia === VIA_IOMMU) {
@@ -264,7 +264,7 @@ function syncSg(
   forCpu: boolean,
 ): void {
   const where = forCpu ? "dma_sync_sg_for_cpu" : "dma_sync_sg_for_device";
-  const d = dmaOf(checkDevice(where, dev));
+  const d = dmaOfArgument(where, dev);
   checkSgCall(d, where, sg, nents, dir);
   if (sg.mappedVia !== VIA_DIRECT) {
     sgEntry(d, sg, dir, where);

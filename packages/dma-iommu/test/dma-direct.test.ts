@@ -1,5 +1,6 @@
 import { definePlatformDriver } from "@devref/bus";
-import { DevrefError, dmaAddr, type PhysAddr } from "@devref/raw-device";
+import { DevrefError, dmaAddr, type PhysAddr, RawDevice } from "@devref/raw-device";
+import { adoptRef, Kobject } from "@devref/raw-device/unsafe";
 import { describe, expect, it } from "vitest";
 import {
   DMA_ATTR_NO_WARN,
@@ -24,6 +25,7 @@ import {
   ScatterList,
 } from "../src/index.js";
 import { addDevice, makeEnv } from "./dma-helpers.js";
+import { expectCode } from "./expect-code.js";
 
 function fill(env: ReturnType<typeof makeEnv>, pa: number, n: number, seed: number): Uint8Array {
   const bytes = new Uint8Array(n);
@@ -196,6 +198,31 @@ describe("mapping errors", () => {
       d.run((dev) => dmaUnmapSingle(dev, (a + 4096) as never, 16, DMA_TO_DEVICE)),
     ).toThrow(/has not allocated/);
     d.run((dev) => dmaUnmapSingle(dev, a, 16, DMA_TO_DEVICE));
+  });
+
+  it("the map path's one liveness test still refuses what is not a live, configured device", () => {
+    const env = makeEnv();
+    const d = addDevice(env, { name: "who" });
+    const buf = env.system.allocBuffer(4096, "low");
+    // Another package's handle: live, but its object has no DMA state.
+    class Other extends RawDevice {}
+    const other = adoptRef<Other>(new Kobject("other", () => {}, Other), "test");
+    for (const dev of [other, {}, { lifetime: {}, object: undefined }, null, 7]) {
+      expectCode(() => dmaMapSingle(dev as never, buf, 16, DMA_TO_DEVICE), "EINVAL", /dev/);
+    }
+    other.put();
+    // A borrow kept past its callback is refused as dead, and changes nothing.
+    let kept: unknown;
+    const a = d.run((dev) => {
+      kept = dev;
+      return dmaMapSingle(dev, buf, 16, DMA_TO_DEVICE);
+    });
+    expect(() => d.run(() => dmaUnmapSingle(kept as never, a, 16, DMA_TO_DEVICE))).toThrow(
+      /scope ended/,
+    );
+    expect(dmaDeviceAudit(d.ref).entries).toHaveLength(1);
+    d.run((dev) => dmaUnmapSingle(dev, a, 16, DMA_TO_DEVICE));
+    expect(dmaDeviceAudit(d.ref).entries).toHaveLength(0);
   });
 
   it("the same buffer mapped twice is tracked twice and unmapped in any order", () => {

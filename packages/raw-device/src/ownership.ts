@@ -321,6 +321,7 @@ export type HandleConstructor<T extends RawDevice> = new (
 // module-state: privileged access to a handle's private fields, for this module only,
 // assigned once by RawDevice's static block (where TypeScript allows it).
 let liveOf: (handle: RawDevice) => Kobject;
+let objectOfLive: (value: unknown) => Kobject | null;
 let contextLevelOf: (handle: RawDevice) => number;
 let isOwnedHandle: (handle: RawDevice) => boolean;
 let lenderOf: (handle: RawDevice) => LifetimeOwner | null;
@@ -407,6 +408,13 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
       }
       return h.object;
     };
+    objectOfLive = (h) => {
+      if (typeof h !== "object" || h === null) return null;
+      // SAFETY: the fields are read as a handle's; an object that is not one has no lifetime.
+      const l = (h as RawDevice).lifetime;
+      if (l === undefined || l.gen !== (h as RawDevice).gen) return null;
+      return (h as RawDevice).object ?? null;
+    };
     contextLevelOf = (h) => h.context;
     isOwnedHandle = (h) => h.owned;
     lenderOf = (h) => h.lifetime.scope;
@@ -472,6 +480,16 @@ export interface RawDevice<Ctx extends DeviceContext = Normal> {
 export function liveObject<K extends Kobject = Kobject>(handle: RawDevice): K {
   // SAFETY: a handle is only ever constructed over its own package's object class.
   return liveOf(handle) as K;
+}
+
+/**
+ * The object behind `value` if it is a live handle, else null: the test of a hot path that
+ * needs one package's object and calls {@link liveObject} for the error only when this
+ * says no. It tests liveness, not the handle's class: check the object's own class (or a
+ * field only that class has).
+ */
+export function objectIfLive(value: unknown): Kobject | null {
+  return objectOfLive(value);
 }
 
 /**

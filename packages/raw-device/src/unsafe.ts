@@ -16,5 +16,6 @@ export {
   type HandleConstructor,
   Kobject,
   liveObject,
+  objectIfLive,
   requireContext,
 } from "./ownership.js";

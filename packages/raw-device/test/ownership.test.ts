@@ -7,7 +7,7 @@ import {
   refcountOf,
   setRefcountReporter,
 } from "@devref/raw-device";
-import { BorrowScope, Kobject } from "@devref/raw-device/unsafe";
+import { BorrowScope, Kobject, liveObject, objectIfLive } from "@devref/raw-device/unsafe";
 import { describe, expect, it } from "vitest";
 import { inCoreCallback, makeDevice, TestDevice, withBorrow } from "./fixture.js";
 
@@ -176,6 +176,34 @@ describe("borrowed references", () => {
     scope.close();
     expect(() => scope.borrow(dev)).toThrowError(/scope has closed/);
     dev.put();
+  });
+});
+
+describe("objectIfLive (a hot path's liveness test)", () => {
+  it("gives the object of a live handle, owned or borrowed, and null once it ends", () => {
+    const { dev } = makeDevice();
+    const object = liveObject(dev);
+    const a = dev.get("a");
+    expect(objectIfLive(a)).toBe(object);
+    const copy = Object.assign({}, a);
+    a.put();
+    expect(objectIfLive(a)).toBeNull();
+    expect(objectIfLive(copy)).toBeNull();
+    let smuggled: unknown;
+    withBorrow(dev, (b) => {
+      expect(objectIfLive(b)).toBe(object);
+      smuggled = b;
+    });
+    expect(objectIfLive(smuggled)).toBeNull();
+    dev.put();
+  });
+
+  it("gives null, never a TypeError, for anything that is not a live handle", () => {
+    for (const value of [undefined, null, 0, "dev", Symbol("x"), {}, [], () => 1]) {
+      expect(objectIfLive(value)).toBeNull();
+    }
+    // A forged lifetime whose generation matches but no object behind it.
+    expect(objectIfLive({ lifetime: {}, object: undefined })).toBeNull();
   });
 });
 
