@@ -3,6 +3,7 @@
 
 import type { Bound } from "@devref/raw-device";
 import { checkCallback, checkObject, checkString, DevrefError } from "@devref/raw-device";
+import { objectIfLive } from "@devref/raw-device/unsafe";
 
 function checkRevocableOptions<T>(where: string, options: RevocableOptions<T>): void {
   checkObject(where, "options", options);
@@ -199,6 +200,9 @@ export class Devres<T> extends Revocable<T> {
    * explicitly; `EINVAL` if `dev` is a different device.
    */
   access(dev: Device<Bound>): T {
+    // The common case in one liveness test: the handle is live and over this resource's own
+    // device object, which no other kind of handle is made over.
+    if (objectIfLive(dev) === this.resState) return this.accessChecked();
     const st = deviceStateOf(dev);
     if (st !== this.resState) {
       throw new DevrefError(

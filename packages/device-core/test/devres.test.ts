@@ -164,11 +164,24 @@ describe("Revocable and Devres", () => {
       bindByHand(b.dev, "drv", (db) => {
         expect(() => res.access(db)).toThrowError(/belongs to device 'a0', not 'b0'/);
       });
+      // The fast path's one liveness test: anything but a live handle of a0 takes the checks.
+      expect(res.access(da)).toBe(1);
+      for (const bad of [null, {}, { lifetime: {}, object: undefined }]) {
+        expect(() => res.access(bad as never)).toThrowError(DevrefError);
+      }
       res[Symbol.dispose]();
       expect(devresLabels(da)).toEqual([]);
       expect(() => res.access(da)).toThrowError(/explicit revoke/);
     });
     expect(released).toEqual(["one"]);
+    let kept: unknown;
+    bindByHand(a.dev, "drv2", (da) => {
+      const res = new Devres(da, 2, { label: "two" });
+      kept = { res, da };
+    });
+    const { res: stale, da: staleDev } = kept as { res: Devres<number>; da: never };
+    // The borrow's scope ended with the callback: refused as dead, not served.
+    expect(() => stale.access(staleDev)).toThrowError(/scope ended/);
     unbindByHand(a.dev);
     unbindByHand(b.dev);
     expect(released).toEqual(["one"]);

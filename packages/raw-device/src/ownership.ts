@@ -402,11 +402,16 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
     liveOf = (h) => {
       if (typeof h !== "object" || h === null) throwNotHandle(h);
       const l = h.lifetime;
-      if (l === undefined || l.gen !== h.gen) {
-        if (!(h instanceof RawDevice) || l === undefined) throwNotHandle(h);
-        throwDead(h.object.name, h.owned, h.holderLabel);
+      const object = h.object;
+      // The object test keeps a look-alike (an object with fields named like a handle's)
+      // from handing callers undefined; a full class test here would cost every use.
+      if (l === undefined || l.gen !== h.gen || typeof object !== "object" || object === null) {
+        if (!(h instanceof RawDevice) || l === undefined || !(object instanceof Kobject)) {
+          throwNotHandle(h);
+        }
+        throwDead(object.name, h.owned, h.holderLabel);
       }
-      return h.object;
+      return object;
     };
     objectOfLive = (h) => {
       if (typeof h !== "object" || h === null) return null;
@@ -610,12 +615,19 @@ export function adoptRef<T extends RawDevice>(object: Kobject, label: string): A
 
 /** Live owned references to `device`, oldest first (like Linux's ref_tracker). */
 export function holders(device: RawDevice): HolderInfo[] {
-  return liveObject(device).holders();
+  return introspected(device).holders();
 }
 
 /** The current reference count of `device`, for introspection and tests. */
 export function refcountOf(device: RawDevice): number {
-  return liveObject(device).refcount.value;
+  return introspected(device).refcount.value;
+}
+
+/** The object of a live handle, class-tested: introspection is not a hot path. */
+function introspected(device: RawDevice): Kobject {
+  const object = liveObject(device);
+  if (!(object instanceof Kobject)) throwNotHandle(device);
+  return object;
 }
 
 /**

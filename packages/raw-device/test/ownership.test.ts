@@ -205,6 +205,28 @@ describe("objectIfLive (a hot path's liveness test)", () => {
     // A forged lifetime whose generation matches but no object behind it.
     expect(objectIfLive({ lifetime: {}, object: undefined })).toBeNull();
   });
+
+  it("look-alikes (fields named like a handle's) get EINVAL from the checks, never a TypeError", () => {
+    const lookAlikes = [
+      { lifetime: {} },
+      { lifetime: {}, object: null },
+      { lifetime: { gen: 0 }, gen: 0, object: 7 },
+      { lifetime: { gen: 0 }, gen: 0, object: {} },
+    ];
+    for (const fake of lookAlikes) {
+      for (const use of [() => holders(fake as never), () => refcountOf(fake as never)]) {
+        try {
+          use();
+          expect.unreachable("a look-alike was accepted");
+        } catch (e) {
+          expect(DevrefError.is(e, "EINVAL")).toBe(true);
+        }
+      }
+    }
+    for (const fake of lookAlikes.slice(0, 3)) {
+      expect(() => liveObject(fake as never)).toThrowError(/expected a device handle/);
+    }
+  });
 });
 
 describe("refcount misuse below the handles", () => {
