@@ -30,6 +30,9 @@ export const BAD_VALUES: readonly unknown[] = [
   () => undefined,
   new Uint8Array(3),
   Object.create(null),
+  // Look-alikes of a device handle: its field names, nothing real behind them.
+  { lifetime: {}, gen: undefined },
+  { lifetime: { gen: 0 }, gen: 0, object: 7 },
 ];
 
 /** An arbitrary argument list of bad values (and a few plain numbers). */

@@ -24,6 +24,7 @@ import {
   checkInteger,
   checkObject,
   DevrefError,
+  describeValue,
   isPowerOfTwo,
   type PhysAllocator,
 } from "@devref/raw-device";
@@ -100,7 +101,7 @@ export function dartIommuOps(dart: AppleDart, cfg: DartIommuConfig): IommuOps {
         if (!Number.isInteger(sid) || sid < 0 || sid >= p.numStreams) {
           throw new DevrefError(
             "EINVAL",
-            `'${dev.name}': stream ${String(sid)} is not a stream of DART '${dart.name}' (it has ${p.numStreams})`,
+            `'${dev.name}': stream ${describeValue(sid)} is not a stream of DART '${dart.name}' (it has ${p.numStreams})`,
           );
         }
       }

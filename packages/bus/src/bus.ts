@@ -18,6 +18,7 @@ import {
   checkInstance,
   checkString,
   DevrefError,
+  describeValue,
   isThenable,
 } from "@devref/raw-device";
 import {
@@ -166,14 +167,14 @@ export abstract class BusType<H extends Device = Device> {
     if (typeof options !== "object" || options === null) {
       throw new DevrefError(
         "EINVAL",
-        `a bus is created from options { name?, machine? }, not ${String(options)}`,
+        `a bus is created from options { name?, machine? }, not ${describeValue(options)}`,
       );
     }
     const name = options.name ?? defaultName;
     if (typeof name !== "string" || !/^[A-Za-z0-9_.-]+$/.test(name)) {
       throw new DevrefError(
         "EINVAL",
-        `bus name '${String(name)}' is not valid; use letters, digits and _ . -`,
+        `a bus name is made of letters, digits and _ . -, not ${describeValue(name)}`,
       );
     }
     const machine = options.machine ?? defaultMachine();

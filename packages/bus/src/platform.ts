@@ -48,6 +48,7 @@ import {
   checkString,
   DevrefError,
   defineStatic,
+  describeValue,
 } from "@devref/raw-device";
 import { adoptRef, liveObject } from "@devref/raw-device/unsafe";
 import { type BusOptions, BusType, type MatchResult } from "./bus.js";
@@ -446,7 +447,7 @@ export class PlatformBus extends BusType<PlatformDevice> {
     ) {
       throw new DevrefError(
         "EINVAL",
-        `platform device name '${String(spec.name)}' is not valid; use letters, digits and _ @ , . + : -`,
+        `a platform device name is made of letters, digits and _ @ , . + : -, not ${describeValue(spec.name)}`,
       );
     }
     if (spec.id !== undefined) checkInteger(where, "spec.id", spec.id, 0, 0x7fff_ffff);

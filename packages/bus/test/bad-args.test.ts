@@ -57,4 +57,20 @@ describe("item 18: wrong arguments to every export", () => {
     pci.unregister(func);
     expect(auditDevices(machine)).toEqual([]);
   });
+
+  it("regression (sweep seed 99): an object with no prototype as the base class's name gets EINVAL", () => {
+    // BusType is abstract in the types, but JavaScript can call it: its messages must not
+    // turn a value into a string with String(), which throws for a null-prototype object.
+    const Base = bus.BusType as unknown as new (...args: unknown[]) => unknown;
+    const nameless = Object.create(null);
+    try {
+      new Base({ length: -1 }, nameless, "x", [1, 2, 3], 1);
+      expect.unreachable("the base constructor accepted a name with no prototype");
+    } catch (e) {
+      expect(DevrefError.is(e, "EINVAL")).toBe(true);
+      expect((e as DevrefError).message).toMatch(
+        /a bus name is made of letters, digits and _ . -, not an object/,
+      );
+    }
+  });
 });

@@ -7,6 +7,7 @@ import {
   checkInteger,
   checkObject,
   DevrefError,
+  describeValue,
   PHYS_ADDR_LIMIT,
 } from "@devref/raw-device";
 import { captureStack, reportDevresMisuse } from "./debug.js";
@@ -47,23 +48,23 @@ export class RegisterFile implements MmioBackend {
     return this.pages.get(Math.floor(word / PAGE_WORDS))?.[word % PAGE_WORDS] ?? 0;
   }
   read8(offset: number): number {
-    return this.lane(offset, 0xff);
+    return this.#lane(offset, 0xff);
   }
   read16(offset: number): number {
-    return this.lane(offset, 0xffff);
+    return this.#lane(offset, 0xffff);
   }
   write8(offset: number, value: number): void {
-    this.merge("write8", offset, 0xff, value);
+    this.#merge("write8", offset, 0xff, value);
   }
   write16(offset: number, value: number): void {
-    this.merge("write16", offset, 0xffff, value);
+    this.#merge("write16", offset, 0xffff, value);
   }
-  private lane(offset: number, mask: number): number {
+  #lane(offset: number, mask: number): number {
     if (typeof offset !== "number" || !(offset >= 0 && offset < this.size)) return mask;
     const word = offset - (offset % 4);
     return (this.read32(word) >>> (8 * (offset % 4))) & mask;
   }
-  private merge(what: string, offset: number, mask: number, value: number): void {
+  #merge(what: string, offset: number, mask: number, value: number): void {
     if (typeof offset !== "number" || !(offset >= 0 && offset < this.size)) return;
     if (typeof value !== "number") {
       throw argumentError(
@@ -176,7 +177,7 @@ export class MmioRegion {
     ) {
       throw new DevrefError(
         "EINVAL",
-        `MMIO '${this.name}' of '${this.state.name}': offset ${String(offset)} is outside the ${this.size}-byte region or not ${width}-byte aligned`,
+        `MMIO '${this.name}' of '${this.state.name}': offset ${describeValue(offset)} is outside the ${this.size}-byte region or not ${width}-byte aligned`,
       );
     }
   }
@@ -338,7 +339,7 @@ export function checkMemResource(
   ) {
     throw new DevrefError(
       "EINVAL",
-      `${owner}: ${what} starts at ${String(r.start)}, not a physical address below 2^52`,
+      `${owner}: ${what} starts at ${describeValue(r.start)}, not a physical address below 2^52`,
     );
   }
   if (

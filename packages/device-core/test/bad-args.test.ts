@@ -77,4 +77,14 @@ describe("item 18: wrong arguments to every export", () => {
     });
     dev.put();
   });
+
+  it("regression (sweep seed 3): RegisterFile's lane helpers are not callable from outside", () => {
+    // They took a mask from their caller and shifted by it: with a symbol, a TypeError.
+    const regs = new deviceCore.RegisterFile(16);
+    for (const name of ["lane", "merge"]) expect(name in regs).toBe(false);
+    regs.write8(1, 0xab);
+    expect(regs.read8(1)).toBe(0xab);
+    expect(regs.read16(0)).toBe(0xab00);
+    expect(() => regs.write16(2, Symbol("v") as never)).toThrowError(DevrefError);
+  });
 });

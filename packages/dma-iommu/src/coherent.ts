@@ -9,6 +9,7 @@ import {
   checkSize,
   DevrefError,
   type DmaAddr,
+  describeValue,
   formatAddr,
   type Iova,
   type PhysAddr,
@@ -98,7 +99,7 @@ export class CoherentAllocation {
     if (!(Number.isInteger(offset) && offset >= 0 && offset + width <= this.size)) {
       throw new DevrefError(
         "EINVAL",
-        `offset ${String(offset)} (+${width}) is outside the ${this.size}-byte coherent buffer`,
+        `offset ${describeValue(offset)} (+${width}) is outside the ${this.size}-byte coherent buffer`,
       );
     }
     return r;

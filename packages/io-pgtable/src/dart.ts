@@ -5,6 +5,7 @@ import {
   checkInteger,
   checkOneOf,
   DevrefError,
+  describeValue,
   type Iova,
   type PhysAddr,
   type PhysAllocator,
@@ -226,7 +227,7 @@ export class AppleDartIoPgtable implements IoPgtableOps {
       if (typeof pa === "number") this.#alloc.free(pa, size);
       throw err(
         "EINVAL",
-        `the allocator returned ${String(pa)}, not an address inside memory aligned to the ${size}-byte DART page`,
+        `the allocator returned ${describeValue(pa)}, not an address inside memory aligned to the ${size}-byte DART page`,
         { mapped: 0 },
       );
     }

@@ -417,8 +417,9 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
       if (typeof h !== "object" || h === null) return null;
       // SAFETY: the fields are read as a handle's; an object that is not one has no lifetime.
       const l = (h as RawDevice).lifetime;
+      const object = (h as RawDevice).object;
       if (l === undefined || l.gen !== (h as RawDevice).gen) return null;
-      return (h as RawDevice).object ?? null;
+      return typeof object === "object" ? object : null;
     };
     contextLevelOf = (h) => h.context;
     isOwnedHandle = (h) => h.owned;

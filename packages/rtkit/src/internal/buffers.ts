@@ -5,7 +5,7 @@
 //! and addresses come from the firmware and whatever shmemSetup or the allocator returns is
 //! checked before it is kept, so the readers in endpoints.ts can trust `bytes`.
 
-import { DevrefError, type DmaAddr } from "@devref/raw-device";
+import { DevrefError, type DmaAddr, describeValue } from "@devref/raw-device";
 import * as C from "../constants.js";
 import type { RtkitDmaBuffer, RtkitShmem } from "../types.js";
 import { field36, field44, hex, hexPad, join, TWO32 } from "./bits.js";
@@ -45,7 +45,8 @@ function replyFor(ep: number, desc: RtkitShmem): bigint {
 
 /** Why a buffer from shmemSetup or the allocator cannot be used, or null. */
 function problemWith(ep: number, size: number, desc: RtkitShmem, from: string): string | null {
-  if (desc.size !== size) return `${from} changed size from 0x${hex(size)} to ${String(desc.size)}`;
+  if (desc.size !== size)
+    return `${from} changed size from 0x${hex(size)} to ${describeValue(desc.size)}`;
   if (typeof desc.isMapped !== "boolean") return `${from} set isMapped to a non-boolean`;
   const bytes: unknown = desc.bytes;
   if (bytes !== null) {
@@ -66,7 +67,7 @@ function problemWith(ep: number, size: number, desc: RtkitShmem, from: string): 
   }
   const iova: unknown = desc.iova;
   if (typeof iova !== "number" || !Number.isSafeInteger(iova) || iova < 0) {
-    return `${from} gave iova ${String(iova)}, not a whole non-negative number`;
+    return `${from} gave iova ${describeValue(iova)}, not a whole non-negative number`;
   }
   if (desc.isMapped) return null;
   const limit = ep === C.EP_OSLOG ? OSLOG_IOVA_LIMIT : IOVA_LIMIT;
