@@ -11,6 +11,12 @@ import {
   deleteTree,
   deviceStateOf,
   devresReleaseAll,
+  linksBusy,
+  linksCheckSuppliers,
+  linksDriverBound,
+  linksDriverCleanup,
+  linksNoDriver,
+  linksUnbindConsumers,
 } from "@devref/device-core/unsafe";
 import type { ARef, Borrowed } from "@devref/raw-device";
 import {
@@ -54,7 +60,9 @@ export interface NotifierRegistration extends Disposable {
 
 const BOUND = 1;
 const FAILED = 0;
-type ProbeOutcome = typeof BOUND | typeof FAILED;
+/** A managed supplier is not ready: the device waits on the deferred list, no other driver tries. */
+const DEFERRED = 2;
+type ProbeOutcome = typeof BOUND | typeof FAILED | typeof DEFERRED;
 
 /** What a bus is created on: its name (unique per machine) and its machine. */
 export interface BusOptions {
@@ -103,6 +111,9 @@ class Hooks implements BusHooks {
   removeDevice(st: DeviceState): void {
     hookRemove(this.bus, st);
   }
+  releaseDriver(st: DeviceState): void {
+    hookRelease(this.bus, st);
+  }
   notify(event: BusEvent, st: DeviceState): void {
     hookNotify(this.bus, event, st);
   }
@@ -112,6 +123,7 @@ class Hooks implements BusHooks {
 let hookAdd: (bus: BusType, st: DeviceState) => void;
 let hookProbe: (bus: BusType, st: DeviceState) => void;
 let hookRemove: (bus: BusType, st: DeviceState) => void;
+let hookRelease: (bus: BusType, st: DeviceState) => void;
 let hookNotify: (bus: BusType, event: BusEvent, st: DeviceState) => void;
 
 /**
@@ -356,7 +368,8 @@ export abstract class BusType<H extends Device = Device> {
    *
    * **Errors:** `EBUSY` if a driver is bound or probing; `EINVAL` if the driver is not
    * registered here; `ENODEV` if the device is gone, does not match, or the probe failed
-   * (the probe's error is the `cause`); `EPROBE_DEFER` if the match asked to defer.
+   * (the probe's error is the `cause`); `EPROBE_DEFER` if the match asked to defer or a
+   * managed supplier link is not available yet.
    */
   async bind(dev: Device, drv: Driver<unknown>): Promise<void> {
     const st = this.#own(dev);
@@ -386,6 +399,9 @@ export abstract class BusType<H extends Device = Device> {
       throw new DevrefError("EPROBE_DEFER", `bus '${this.name}' cannot match '${st.name}' yet`);
     }
     const outcome = await this.#reallyProbe(st, rec, m.info);
+    if (outcome === DEFERRED) {
+      throw new DevrefError("EPROBE_DEFER", `device '${st.name}': ${st.deferredReason}`);
+    }
     if (outcome !== BOUND) {
       throw new DevrefError("ENODEV", `device '${st.name}' did not bind to driver '${drv.name}'`, {
         cause: st.probeError,
@@ -516,7 +532,7 @@ export abstract class BusType<H extends Device = Device> {
         return undefined;
       }
       const r = this.#reallyProbe(st, rec, m.info);
-      if (r === BOUND) return undefined;
+      if (r === BOUND || r === DEFERRED) return undefined;
       if (r !== FAILED) {
         const done = tried ?? new Set<DriverRecord>();
         for (const d of drivers) {
@@ -561,6 +577,16 @@ export abstract class BusType<H extends Device = Device> {
       return FAILED;
     }
     const machine = this.machine;
+    const missing = linksCheckSuppliers(st);
+    if (missing !== null) {
+      // A managed supplier link is not available: defer, as device_links_check_suppliers.
+      const reason = `supplier ${missing} not ready`;
+      st.deferredReason = reason;
+      st.probeError = new DevrefError("EPROBE_DEFER", `device '${st.name}': ${reason}`);
+      st.log("dbg", `probe deferral - ${reason}`);
+      coreOf(machine).deferredAdd(st);
+      return DEFERRED;
+    }
     const b = new Binding(rec.name, rec);
     st.binding = b;
     const core = coreOf(machine);
@@ -621,9 +647,14 @@ export abstract class BusType<H extends Device = Device> {
     st.deferredReason = null;
     rec.devices.add(st);
     st.probeError = undefined;
-    // driver_bound: off the deferred list, retry the others, then BOUND_DRIVER.
-    coreOf(this.machine).deferredDel(st);
-    coreOf(this.machine).triggerDeferred();
+    // driver_bound: link states, off the deferred list, retry the others, then BOUND_DRIVER.
+    const core = coreOf(this.machine);
+    for (const consumer of linksDriverBound(st)) {
+      if (consumer.registered && !consumer.dead && consumer.binding === null)
+        core.deferredAdd(consumer);
+    }
+    core.deferredDel(st);
+    core.triggerDeferred();
     this.#notify("BOUND_DRIVER", st);
     return BOUND;
   }
@@ -652,6 +683,7 @@ export abstract class BusType<H extends Device = Device> {
     const core = coreOf(this.machine);
     st.probeError = e;
     this.#notify("DRIVER_NOT_BOUND", st);
+    linksNoDriver(st);
     this.#endBinding(st, b);
     const err = DevrefError.is(e) ? e : null;
     if (err?.code === "EPROBE_DEFER") {
@@ -692,6 +724,7 @@ export abstract class BusType<H extends Device = Device> {
       b.phase = "ended"; // the probe's continuation sees it was aborted
       b.closeScopes(); // the probe's Core borrow dies now
       this.#notify("DRIVER_NOT_BOUND", st);
+      linksNoDriver(st);
       this.#endBinding(st, b);
       st.machine.log(
         "dbg",
@@ -706,6 +739,12 @@ export abstract class BusType<H extends Device = Device> {
         "EBUSY",
         `device '${st.name}' is already being unbound: releasing the driver from its own remove() deadlocks in the kernel`,
       );
+    }
+    // Consumers first (device_links_busy, device_links_unbind_consumers); one of them may
+    // have unbound this device meanwhile.
+    while (linksBusy(st)) {
+      linksUnbindConsumers(st, (consumer) => consumer.bus?.releaseDriver(consumer));
+      if (st.binding !== b || b.phase !== "bound") return;
     }
     b.phase = "unbinding";
     this.#notify("UNBIND_DRIVER", st);
@@ -725,6 +764,7 @@ export abstract class BusType<H extends Device = Device> {
     b.data = undefined;
     disposeData(st, rec.name, data);
     this.#endBinding(st, b);
+    linksDriverCleanup(st);
     rec.devices.delete(st);
     this.#notify("UNBOUND_DRIVER", st);
   }
@@ -757,5 +797,6 @@ export abstract class BusType<H extends Device = Device> {
       }
     };
     hookNotify = (bus, event, st) => bus.#notify(event, st);
+    hookRelease = (bus, st) => bus.#releaseDriver(st);
   }
 }

@@ -15,6 +15,7 @@ import {
 import { adoptRef } from "@devref/raw-device/unsafe";
 import { Device } from "./device.js";
 import { devresReleaseAll } from "./devres-list.js";
+import { linksPurge } from "./links.js";
 import { coreOf, defaultMachine, Machine } from "./machine.js";
 import { checkMemResource, checkMmioBackend } from "./mmio.js";
 import {
@@ -278,6 +279,7 @@ export function delState(st: DeviceState): void {
     st.dead = true;
     st.bus?.notify("DEL_DEVICE", st);
     st.bus?.removeDevice(st);
+    linksPurge(st);
     // Resources added outside a binding (device_del has released them since 2023).
     devresReleaseAll(st);
     st.bus?.notify("REMOVED_DEVICE", st);

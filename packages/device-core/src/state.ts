@@ -10,6 +10,7 @@ import { type HandleConstructor, Kobject, liveObject } from "@devref/raw-device/
 import { captureStack, reportDevresMisuse } from "./debug.js";
 import type { DevresNode } from "./devres-list.js";
 import { devresReleaseAll, NO_DEVRES } from "./devres-list.js";
+import type { DeviceLinks } from "./links.js";
 import { coreOf, type Machine } from "./machine.js";
 import type { MemResource } from "./mmio.js";
 
@@ -41,6 +42,11 @@ export interface BusHooks {
   probeDevice(dev: DeviceState): void;
   /** Unbinds the driver and leaves the bus's device list. */
   removeDevice(dev: DeviceState): void;
+  /**
+   * Unbinds the driver, if any (device_release_driver): how a supplier's unbind unbinds
+   * its consumers first.
+   */
+  releaseDriver(dev: DeviceState): void;
   /** Calls the bus notifiers. */
   notify(event: BusEvent, dev: DeviceState): void;
 }
@@ -285,6 +291,8 @@ export class DeviceState extends Kobject {
   dmaOps: DmaOps | null = null;
   /** The IOMMU layer's data for the device (dev->iommu). */
   iommu: DeviceIommu | null = null;
+  /** @internal Device links to suppliers and from consumers (dev->links), made on first use. */
+  links: DeviceLinks | undefined = undefined;
   /** @internal The parent reference's holder record while registered. */
   parentRef: Lifetime | null = null;
   private userReleaseFn: (() => void) | null;

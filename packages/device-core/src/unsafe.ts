@@ -23,6 +23,14 @@ export {
   RES,
 } from "./devres-list.js";
 export { requestIrqOf } from "./irq-request.js";
+export {
+  linksBusy,
+  linksCheckSuppliers,
+  linksDriverBound,
+  linksDriverCleanup,
+  linksNoDriver,
+  linksUnbindConsumers,
+} from "./links.js";
 export { coreOf, type DeviceList, MachineCore, type NamedOnMachine } from "./machine.js";
 export {
   checkMemResource,

@@ -111,6 +111,9 @@ export class RecordingBus implements BusHooks {
   removeDevice(dev: DeviceState): void {
     this.events.push(`remove ${dev.name}`);
   }
+  releaseDriver(dev: DeviceState): void {
+    this.events.push(`release driver ${dev.name}`);
+  }
   notify(event: BusEvent, dev: DeviceState): void {
     this.events.push(`${event} ${dev.name}`);
   }
