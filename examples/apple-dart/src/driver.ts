@@ -171,10 +171,13 @@ export function createAppleDartDriver(options: AppleDartDriverOptions): AppleDar
         (d) => (dart.handleFault(regs.access(d)) ? "handled" : "none"),
         "apple-dart fault handler",
       );
+      // The DART's own reference for its masters' device links, kept for the binding.
+      const self = dev.get("apple-dart: device links");
+      dev.devmAddAction(() => self.put(), "apple-dart device reference");
       dart.iommu = iommuDeviceRegister(
         system,
         dev,
-        dartIommuOps(dart, { pages, hostPageSize, msiDoorbell }),
+        dartIommuOps(dart, { pages, hostPageSize, msiDoorbell, device: self }),
       );
       bound.set(dev.name, dart);
       bindings++;

@@ -7,7 +7,12 @@
 //! device.
 
 import { PciDevice } from "@devref/bus";
-import type { Device } from "@devref/device-core";
+import {
+  Device,
+  DL_FLAG_AUTOREMOVE_SUPPLIER,
+  DL_FLAG_PM_RUNTIME,
+  deviceLinkAdd,
+} from "@devref/device-core";
 import {
   IOMMU_DOMAIN_DMA,
   IOMMU_DOMAIN_IDENTITY,
@@ -43,6 +48,12 @@ export interface DartIommuConfig {
   readonly hostPageSize: number;
   /** The PCIe MSI doorbell address (`CONFIG_PCIE_APPLE_MSI_DOORBELL_ADDR`), or null for none. */
   readonly msiDoorbell: number | null;
+  /**
+   * The DART's own device. When given, every master gets a device link to it
+   * (`DL_FLAG_PM_RUNTIME | DL_FLAG_AUTOREMOVE_SUPPLIER`, as apple_dart_probe_device adds),
+   * so the DART's unbind unbinds its masters first.
+   */
+  readonly device?: Device;
 }
 
 /**
@@ -72,6 +83,7 @@ export function dartIommuOps(dart: AppleDart, cfg: DartIommuConfig): IommuOps {
     throw argumentError(where, "cfg.hostPageSize", "a power of two", cfg.hostPageSize);
   }
   if (cfg.msiDoorbell !== null) checkAddress(where, "cfg.msiDoorbell", cfg.msiDoorbell);
+  if (cfg.device !== undefined) checkInstance(where, "cfg.device", cfg.device, Device);
   const p = dart.params;
   const pages = cfg.pages;
   const doorbell: readonly IommuResvRegion[] =
@@ -104,6 +116,15 @@ export function dartIommuOps(dart: AppleDart, cfg: DartIommuConfig): IommuOps {
             `'${dev.name}': stream ${describeValue(sid)} is not a stream of DART '${dart.name}' (it has ${p.numStreams})`,
           );
         }
+      }
+      if (
+        cfg.device !== undefined &&
+        deviceLinkAdd(dev, cfg.device, DL_FLAG_PM_RUNTIME | DL_FLAG_AUTOREMOVE_SUPPLIER) === null
+      ) {
+        throw new DevrefError(
+          "EINVAL",
+          `'${dev.name}' cannot be linked to DART '${dart.name}' (a dependency cycle, or the DART is gone)`,
+        );
       }
       dart.claim(dev.name, ids);
     },

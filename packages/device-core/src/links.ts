@@ -63,10 +63,13 @@ const STATE_NAMES: Readonly<Record<number, string>> = {
   [DL_STATE_SUPPLIER_UNBIND]: "supplier unbinding",
 };
 
-/** A device's driver status as links see it (`enum dl_dev_state`). */
+/** A device's driver status as links see it (`enum dl_dev_state`): no driver. */
 export const DL_DEV_NO_DRIVER = 0;
+/** A driver is probing the device. */
 export const DL_DEV_PROBING = 1;
+/** A driver is bound. */
 export const DL_DEV_DRIVER_BOUND = 2;
+/** The driver is unbinding. */
 export const DL_DEV_UNBINDING = 3;
 
 /** @internal A device's links: to its suppliers and from its consumers, oldest first. */
