@@ -225,12 +225,14 @@ describe("device links", () => {
 
   it("model: whatever the order of binds, unbinds and links, a consumer waits for its supplier and link states agree with both ends", async () => {
     type Op =
-      | { kind: "bind" | "unbind"; who: 0 | 1 | 2 }
+      | { kind: "bind"; who: 0 | 1 | 2 }
+      | { kind: "unbind"; who: 0 | 1 | 2 }
       | { kind: "link"; c: 0 | 1 | 2; s: 0 | 1 | 2; flags: number }
       | { kind: "unlink"; c: 0 | 1 | 2; s: 0 | 1 | 2 };
     const who = fc.constantFrom(0 as const, 1 as const, 2 as const);
     const op: fc.Arbitrary<Op> = fc.oneof(
-      fc.record({ kind: fc.constantFrom("bind" as const, "unbind" as const), who }),
+      fc.record({ kind: fc.constant("bind" as const), who }),
+      fc.record({ kind: fc.constant("unbind" as const), who }),
       fc.record({
         kind: fc.constant("link" as const),
         c: who,

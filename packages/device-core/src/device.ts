@@ -40,7 +40,7 @@ import {
   releaseNodes,
 } from "./devres-list.js";
 import type { IrqHandler, IrqLine } from "./irq.js";
-import { requestIrqOf } from "./irq-request.js";
+import { changeIrqDepth, requestIrqOf } from "./irq-request.js";
 import type { Machine } from "./machine.js";
 import { DeviceScope } from "./scope.js";
 import type {
@@ -424,6 +424,36 @@ export class Device<Ctx extends DeviceContext = Normal> extends RawDevice<Ctx> {
     name?: string,
   ): Devres<IrqLine> {
     return requestIrqOf(this, index, handler, name);
+  }
+
+  /**
+   * Masks a line this binding requested (disable_irq): no handler of the line runs until
+   * as many {@link enableIrq} calls; an edge that comes meanwhile is delivered at enable,
+   * and a level line still asserted then interrupts again. Disabling nests. It waits for
+   * running handlers, so it cannot be called from the line's own handler: use
+   * {@link disableIrqNosync} there.
+   *
+   * **Errors:** `EBUSY` from the line's own handler; `EINVAL` if the binding has no handler
+   * on `line`; `EPERM` unless given a Bound borrow.
+   */
+  disableIrq(this: Device<Bound>, line: IrqLine): void {
+    changeIrqDepth(this, line, true, true, "disable_irq");
+  }
+
+  /** {@link disableIrq} without waiting for running handlers (disable_irq_nosync). */
+  disableIrqNosync(this: Device<Bound>, line: IrqLine): void {
+    changeIrqDepth(this, line, true, false, "disable_irq_nosync");
+  }
+
+  /**
+   * Undoes one {@link disableIrq} (enable_irq); the last one unmasks the line and delivers
+   * what waited.
+   *
+   * **Errors:** `EINVAL` without a matching disable ("Unbalanced enable") or for a line the
+   * binding did not request; `EPERM` unless given a Bound borrow.
+   */
+  enableIrq(this: Device<Bound>, line: IrqLine): void {
+    changeIrqDepth(this, line, false, false, "enable_irq");
   }
 
   /**

@@ -1,7 +1,13 @@
 //! C source: kernel/irq/devres.c (devm_request_irq), drivers/base/platform.c
 //! (platform_get_irq: the device's interrupts come from its firmware description)
 
-import { checkCallback, checkInteger, DevrefError, describeValue } from "@devref/raw-device";
+import {
+  checkCallback,
+  checkInteger,
+  checkObject,
+  DevrefError,
+  describeValue,
+} from "@devref/raw-device";
 import { boundState, type Device } from "./device.js";
 import { Devres } from "./devres.js";
 import { IrqAction, IrqDomain, type IrqHandler, type IrqLine } from "./irq.js";
@@ -57,4 +63,31 @@ export function requestIrqOf(
     domain.free(action);
     throw e;
   }
+}
+
+/**
+ * disable_irq / disable_irq_nosync / enable_irq on a line `dev`'s binding requested (the
+ * `IrqLine` its `requestIrq` Devres holds).
+ *
+ * **Errors:** as `IrqDomain.changeDepth`; `ENXIO` if the line's domain is not on the
+ * device's machine; `EPERM` unless given a Bound borrow.
+ */
+export function changeIrqDepth(
+  dev: Device,
+  line: IrqLine,
+  disable: boolean,
+  sync: boolean,
+  where: string,
+): void {
+  const st = boundState(dev, where);
+  checkObject(where, "line", line);
+  const domain =
+    typeof line.domain === "string" ? IrqDomain.find(st.machine, line.domain) : undefined;
+  if (domain === undefined) {
+    throw new DevrefError(
+      "ENXIO",
+      `${where}: device '${st.name}' has no interrupt domain ${describeValue(line.domain)}; pass the line requestIrq returned`,
+    );
+  }
+  domain.changeDepth(st, line.hwirq, disable, sync, where);
 }

@@ -77,6 +77,10 @@ class LineState {
   pendingEdge = false;
   redeliveryQueued = false;
   disabled = false;
+  /** Nesting depth of disable_irq on the line; nothing is delivered while above zero. */
+  depth = 0;
+  /** An edge came while the line was disabled: delivered again at enable (IRQS_PENDING). */
+  resend = false;
   unhandled = 0;
   storm = 0;
   count = 0;
@@ -316,6 +320,54 @@ export class IrqDomain {
     }
   }
 
+  /**
+   * @internal disable_irq (`disable` true) or enable_irq on line `hwirq`, for `st`, whose
+   * binding must have a handler there. Disabling nests; the first masks the line at the
+   * controller. The last enable unmasks it and delivers what waited: an edge that came
+   * meanwhile, or a level line still asserted.
+   *
+   * **Errors:** `EINVAL` if `st` has no active handler on the line, or for an enable
+   * without a disable ("Unbalanced enable"); `EBUSY` for a synchronous disable from the
+   * line's own handler (disable_irq waits for running handlers: use the nosync form).
+   */
+  changeDepth(st: object, hwirq: number, disable: boolean, sync: boolean, where: string): void {
+    checkString("IrqDomain.changeDepth", "where", where);
+    checkInteger(where, "hwirq", hwirq, 0, this.size - 1);
+    const line = this.lines.get(hwirq);
+    if (line === undefined || !line.actions.some((a) => a.st === st && a.active)) {
+      throw new DevrefError(
+        "EINVAL",
+        `${where}: IRQ ${this.name}:${hwirq} is not one this binding requested; pass the line requestIrq returned`,
+      );
+    }
+    if (disable) {
+      if (sync && line.delivering) {
+        throw new DevrefError(
+          "EBUSY",
+          `${where}: IRQ ${this.name}:${hwirq} is being handled right now, and disable_irq waits for its handlers: from a handler, use disableIrqNosync`,
+        );
+      }
+      if (line.depth++ === 0) this.chip?.disable(hwirq);
+      return;
+    }
+    if (line.depth === 0) {
+      throw new DevrefError(
+        "EINVAL",
+        `${where}: Unbalanced enable for IRQ ${this.name}:${hwirq}: every enableIrq must follow a disableIrq`,
+      );
+    }
+    if (--line.depth > 0) return;
+    this.chip?.enable(hwirq, line.trigger);
+    if (line.resend) {
+      // check_irq_resend: the edge that came while disabled is delivered now.
+      line.resend = false;
+      line.pendingEdge = true;
+      if (!line.delivering) queueResend(this, hwirq, line);
+    } else if (line.trigger === "level" && line.asserted && !line.delivering) {
+      queueRedelivery(this, hwirq, line);
+    }
+  }
+
   /** @internal Removes a handler (free_irq); it never runs again. */
   free(action: IrqAction): void {
     checkInstance("IrqDomain.free", "action", action, IrqAction);
@@ -326,6 +378,8 @@ export class IrqDomain {
     if (i >= 0) line.actions.splice(i, 1);
     if (line.actions.length === 0) {
       line.disabled = false;
+      line.depth = 0;
+      line.resend = false;
       line.unhandled = 0;
       line.storm = 0;
       if (i >= 0) this.chip?.disable(action.line.hwirq);
@@ -336,7 +390,8 @@ export class IrqDomain {
 /** Runs the handlers of a line until nothing is pending; returns whether one handled it. */
 /** One delivery for an external controller: no redelivery, which is the controller's job. */
 function deliverOnce(domain: IrqDomain, hwirq: number, line: LineState): boolean {
-  if (line.delivering || line.disabled || line.actions.length === 0) return false;
+  if (line.depth > 0 && line.actions.length > 0) line.resend = true;
+  if (line.delivering || line.disabled || line.depth > 0 || line.actions.length === 0) return false;
   line.delivering = true;
   try {
     line.pendingEdge = false;
@@ -354,7 +409,8 @@ function deliverOnce(domain: IrqDomain, hwirq: number, line: LineState): boolean
 }
 
 function deliver(domain: IrqDomain, hwirq: number, line: LineState): boolean {
-  if (line.delivering || line.disabled || line.actions.length === 0) return false;
+  if (line.depth > 0 && line.actions.length > 0 && line.pendingEdge) line.resend = true;
+  if (line.delivering || line.disabled || line.depth > 0 || line.actions.length === 0) return false;
   line.delivering = true;
   let handled = false;
   try {
@@ -368,11 +424,12 @@ function deliver(domain: IrqDomain, hwirq: number, line: LineState): boolean {
         disable(domain, line, hwirq, "nobody cared (no handler returned handled)");
         break;
       }
-    } while (line.pendingEdge && !line.disabled && line.actions.length > 0);
+    } while (line.pendingEdge && !line.disabled && line.depth === 0 && line.actions.length > 0);
   } finally {
     line.delivering = false;
   }
-  if (line.trigger === "level" && line.asserted && !line.disabled)
+  if (line.pendingEdge && line.depth > 0) line.resend = true;
+  if (line.trigger === "level" && line.asserted && !line.disabled && line.depth === 0)
     queueRedelivery(domain, hwirq, line);
   return handled;
 }
@@ -386,7 +443,14 @@ function queueRedelivery(domain: IrqDomain, hwirq: number, line: LineState): voi
   line.redeliveryQueued = true;
   domain.machine.scheduler.queue(() => {
     line.redeliveryQueued = false;
-    if (line.asserted) deliver(domain, hwirq, line);
+    if (line.asserted && line.depth === 0) deliver(domain, hwirq, line);
+  });
+}
+
+/** An edge that waited for enable_irq, delivered from the machine's scheduler. */
+function queueResend(domain: IrqDomain, hwirq: number, line: LineState): void {
+  domain.machine.scheduler.queue(() => {
+    if (line.pendingEdge && line.depth === 0) deliver(domain, hwirq, line);
   });
 }
 

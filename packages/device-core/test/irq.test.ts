@@ -3,13 +3,15 @@
 // handlers that end with their binding.
 import {
   createDevice,
+  type Device,
   IRQ_UNHANDLED_LIMIT,
   type IrqChip,
   IrqDomain,
+  type IrqLine,
   type LogRecord,
   Machine,
 } from "@devref/device-core";
-import { DevrefError } from "@devref/raw-device";
+import { type Bound, DevrefError } from "@devref/raw-device";
 import { describe, expect, it } from "vitest";
 import { bindByHand, unbindByHand } from "./fixture.js";
 
@@ -132,5 +134,78 @@ describe("interrupt domains", () => {
     expect(msi.allocLines(3)).toBe(0);
     expect(() => msi.freeLines(1)).toThrowError(/does not start an allocation/);
     expect(() => new IrqDomain({ machine, name: "msi", size: 8 })).toThrowError(/already has/);
+  });
+
+  it("disable_irq nests, keeps an edge for enable, and refuses what the kernel would hang or warn on", async () => {
+    const { domain, dev } = setup("edge");
+    const runs: string[] = [];
+    let line: IrqLine | undefined;
+    let work: ((fn: (d: Device<Bound>) => void) => void) | undefined;
+    bindByHand(dev, "uart", (d) => {
+      const irq = d.requestIrq(0, (b) => {
+        runs.push("handler");
+        // disable_irq would wait for this very handler: refused; the nosync form works.
+        expect(() => b.disableIrq(line!)).toThrowError(/disableIrqNosync/);
+        b.disableIrqNosync(line!);
+        return "handled";
+      });
+      line = irq.access(d);
+      work = d.devmCallback((b, fn: (d: Device<Bound>) => void) => fn(b), "test work");
+    });
+    const run = (fn: (d: Device<Bound>) => void) => work!(fn);
+    run((d) => {
+      d.disableIrq(line!);
+      d.disableIrq(line!);
+    });
+    expect(domain.raise(3)).toBe(false);
+    run((d) => d.enableIrq(line!));
+    expect(domain.raise(3)).toBe(false); // still one disable deep
+    expect(runs).toEqual([]);
+    run((d) => d.enableIrq(line!));
+    // The edges that came while disabled are delivered once, after the last enable.
+    for (let i = 0; i < 3; i++) await Promise.resolve();
+    expect(runs).toEqual(["handler"]);
+    // The handler disabled the line itself (nosync): nothing more until enabled again.
+    expect(domain.raise(3)).toBe(false);
+    run((d) => d.enableIrq(line!));
+    for (let i = 0; i < 3; i++) await Promise.resolve();
+    expect(runs).toEqual(["handler", "handler"]);
+    run((d) => d.enableIrq(line!));
+    run((d) => expect(() => d.enableIrq(line!)).toThrowError(/Unbalanced enable for IRQ aic:3/));
+    // Only a line this binding requested; only with a Bound borrow.
+    run((d) =>
+      expect(() => d.disableIrq({ domain: "aic", hwirq: 4, name: "x" })).toThrowError(
+        /not one this binding requested/,
+      ),
+    );
+    expect(() => (dev as unknown as Device<Bound>).disableIrq(line!)).toThrowError(DevrefError);
+    unbindByHand(dev);
+    dev.put();
+  });
+
+  it("a level line disabled while asserted interrupts again at enable", async () => {
+    const { domain, dev } = setup("level");
+    let n = 0;
+    let line: IrqLine | undefined;
+    let work: ((fn: (d: Device<Bound>) => void) => void) | undefined;
+    bindByHand(dev, "uart", (d) => {
+      line = d
+        .requestIrq(0, () => {
+          n++;
+          if (n === 2) domain.lower(3);
+          return "handled";
+        })
+        .access(d);
+      work = d.devmCallback((b, fn: (d: Device<Bound>) => void) => fn(b), "test work");
+      d.disableIrq(line);
+    });
+    domain.raise(3);
+    for (let i = 0; i < 3; i++) await Promise.resolve();
+    expect(n).toBe(0);
+    work!((d) => d.enableIrq(line!));
+    for (let i = 0; i < 6; i++) await Promise.resolve();
+    expect(n).toBe(2);
+    unbindByHand(dev);
+    dev.put();
   });
 });
