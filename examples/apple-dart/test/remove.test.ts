@@ -11,7 +11,6 @@ import {
 } from "@devref/device-core";
 import {
   DMA_BIDIRECTIONAL,
-  dmaLastError,
   dmaMappingError,
   dmaMapSingle,
   dmaUnmapSingle,
