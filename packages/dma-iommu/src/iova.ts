@@ -32,8 +32,12 @@ const MAG_STRIDE = IOVA_MAG_SIZE + 1;
 const NO_MAG = -1;
 /** The model runs one CPU, so the depot keeps one spare magazine per size class. */
 const ONLINE_CPUS = 1;
-/** Entries in the table of recently allocated ranges (a power of two). */
-const RECENT_SLOTS = 64;
+/**
+ * Entries in the table of recently allocated ranges (a power of two). It covers a whole
+ * flush queue (256 ranges waiting in a lazy domain) twice over, so the frees of a flush
+ * find their ranges without a tree walk.
+ */
+const RECENT_SLOTS = 512;
 /** The first 32-bit-limit boundary: addresses up to 4 GiB − 1. */
 const DMA_32BIT_LIMIT = 0xffff_ffff;
 
