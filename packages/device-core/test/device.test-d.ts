@@ -1,4 +1,11 @@
-import { type Device, Devres, Revocable } from "@devref/device-core";
+import {
+  type Device,
+  type DeviceLink,
+  Devres,
+  deviceLinkAdd,
+  type IrqLine,
+  Revocable,
+} from "@devref/device-core";
 import { type ARef, type Borrowed, type Bound, type Core, withBorrow } from "@devref/raw-device";
 import { describe, expectTypeOf, it } from "vitest";
 import { bindByHand, makeDevice } from "./fixture.js";
@@ -77,5 +84,26 @@ describe("device-core ownership promises at compile time", () => {
     const { dev } = makeDevice("t5");
     expectTypeOf(dev.get("x")).toEqualTypeOf<ARef<Device>>();
     expectTypeOf(dev.getParent("x")).toEqualTypeOf<ARef<Device> | null>();
+  });
+
+  it("interrupt masking needs a Bound borrow; a device link keeps no handle a caller could take", () => {
+    const { dev } = makeDevice("t6");
+    const line: IrqLine = { domain: "aic", hwirq: 1, name: "x" };
+    // @ts-expect-error masking a line is for the driver that requested it: an owned reference says nothing about binding
+    dev.disableIrq(line);
+    // @ts-expect-error nor may it unmask
+    dev.enableIrq(line);
+    withBorrow(dev, (d) => {
+      // @ts-expect-error a Normal borrow does not prove a binding either
+      d.disableIrqNosync(line);
+    });
+    // Links name their ends; the references they hold are their own.
+    expectTypeOf<DeviceLink["consumer"]>().toEqualTypeOf<string>();
+    expectTypeOf<DeviceLink["supplier"]>().toEqualTypeOf<string>();
+    expectTypeOf<keyof DeviceLink>().toEqualTypeOf<
+      "consumer" | "supplier" | "flags" | "state" | "stateName" | "deleted" | "managed"
+    >();
+    // Any live handle can be linked, owned or borrowed; the result may be null, as in C.
+    expectTypeOf(deviceLinkAdd(dev, dev, 0)).toEqualTypeOf<DeviceLink | null>();
   });
 });
