@@ -167,8 +167,13 @@ describe("device links", () => {
     w.bus.unregister(child);
     expect(deviceLinkAdd(w.consumer, kept, 0)).toBeNull();
     kept.put();
-    // Wrong types are errors, not NULL.
+    // Wrong types, and devices of two machines, are errors, not NULL.
     expect(() => deviceLinkAdd(w.consumer, w.supplier, -1)).toThrowError(DevrefError);
+    const elsewhere = freshBus().register({ name: "far" });
+    expect(() => deviceLinkAdd(w.consumer, elsewhere, 0)).toThrowError(
+      /link devices of one machine/,
+    );
+    elsewhere.put();
     expect(() => deviceLinkAdd({} as never, w.supplier, 0)).toThrowError(DevrefError);
     w.supplier.put();
     w.consumer.put();

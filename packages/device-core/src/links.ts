@@ -251,8 +251,8 @@ function syncStateOnly(flags: number): boolean {
  *
  * Neither end may be dead; the consumer need not be registered.
  *
- * **Errors:** `EINVAL` if an end is not a device handle or `flags` is not a whole number
- * in [0, 2^31); `ENODEV` for a revoked handle.
+ * **Errors:** `EINVAL` if an end is not a device handle, the two are on different machines,
+ * or `flags` is not a whole number in [0, 2^31); `ENODEV` for a revoked handle.
  */
 export function deviceLinkAdd(
   consumer: Device,
@@ -262,6 +262,12 @@ export function deviceLinkAdd(
   const c = deviceStateOf(consumer);
   const s = deviceStateOf(supplier);
   checkInteger("device_link_add", "flags", flags, 0, 0x7fff_ffff);
+  if (c.machine !== s.machine) {
+    throw new DevrefError(
+      "EINVAL",
+      `device_link_add: '${c.name}' is on machine '${c.machine.name}' and '${s.name}' on '${s.machine.name}'; link devices of one machine`,
+    );
+  }
   const refuse = (why: string): null => {
     c.log("dbg", `device_link_add to ${s.name} refused: ${why}`);
     return null;
