@@ -656,6 +656,7 @@ export abstract class BusType<H extends Device = Device> {
     core.deferredDel(st);
     core.triggerDeferred();
     this.#notify("BOUND_DRIVER", st);
+    core.uevent(st, "bind", rec.name);
     return BOUND;
   }
 
@@ -767,6 +768,7 @@ export abstract class BusType<H extends Device = Device> {
     linksDriverCleanup(st);
     rec.devices.delete(st);
     this.#notify("UNBOUND_DRIVER", st);
+    coreOf(this.machine).uevent(st, "unbind", null);
   }
 
   static {

@@ -245,6 +245,7 @@ export function addState(st: DeviceState): void {
       throw e;
     }
     st.bus?.notify("ADD_DEVICE", st);
+    coreOf(st.machine).uevent(st, "add", null);
     if (!st.dead) st.bus?.probeDevice(st);
     if (st.registered) {
       if (parent === null) listAppend(coreOf(st.machine).roots, st, false);
@@ -283,6 +284,7 @@ export function delState(st: DeviceState): void {
     // Resources added outside a binding (device_del has released them since 2023).
     devresReleaseAll(st);
     st.bus?.notify("REMOVED_DEVICE", st);
+    coreOf(st.machine).uevent(st, "remove", null);
     st.registered = false;
     if (st.parent === null) listRemove(coreOf(st.machine).roots, st, false);
     else st.parent.removeChild(st);

@@ -91,6 +91,7 @@ export {
   type MachineOptions,
   microtaskScheduler,
   type Scheduler,
+  type UeventRegistration,
   waitForDeviceProbe,
 } from "./machine.js";
 export {
@@ -111,3 +112,4 @@ export type {
   IrqSpec,
   IrqTrigger,
 } from "./state.js";
+export type { Uevent, UeventAction, UeventListener } from "./uevent.js";

@@ -18,6 +18,7 @@ import {
 } from "@devref/raw-device";
 import type { DevresDebugOptions, DevresMisuse } from "./debug.js";
 import type { DeviceState } from "./state.js";
+import { sendUevent, type UeventAction, UeventHub, type UeventListener } from "./uevent.js";
 
 /**
  * Where the driver core queues its work (the kernel's workqueues): microtasks by default,
@@ -123,6 +124,11 @@ export interface DeviceList {
   tail: DeviceState | null;
 }
 
+/** A uevent listener's registration; unregister (or dispose) to stop it. */
+export interface UeventRegistration extends Disposable {
+  unregister(): void;
+}
+
 /**
  * The parts of a machine only device packages reach (through `@devref/device-core/unsafe`,
  * {@link coreOf}): the device registry, the names of buses and interrupt domains, the
@@ -147,9 +153,16 @@ export class MachineCore {
   private workQueued = false;
   /** @internal */
   readonly inflight: Set<Promise<unknown>> = new Set();
+  /** uevent listeners and the sequence number. */
+  readonly uevents: UeventHub = new UeventHub();
 
   constructor(machine: Machine) {
     this.machine = machine;
+  }
+
+  /** kobject_uevent for `st` (see {@link Machine.onUevent}). */
+  uevent(st: DeviceState, action: UeventAction, driver: string | null): void {
+    sendUevent(this.machine, this.uevents, st, action, driver);
   }
 
   /**
@@ -347,6 +360,28 @@ export class Machine {
     checkString("Machine.log", "message", message);
     const text = prefix === null ? `${device}: ${message}` : `${prefix} ${device}: ${message}`;
     this.sink({ level, device, prefix, message, text });
+  }
+
+  // --- uevents ------------------------------------------------------------------------------
+
+  /**
+   * Listens to the machine's uevents, as udev does: `add` and `remove` for every device,
+   * `bind` (with `DRIVER`) and `unbind` for every driver, each right after the matching bus
+   * notifier. Listeners run in registration order; one that throws is logged.
+   *
+   * **Errors:** `EINVAL` if `fn` is not a function.
+   */
+  onUevent(fn: UeventListener): UeventRegistration {
+    checkCallback("Machine.onUevent", "fn", fn);
+    const hub = this.core.uevents;
+    hub.listeners = [...hub.listeners, fn];
+    const registration: UeventRegistration = {
+      unregister: () => {
+        hub.listeners = hub.listeners.filter((f) => f !== fn);
+      },
+      [Symbol.dispose]: () => registration.unregister(),
+    };
+    return registration;
   }
 
   // --- DMA layer -------------------------------------------------------------------------------
