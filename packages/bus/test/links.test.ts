@@ -242,12 +242,16 @@ describe("device links", () => {
         kind: fc.constant("link" as const),
         c: who,
         s: who,
-        flags: fc.constantFrom(
-          0,
-          DL_FLAG_STATELESS,
-          DL_FLAG_AUTOREMOVE_CONSUMER,
-          DL_FLAG_AUTOREMOVE_SUPPLIER,
-          DL_FLAG_AUTOPROBE_CONSUMER,
+        flags: fc.oneof(
+          fc.constantFrom(
+            0,
+            DL_FLAG_STATELESS,
+            DL_FLAG_AUTOREMOVE_CONSUMER,
+            DL_FLAG_AUTOREMOVE_SUPPLIER,
+            DL_FLAG_AUTOPROBE_CONSUMER,
+          ),
+          // Any combination of the ten flag bits: refused or accepted, never corrupting.
+          fc.integer({ min: 0, max: 0x3ff }),
         ),
       }),
       fc.record({ kind: fc.constant("unlink" as const), c: who, s: who }),
