@@ -114,6 +114,9 @@ class Hooks implements BusHooks {
   releaseDriver(st: DeviceState): void {
     hookRelease(this.bus, st);
   }
+  renameDevice(st: DeviceState, name: string): void {
+    hookRename(this.bus, st, name);
+  }
   notify(event: BusEvent, st: DeviceState): void {
     hookNotify(this.bus, event, st);
   }
@@ -124,6 +127,7 @@ let hookAdd: (bus: BusType, st: DeviceState) => void;
 let hookProbe: (bus: BusType, st: DeviceState) => void;
 let hookRemove: (bus: BusType, st: DeviceState) => void;
 let hookRelease: (bus: BusType, st: DeviceState) => void;
+let hookRename: (bus: BusType, st: DeviceState, name: string) => void;
 let hookNotify: (bus: BusType, event: BusEvent, st: DeviceState) => void;
 
 /**
@@ -800,5 +804,19 @@ export abstract class BusType<H extends Device = Device> {
     };
     hookNotify = (bus, event, st) => bus.#notify(event, st);
     hookRelease = (bus, st) => bus.#releaseDriver(st);
+    hookRename = (bus, st, name) => {
+      if (bus.#byName.has(name)) {
+        throw new DevrefError(
+          "EEXIST",
+          `bus '${bus.name}' already has a device named '${name}'; names are unique per bus`,
+        );
+      }
+      // Re-keyed in place: the bus keeps its devices in the order they were added.
+      const entries = [...bus.#byName].map(([k, v]): [string, DeviceState] =>
+        v === st ? [name, v] : [k, v],
+      );
+      bus.#byName.clear();
+      for (const [k, v] of entries) bus.#byName.set(k, v);
+    };
   }
 }

@@ -1,7 +1,13 @@
-// uevents beside the bus notifiers, in the kernel's order (device-model.md §2.3, §2.4, §4.2,
+// uevents beside the bus notifiers, and device_rename,, in the kernel's order (device-model.md §2.3, §2.4, §4.2,
 // §4.5, §10): a notifier sees each step first, then udev.
 import { definePlatformDriver } from "@devref/bus";
-import type { Uevent } from "@devref/device-core";
+import {
+  DL_FLAG_STATELESS,
+  deviceLinkAdd,
+  deviceLinkDel,
+  deviceRename,
+  type Uevent,
+} from "@devref/device-core";
 import { DevrefError } from "@devref/raw-device";
 import { describe, expect, it } from "vitest";
 import { captureLog, currentMachine, freshBus, recordEvents } from "./helpers.js";
@@ -46,6 +52,7 @@ describe("uevents", () => {
       device: "uart0",
       subsystem: "platform",
       driver: null,
+      devpathOld: null,
       seqnum: 2,
     });
     expect(seen.map((e) => e.seqnum)).toEqual([1, 2, 3, 4, 5]);
@@ -79,5 +86,42 @@ describe("uevents", () => {
     ).toBe(true);
     log.restore();
     expect(() => currentMachine().onUevent(5 as never)).toThrowError(DevrefError);
+  });
+});
+
+describe("device_rename", () => {
+  it("renames on the bus and for every holder, keeps the bus order, and sends move with the old path", () => {
+    const bus = freshBus();
+    const moves: Uevent[] = [];
+    using _reg = currentMachine().onUevent((e) => {
+      if (e.action === "move") moves.push(e);
+    });
+    const soc = bus.register({ name: "soc" });
+    const eth = bus.register({ name: "eth0", parent: soc });
+    const other = bus.register({ name: "eth1", parent: soc });
+    const link = deviceLinkAdd(eth, other, DL_FLAG_STATELESS)!;
+    const kept = eth.get("netdev");
+    deviceRename(eth, "wan0");
+    expect(kept.name).toBe("wan0");
+    expect(bus.deviceNames()).toEqual(["soc", "wan0", "eth1"]);
+    expect(bus.findDevice("eth0")).toBeNull();
+    expect(link.consumer).toBe("wan0");
+    expect(moves).toEqual([
+      expect.objectContaining({
+        action: "move",
+        devpath: "/devices/soc/wan0",
+        devpathOld: "/devices/soc/eth0",
+      }),
+    ]);
+    // The old name is free again; a taken one is refused and changes nothing.
+    const again = bus.register({ name: "eth0", parent: soc });
+    expect(() => deviceRename(eth, "eth1")).toThrowError(/already has a device named 'eth1'/);
+    expect(() => deviceRename(eth, "a/b")).toThrowError(/one path element/);
+    expect(kept.name).toBe("wan0");
+    expect(bus.deviceNames()).toEqual(["soc", "wan0", "eth1", "eth0"]);
+    deviceLinkDel(link);
+    for (const d of [again, eth, other, soc]) bus.unregister(d);
+    expect(() => deviceRename(kept, "gone")).toThrowError(/was deleted/);
+    kept.put();
   });
 });

@@ -26,6 +26,7 @@ import {
   listAppend,
   listRemove,
 } from "./state.js";
+import { devpathOf } from "./uevent.js";
 
 /** What {@link createDevice} takes. */
 export interface DeviceInit {
@@ -191,6 +192,55 @@ export function deviceAdd(dev: Device): void {
  */
 export function deviceDel(dev: Device): void {
   delState(deviceStateOf(checkInstance("deviceDel", "dev", dev, Device)));
+}
+
+/**
+ * Renames a device (device_rename). The kernel discourages it, but networking still does
+ * it, which is why a name is never an identity here: handles read the current name, and
+ * device links and uevents follow it. A registered device's bus and siblings must not have
+ * the name yet; listeners get a `move` uevent with the old path.
+ *
+ * **Errors:** `EINVAL` for a name that is empty or has a `/`, or a deleted device;
+ * `EEXIST` if the bus or a sibling already has a device of that name (nothing changes).
+ */
+export function deviceRename(dev: Device, name: string): void {
+  const st = deviceStateOf(checkInstance("device_rename", "dev", dev, Device));
+  checkString("device_rename", "name", name, true);
+  if (name.includes("/")) {
+    throw new DevrefError(
+      "EINVAL",
+      `device_rename: '${name}' has a '/': a device name is one path element`,
+    );
+  }
+  if (st.dead) {
+    throw new DevrefError(
+      "EINVAL",
+      `device_rename: '${st.name}' was deleted; a dead device keeps its name`,
+    );
+  }
+  const old = st.name;
+  if (name === old) return;
+  if (st.registered) {
+    if (siblingsOf(st).some((s) => s !== st && s.name === name)) {
+      throw new DevrefError(
+        "EEXIST",
+        `device_rename: '${st.parent?.name ?? "/devices"}' already has a device named '${name}'`,
+      );
+    }
+    st.bus?.renameDevice(st, name);
+  }
+  const oldPath = st.registered ? devpathOf(st) : null;
+  st.name = name;
+  st.refcount.owner = name;
+  if (oldPath !== null) coreOf(st.machine).uevent(st, "move", null, oldPath);
+}
+
+/** The registered devices that share `st`'s parent (or that have none, as `st`). */
+function siblingsOf(st: DeviceState): DeviceState[] {
+  if (st.parent !== null) return st.parent.children;
+  const out: DeviceState[] = [];
+  for (let d = coreOf(st.machine).roots.head; d !== null; d = d.nextSibling) out.push(d);
+  return out;
 }
 
 /** deviceDel, then put the caller's reference (device_unregister). */

@@ -12,6 +12,7 @@ export {
   type DeviceInit,
   deviceAdd,
   deviceDel,
+  deviceRename,
   deviceUnregister,
 } from "./core.js";
 export {

@@ -104,10 +104,6 @@ interface LinkEnds {
  * supplier); a managed link's state follows the two drivers as the kernel's does.
  */
 export class DeviceLink {
-  /** The consumer's name. */
-  readonly consumer: string;
-  /** The supplier's name. */
-  readonly supplier: string;
   #flags: number;
   #state: number;
   /** Stateless references (kref) on the link; a managed link counts one more. */
@@ -125,8 +121,6 @@ export class DeviceLink {
         "device links are made by deviceLinkAdd(consumer, supplier, flags)",
       );
     }
-    this.consumer = consumer.name;
-    this.supplier = supplier.name;
     this.#flags = flags;
     this.#state = DL_STATE_NONE;
     this.#ends = { consumer, supplier };
@@ -134,6 +128,14 @@ export class DeviceLink {
     this.#supplierRef = supplier.hold(`device link from ${consumer.name}`);
   }
 
+  /** The consumer's name (its current one: devices can be renamed). */
+  get consumer(): string {
+    return this.#ends.consumer.name;
+  }
+  /** The supplier's name. */
+  get supplier(): string {
+    return this.#ends.supplier.name;
+  }
   /** The `DL_FLAG_*` bits in force (the core adds {@link DL_FLAG_MANAGED}). */
   get flags(): number {
     return this.#flags;

@@ -161,8 +161,13 @@ export class MachineCore {
   }
 
   /** kobject_uevent for `st` (see {@link Machine.onUevent}). */
-  uevent(st: DeviceState, action: UeventAction, driver: string | null): void {
-    sendUevent(this.machine, this.uevents, st, action, driver);
+  uevent(
+    st: DeviceState,
+    action: UeventAction,
+    driver: string | null,
+    devpathOld: string | null = null,
+  ): void {
+    sendUevent(this.machine, this.uevents, st, action, driver, devpathOld);
   }
 
   /**

@@ -43,6 +43,11 @@ export interface BusHooks {
   /** Unbinds the driver and leaves the bus's device list. */
   removeDevice(dev: DeviceState): void;
   /**
+   * The device is being renamed to `name` (device_rename): re-key it, or throw `EEXIST`
+   * if the bus has a device of that name (the rename is then refused).
+   */
+  renameDevice(dev: DeviceState, name: string): void;
+  /**
    * Unbinds the driver, if any (device_release_driver): how a supplier's unbind unbinds
    * its consumers first.
    */

@@ -1,14 +1,15 @@
 //! C source: lib/kobject_uevent.c (kobject_uevent), drivers/base/core.c (device_add,
 //! device_del), drivers/base/dd.c (driver_bound, __device_release_driver)
 //!
-//! uevents: what udev hears. Every device's add and remove, and every driver's bind and
-//! unbind, in the kernel's order beside the bus notifiers (a notifier sees the device first).
+//! uevents: what udev hears. Every device's add, remove and rename (move), and every
+//! driver's bind and unbind, in the kernel's order beside the bus notifiers (a notifier sees
+//! the device first).
 
 import type { Machine } from "./machine.js";
 import type { DeviceState } from "./state.js";
 
 /** A uevent action (`enum kobject_action`). */
-export type UeventAction = "add" | "remove" | "bind" | "unbind";
+export type UeventAction = "add" | "remove" | "bind" | "unbind" | "move";
 
 /** One uevent, with the environment udev reads from it. */
 export interface Uevent {
@@ -20,8 +21,10 @@ export interface Uevent {
   readonly device: string;
   /** `SUBSYSTEM`: the bus's name, or null for a device on no bus. */
   readonly subsystem: string | null;
-  /** `DRIVER`, for bind and unbind. */
+  /** `DRIVER`, for bind. */
   readonly driver: string | null;
+  /** `DEVPATH_OLD`, for move: the path before a rename. */
+  readonly devpathOld: string | null;
   /** `SEQNUM`: counts the machine's uevents from 1. */
   readonly seqnum: number;
 }
@@ -35,8 +38,8 @@ export class UeventHub {
   seqnum = 0;
 }
 
-/** `DEVPATH` of a device: its ancestors' names under `/devices`. */
-function devpathOf(st: DeviceState): string {
+/** @internal `DEVPATH` of a device: its ancestors' names under `/devices`. */
+export function devpathOf(st: DeviceState): string {
   const names: string[] = [];
   for (let at: DeviceState | null = st; at !== null; at = at.parent) names.push(at.name);
   return `/devices/${names.reverse().join("/")}`;
@@ -49,6 +52,7 @@ export function sendUevent(
   st: DeviceState,
   action: UeventAction,
   driver: string | null,
+  devpathOld: string | null,
 ): void {
   const listeners = hub.listeners;
   hub.seqnum++;
@@ -59,6 +63,7 @@ export function sendUevent(
     device: st.name,
     subsystem: st.bus?.name ?? null,
     driver,
+    devpathOld,
     seqnum: hub.seqnum,
   };
   for (const fn of listeners) {

@@ -114,6 +114,9 @@ export class RecordingBus implements BusHooks {
   releaseDriver(dev: DeviceState): void {
     this.events.push(`release driver ${dev.name}`);
   }
+  renameDevice(dev: DeviceState, name: string): void {
+    this.events.push(`rename ${dev.name} to ${name}`);
+  }
   notify(event: BusEvent, dev: DeviceState): void {
     this.events.push(`${event} ${dev.name}`);
   }
