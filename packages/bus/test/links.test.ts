@@ -1,6 +1,12 @@
 // Device links (drivers/base/core.c) through a real bus: probe order, unbind order,
 // autoremove, deletion, references, and the kernel's refusals.
-import { definePlatformDriver, type PlatformBus, type PlatformDevice } from "@devref/bus";
+import {
+  definePciDriver,
+  definePlatformDriver,
+  PciBus,
+  type PlatformBus,
+  type PlatformDevice,
+} from "@devref/bus";
 import {
   type DeviceLink,
   DL_FLAG_AUTOPROBE_CONSUMER,
@@ -212,6 +218,53 @@ describe("device links", () => {
     expect(labels(w.consumer)).toEqual(["creator", "platform bus"]);
     expect(labels(supplier)).toEqual(["test"]);
     supplier.put();
+    w.consumer.put();
+  });
+
+  it("a supplier pulled by surprise unbinds its consumer first, then its links go", async () => {
+    const w = world();
+    w.supplierDriver();
+    const link = deviceLinkAdd(w.consumer, w.supplier, DL_FLAG_AUTOPROBE_CONSUMER)!;
+    expect(link.state).toBe(DL_STATE_ACTIVE);
+    w.calls.length = 0;
+    w.bus.unplug(w.supplier);
+    await w.bus.settle();
+    expect(w.calls).toEqual(["remove smc", "remove mbox"]);
+    expect(link.deleted).toBe(true);
+    expect(w.supplier.lifecycle).toBe("deleted");
+    // The consumer, free of the link, binds again on its own.
+    expect(await w.bus.probe(w.consumer)).toBe(true);
+    w.supplier.put();
+    w.consumer.put();
+  });
+
+  it("links cross buses: a PCI consumer of a platform supplier is unbound through its own bus", () => {
+    const w = world();
+    w.supplierDriver();
+    const pci = new PciBus({ machine: currentMachine(), domain: 0, busNumber: 0 });
+    const calls: string[] = [];
+    pci.registerDriver(
+      definePciDriver({
+        name: "nic",
+        idTable: [{ vendor: 0x14e4 }],
+        probe: () => {
+          calls.push("probe nic");
+          return null;
+        },
+        remove: () => {
+          calls.push("remove nic");
+        },
+      }),
+    );
+    const nic = pci.register({ slot: 0, vendor: 0x14e4, device: 1, classCode: 0x020000 });
+    const link = deviceLinkAdd(nic, w.supplier, DL_FLAG_AUTOREMOVE_SUPPLIER)!;
+    expect(link.state).toBe(DL_STATE_ACTIVE);
+    w.bus.unbind(w.supplier);
+    expect(calls).toEqual(["probe nic", "remove nic"]);
+    expect(nic.isBound).toBe(false);
+    expect(link.deleted).toBe(true);
+    pci.unregister(nic);
+    w.supplier.put();
     w.consumer.put();
   });
 
