@@ -11,6 +11,7 @@ import {
   deleteTree,
   deviceStateOf,
   devresReleaseAll,
+  errProbe,
   linksBusy,
   linksCheckSuppliers,
   linksDriverBound,
@@ -584,10 +585,7 @@ export abstract class BusType<H extends Device = Device> {
     const missing = linksCheckSuppliers(st);
     if (missing !== null) {
       // A managed supplier link is not available: defer, as device_links_check_suppliers.
-      const reason = `supplier ${missing} not ready`;
-      st.deferredReason = reason;
-      st.probeError = new DevrefError("EPROBE_DEFER", `device '${st.name}': ${reason}`);
-      st.log("dbg", `probe deferral - ${reason}`);
+      st.probeError = errProbe(st, "EPROBE_DEFER", `supplier ${missing} not ready`);
       coreOf(machine).deferredAdd(st);
       return DEFERRED;
     }

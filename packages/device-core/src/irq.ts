@@ -77,10 +77,11 @@ class LineState {
   pendingEdge = false;
   redeliveryQueued = false;
   disabled = false;
-  /** Nesting depth of disable_irq on the line; nothing is delivered while above zero. */
+  /**
+   * Nesting depth of disable_irq on the line; nothing is delivered while above zero, and an
+   * edge that comes meanwhile stays in `pendingEdge` for enable (IRQS_PENDING).
+   */
   depth = 0;
-  /** An edge came while the line was disabled: delivered again at enable (IRQS_PENDING). */
-  resend = false;
   unhandled = 0;
   storm = 0;
   count = 0;
@@ -305,6 +306,8 @@ export class IrqDomain {
     } else {
       line.trigger = trigger;
     }
+    // An edge that came while the line had no handler is lost, as in the kernel.
+    if (line.actions.length === 0) line.pendingEdge = false;
     line.actions.push(action);
     if (line.actions.length === 1 && this.chip !== null) {
       try {
@@ -358,10 +361,8 @@ export class IrqDomain {
     }
     if (--line.depth > 0) return;
     this.chip?.enable(hwirq, line.trigger);
-    if (line.resend) {
+    if (line.pendingEdge) {
       // check_irq_resend: the edge that came while disabled is delivered now.
-      line.resend = false;
-      line.pendingEdge = true;
       if (!line.delivering) queueResend(this, hwirq, line);
     } else if (line.trigger === "level" && line.asserted && !line.delivering) {
       queueRedelivery(this, hwirq, line);
@@ -379,7 +380,7 @@ export class IrqDomain {
     if (line.actions.length === 0) {
       line.disabled = false;
       line.depth = 0;
-      line.resend = false;
+      line.pendingEdge = false;
       line.unhandled = 0;
       line.storm = 0;
       if (i >= 0) this.chip?.disable(action.line.hwirq);
@@ -390,7 +391,6 @@ export class IrqDomain {
 /** Runs the handlers of a line until nothing is pending; returns whether one handled it. */
 /** One delivery for an external controller: no redelivery, which is the controller's job. */
 function deliverOnce(domain: IrqDomain, hwirq: number, line: LineState): boolean {
-  if (line.depth > 0 && line.actions.length > 0) line.resend = true;
   if (line.delivering || line.disabled || line.depth > 0 || line.actions.length === 0) return false;
   line.delivering = true;
   try {
@@ -409,7 +409,6 @@ function deliverOnce(domain: IrqDomain, hwirq: number, line: LineState): boolean
 }
 
 function deliver(domain: IrqDomain, hwirq: number, line: LineState): boolean {
-  if (line.depth > 0 && line.actions.length > 0 && line.pendingEdge) line.resend = true;
   if (line.delivering || line.disabled || line.depth > 0 || line.actions.length === 0) return false;
   line.delivering = true;
   let handled = false;
@@ -428,7 +427,6 @@ function deliver(domain: IrqDomain, hwirq: number, line: LineState): boolean {
   } finally {
     line.delivering = false;
   }
-  if (line.pendingEdge && line.depth > 0) line.resend = true;
   if (line.trigger === "level" && line.asserted && !line.disabled && line.depth === 0)
     queueRedelivery(domain, hwirq, line);
   return handled;

@@ -3,7 +3,7 @@
 import { checkInstance, checkString, DevrefError, type Errno } from "@devref/raw-device";
 import type { Device } from "./device.js";
 import { defaultMachine, type LogLevel, type LogSink, Machine } from "./machine.js";
-import { deviceStateOf } from "./state.js";
+import { type DeviceState, deviceStateOf } from "./state.js";
 
 export {
   consoleSink,
@@ -71,6 +71,18 @@ export function devErrProbe(dev: Device, error: Errno | DevrefError, message: st
   if (!(error instanceof DevrefError) && typeof error !== "string") {
     throw new DevrefError("EINVAL", "devErrProbe: error must be an errno name or a DevrefError");
   }
+  return errProbe(st, error, message);
+}
+
+/**
+ * @internal {@link devErrProbe} on the device object, for the driver core's own probe
+ * errors (a device link's missing supplier); the arguments are the caller's to check.
+ */
+export function errProbe(
+  st: DeviceState,
+  error: Errno | DevrefError,
+  message: string,
+): DevrefError {
   const err =
     typeof error === "string"
       ? new DevrefError(error, `${st.name}: ${message}`)

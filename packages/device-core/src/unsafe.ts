@@ -31,6 +31,7 @@ export {
   linksNoDriver,
   linksUnbindConsumers,
 } from "./links.js";
+export { errProbe } from "./log.js";
 export { coreOf, type DeviceList, MachineCore, type NamedOnMachine } from "./machine.js";
 export {
   checkMemResource,

@@ -413,6 +413,9 @@ export abstract class RawDevice<Ctx extends DeviceContext = Normal> {
       }
       return object;
     };
+    // liveOf's test written out again on purpose: as one shared function, its property loads
+    // would see every handle class of every caller, and the DMA and Devres fast paths that
+    // call this one measured 2× slower (dma-direct 27 → 55–60 ns).
     objectOfLive = (h) => {
       if (typeof h !== "object" || h === null) return null;
       // SAFETY: the fields are read as a handle's; an object that is not one has no lifetime.
