@@ -78,6 +78,10 @@ export class DeviceLinks {
   readonly consumers: DeviceLink[] = [];
 }
 
+/** A device without links reads as these: nothing allocated per probe or unbind. */
+const NO_LINKS: readonly DeviceLink[] = [];
+const NOBODY: readonly DeviceState[] = [];
+
 /** What only this module can pass to the link constructor. */
 const LINK_KEY: unique symbol = Symbol("devref.deviceLink");
 
@@ -206,7 +210,7 @@ function isDependent(st: DeviceState, target: DeviceState, seen: Set<DeviceState
   if (seen.has(st)) return false;
   seen.add(st);
   for (const child of st.children) if (isDependent(child, target, seen)) return true;
-  for (const link of st.links?.consumers ?? []) {
+  for (const link of st.links?.consumers ?? NO_LINKS) {
     const syncOnly =
       (link.flags & ~DL_FLAG_INFERRED) === (DL_FLAG_SYNC_STATE_ONLY | DL_FLAG_MANAGED);
     if (!syncOnly && isDependent(endsOf(link).consumer, target, seen)) return true;
@@ -405,8 +409,8 @@ export interface DeviceLinkList {
 export function deviceLinks(dev: Device): DeviceLinkList {
   const st = deviceStateOf(dev);
   return {
-    suppliers: [...(st.links?.suppliers ?? [])],
-    consumers: [...(st.links?.consumers ?? [])],
+    suppliers: [...(st.links?.suppliers ?? NO_LINKS)],
+    consumers: [...(st.links?.consumers ?? NO_LINKS)],
   };
 }
 
@@ -442,20 +446,22 @@ export function linksCheckSuppliers(st: DeviceState): string | null {
  * @internal `device_links_driver_bound`, once a probe succeeded. Returns the consumers
  * that asked to be probed now (AUTOPROBE_CONSUMER), for the deferred-probe list.
  */
-export function linksDriverBound(st: DeviceState): DeviceState[] {
+export function linksDriverBound(st: DeviceState): readonly DeviceState[] {
   const links = st.links;
-  const autoprobe: DeviceState[] = [];
-  if (links === undefined) return autoprobe;
+  if (links === undefined) return NOBODY;
+  let autoprobe: DeviceState[] | null = null;
   for (const link of links.consumers) {
     if (!managed(link)) continue;
     if (link.state === DL_STATE_CONSUMER_PROBE || link.state === DL_STATE_ACTIVE) continue;
     setState(link, DL_STATE_AVAILABLE);
-    if ((link.flags & DL_FLAG_AUTOPROBE_CONSUMER) !== 0) autoprobe.push(endsOf(link).consumer);
+    if ((link.flags & DL_FLAG_AUTOPROBE_CONSUMER) !== 0) {
+      (autoprobe ??= []).push(endsOf(link).consumer);
+    }
   }
   for (const link of links.suppliers) {
     if (managed(link) && link.state === DL_STATE_CONSUMER_PROBE) setState(link, DL_STATE_ACTIVE);
   }
-  return autoprobe;
+  return autoprobe ?? NOBODY;
 }
 
 /** The consumer side of a driver going away: the kernel's `__device_links_no_driver`. */
@@ -476,7 +482,9 @@ function supplierLinksNoDriver(st: DeviceState): void {
 
 /** @internal `device_links_no_driver`, after a failed or aborted probe. */
 export function linksNoDriver(st: DeviceState): void {
-  for (const link of st.links?.consumers ?? []) {
+  const links = st.links;
+  if (links === undefined) return;
+  for (const link of links.consumers) {
     if (!managed(link)) continue;
     // Added by a consumer probing while this device still probed: valid, but dormant now.
     if (link.state === DL_STATE_CONSUMER_PROBE || link.state === DL_STATE_ACTIVE) {
@@ -491,7 +499,9 @@ export function linksNoDriver(st: DeviceState): void {
  * probing; the links of the others are marked as unbinding.
  */
 export function linksBusy(st: DeviceState): boolean {
-  for (const link of st.links?.consumers ?? []) {
+  const links = st.links;
+  if (links === undefined) return false;
+  for (const link of links.consumers) {
     if (!managed(link)) continue;
     if (link.state === DL_STATE_CONSUMER_PROBE || link.state === DL_STATE_ACTIVE) return true;
     setState(link, DL_STATE_SUPPLIER_UNBIND);
@@ -509,7 +519,7 @@ export function linksUnbindConsumers(
 ): void {
   for (let again = true; again; ) {
     again = false;
-    for (const link of [...(st.links?.consumers ?? [])]) {
+    for (const link of [...(st.links?.consumers ?? NO_LINKS)]) {
       if (!managed(link) || (link.flags & DL_FLAG_SYNC_STATE_ONLY) !== 0) continue;
       const before = link.state;
       setState(link, DL_STATE_SUPPLIER_UNBIND);
@@ -524,7 +534,9 @@ export function linksUnbindConsumers(
 
 /** @internal `device_links_driver_cleanup`, once an unbind has finished. */
 export function linksDriverCleanup(st: DeviceState): void {
-  for (const link of [...(st.links?.consumers ?? [])]) {
+  const links = st.links;
+  if (links === undefined) return;
+  for (const link of [...links.consumers]) {
     if (!managed(link)) continue;
     if (
       link.state === DL_STATE_SUPPLIER_UNBIND &&
