@@ -455,7 +455,8 @@ export function linksDriverBound(st: DeviceState): readonly DeviceState[] {
     if (link.state === DL_STATE_CONSUMER_PROBE || link.state === DL_STATE_ACTIVE) continue;
     setState(link, DL_STATE_AVAILABLE);
     if ((link.flags & DL_FLAG_AUTOPROBE_CONSUMER) !== 0) {
-      (autoprobe ??= []).push(endsOf(link).consumer);
+      autoprobe ??= [];
+      autoprobe.push(endsOf(link).consumer);
     }
   }
   for (const link of links.suppliers) {
